@@ -1,0 +1,1 @@
+"""The hooked-model backend: loading, facts, hook names, KV groups."""

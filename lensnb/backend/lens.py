@@ -1,0 +1,215 @@
+"""``Lens``: a TransformerBridge, its tokenizer and its facts, with lensnb's conveniences.
+
+Hook names are TransformerLens's (``blocks.{layer}.attn.hook_pattern``); everything else in
+lensnb (KV groups, RoPE, generation, widgets) takes a ``Lens``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from . import hooks as hooknames
+from .facts import ModelFacts
+from .gqa import KVGroups
+
+if TYPE_CHECKING:
+    from transformer_lens.ActivationCache import ActivationCache
+
+TextOrTokens = str | Sequence[str] | torch.Tensor
+PROGRESS_MIN_TOKENS = 2048  # a progress bar over layers appears from this many tokens on
+
+
+class ContextLengthError(ValueError):
+    """Input longer than the model's context window."""
+
+
+class Lens(KVGroups):
+    """A hooked model ready for exploration. Build one with ``lensnb.load``.
+
+    Attributes:
+        bridge: the TransformerLens ``TransformerBridge`` (hooks, ``run_with_hooks``, ...).
+        tokenizer: the Hugging Face tokenizer.
+        facts: a ``ModelFacts`` (layers, widths, heads, KV heads, RoPE) read off the config.
+        compatibility: whether TransformerLens's compatibility mode (folded norms, centred
+            weights) is on. Off by default: numbers are the raw Hugging Face weights'.
+    """
+
+    def __init__(self, bridge: Any, facts: ModelFacts, *, name: str, compatibility: bool = False):
+        self.bridge = bridge
+        self.facts = facts
+        self.name = name
+        self.compatibility = compatibility
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def tokenizer(self) -> Any:
+        return self.bridge.tokenizer
+
+    @property
+    def hf_model(self) -> torch.nn.Module:
+        """The wrapped Hugging Face model (same weights, no hooks)."""
+        return self.bridge.original_model
+
+    @property
+    def hf_config(self) -> Any:
+        return self.hf_model.config
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.hf_model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.hf_model.parameters()).dtype
+
+    @property
+    def n_layers(self) -> int:
+        return self.facts.n_layers
+
+    @property
+    def n_heads(self) -> int:
+        return self.facts.n_heads
+
+    @property
+    def n_key_value_heads(self) -> int:
+        return self.facts.n_key_value_heads
+
+    def __repr__(self) -> str:
+        f = self.facts
+        mode = "compatibility mode (folded norms, centred weights)" if self.compatibility else (
+            "raw Hugging Face weights")
+        rope = (f.rope_scaling or {}).get("rope_type", "default") if f.rope_theta else "none"
+        return (
+            f"Lens({self.name!r}: {f.architecture}, {f.n_layers} layers, d_model {f.d_model}, "
+            f"{f.n_heads} heads / {f.n_key_value_heads} KV heads ({f.attention}), "
+            f"rope {rope}, {self.dtype} on {self.device}; {mode})"
+        )
+
+    # ------------------------------------------------------------------ tokens
+    def to_tokens(self, text: TextOrTokens, *, prepend_bos: bool | None = None,
+                  padding_side: str | None = None) -> torch.Tensor:
+        """Token ids ``[batch, pos]`` (BOS prepended as the model expects).
+
+        Raises ``ContextLengthError`` instead of truncating a text longer than the context.
+        """
+        if isinstance(text, torch.Tensor):
+            tokens = text if text.ndim == 2 else text.unsqueeze(0)
+            if tokens.dtype not in (torch.int64, torch.int32):
+                raise TypeError(f"token tensors must hold integer ids, got {tokens.dtype}")
+        else:
+            if not isinstance(text, str) and not (
+                isinstance(text, Sequence) and all(isinstance(t, str) for t in text)
+            ):
+                raise TypeError(
+                    f"expected a string, a list of strings or a token tensor, "
+                    f"got {type(text).__name__}"
+                )
+            tokens = self.bridge.to_tokens(text, prepend_bos=prepend_bos,
+                                           padding_side=padding_side, truncate=False)
+        self._check_length(tokens.shape[-1])
+        return tokens.to(self.device)
+
+    def _check_length(self, n: int) -> None:
+        if n > self.facts.n_ctx:
+            raise ContextLengthError(
+                f"input has {n} tokens but {self.name!r} has a context of {self.facts.n_ctx} "
+                f"tokens: shorten the text or pass at most {self.facts.n_ctx} tokens"
+            )
+
+    def to_str_tokens(self, text: TextOrTokens) -> list[str]:
+        """The tokens of one text as strings (BOS included)."""
+        tokens = self.to_tokens(text)
+        if tokens.shape[0] != 1:
+            raise ValueError(f"to_str_tokens takes one text, got a batch of {tokens.shape[0]}")
+        return [self.tokenizer.decode([t]) for t in tokens[0].tolist()]
+
+    # ------------------------------------------------------------------ running
+    def __call__(self, text_or_tokens: TextOrTokens, **kwargs: Any) -> torch.Tensor:
+        """Logits ``[batch, pos, d_vocab]``."""
+        tokens = self.to_tokens(text_or_tokens)
+        with torch.no_grad():
+            return self.bridge(tokens, **kwargs)
+
+    def hook_names(self) -> list[str]:
+        """Every hook name this model has, in module order."""
+        return list(self.bridge.hook_dict)
+
+    def hook_name(self, name: str, layer: int | None = None) -> str:
+        """Resolve ``"attn.hook_pattern"`` + ``layer=2`` (or a full name) to a real hook name."""
+        return hooknames.full_name(name, layer, self.bridge.hook_dict, self.n_layers)
+
+    def run_with_cache(
+        self,
+        text_or_tokens: TextOrTokens,
+        names: hooknames.NameFilter = None,
+        *,
+        progress: bool | None = None,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, ActivationCache]:
+        """Run and cache activations. Returns ``(logits [batch, pos, d_vocab], cache)``.
+
+        ``names``: a hook name, a glob (``"blocks.*.attn.hook_pattern"``), a list of those, or a
+        predicate; only those hooks are cached (``None`` caches all). ``progress`` shows a bar
+        over layers (default: on from ``PROGRESS_MIN_TOKENS`` tokens).
+        """
+        tokens = self.to_tokens(text_or_tokens)
+        keep = hooknames.name_filter(names, self.bridge.hook_dict)
+        if progress is None:
+            progress = tokens.shape[-1] >= PROGRESS_MIN_TOKENS
+        with torch.no_grad(), self._layer_progress(progress):
+            return self.bridge.run_with_cache(tokens, names_filter=keep, **kwargs)
+
+    @contextlib.contextmanager
+    def _layer_progress(self, enabled: bool) -> Iterator[None]:
+        if not enabled:
+            yield
+            return
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=self.n_layers, desc=f"{self.name}: layers", leave=False)
+
+        def tick(tensor: torch.Tensor, hook: Any) -> torch.Tensor:
+            bar.update(1)
+            return tensor
+
+        hs = [(f"blocks.{i}.hook_resid_post", tick) for i in range(self.n_layers)]
+        try:
+            with self.bridge.hooks(fwd_hooks=hs):
+                yield
+        finally:
+            bar.close()
+
+    def run_with_hooks(self, text_or_tokens: TextOrTokens,
+                       fwd_hooks: Sequence[tuple[str | Callable[[str], bool], Callable]] = (),
+                       **kwargs: Any) -> torch.Tensor:
+        """Logits with hooks ``[(name, fn(tensor, hook) -> tensor | None), ...]`` applied."""
+        tokens = self.to_tokens(text_or_tokens)
+        for name, _fn in fwd_hooks:
+            if isinstance(name, str):
+                self.hook_name(name)
+        with torch.no_grad():
+            return self.bridge.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks), **kwargs)
+
+    # ------------------------------------------------------------------ split QKV
+    def set_split_qkv(self, enabled: bool) -> None:
+        """Per-head q/k/v inputs: ``hook_q_input`` ``[batch, pos, n_heads, d_model]``,
+        ``hook_k_input``/``hook_v_input`` ``[batch, pos, n_key_value_heads, d_model]``."""
+        self.bridge.set_use_split_qkv_input(bool(enabled))
+
+    @property
+    def split_qkv_enabled(self) -> bool:
+        return bool(getattr(self.bridge.cfg, "use_split_qkv_input", False))
+
+    @contextlib.contextmanager
+    def split_qkv(self, enabled: bool = True) -> Iterator[Lens]:
+        """``with lens.split_qkv(): ...`` turns per-head inputs on, restoring the old state."""
+        before = self.split_qkv_enabled
+        self.set_split_qkv(enabled)
+        try:
+            yield self
+        finally:
+            self.set_split_qkv(before)

@@ -1,0 +1,206 @@
+"""Train lensnb's embedded demo model: a tiny Llama-3.1-shaped GQA transformer.
+
+The model has the Llama 3.1 architecture (RMSNorm, SiLU-gated MLP, grouped-query attention with
+8 query heads sharing 2 key/value heads, ``rope_type: llama3`` frequency smoothing) and its own
+byte-level BPE tokenizer. It is trained on the Python standard library's source, which is on
+every machine that runs Python, so the script needs no network.
+
+A quarter of the training rows repeat a random token span, so the model forms induction heads
+that are unmistakable on the repeated-random-tokens test.
+
+Deterministic: fixed seeds, a fixed file order and a fixed number of steps, one torch thread pool
+of 2. Measured on 2 CPU cores: see ``assets/demo/TRAINING.md`` (written by this script).
+
+Usage::
+
+    python scripts/train_demo_model.py            # writes assets/demo/
+    python scripts/train_demo_model.py --steps 50 --out /tmp/demo   # a quick smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sysconfig
+import time
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+REPO = Path(__file__).resolve().parent.parent
+VOCAB_SIZE = 4096
+SEQ_LEN = 256
+BATCH = 16
+HELD_OUT_EVERY = 20  # every 20th stdlib file is held out for evaluation
+BOS, EOS = "<|begin_of_text|>", "<|end_of_text|>"
+
+
+def stdlib_files() -> list[Path]:
+    """The standard library's ``.py`` files (no tests, no site-packages), in a fixed order."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    skip = {"site-packages", "test", "tests", "idle_test", "__pycache__"}
+    return sorted(p for p in root.rglob("*.py") if not skip & set(p.relative_to(root).parts))
+
+
+def train_tokenizer(texts: list[str]) -> Tokenizer:
+    """A byte-level BPE tokenizer with Llama 3's special tokens; BOS is prepended like Llama 3."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE,
+        special_tokens=[BOS, EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    bos_id = tok.token_to_id(BOS)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)]
+    )
+    return tok
+
+
+def demo_config(bos_id: int, eos_id: int) -> LlamaConfig:
+    """Llama 3.1's architecture at toy size, with Llama 3.1's exact RoPE parameters."""
+    return LlamaConfig(
+        vocab_size=VOCAB_SIZE,
+        hidden_size=128,
+        intermediate_size=384,
+        num_hidden_layers=4,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        head_dim=16,
+        hidden_act="silu",
+        max_position_embeddings=131072,
+        rms_norm_eps=1e-5,
+        rope_theta=500000.0,
+        rope_scaling={
+            "rope_type": "llama3",
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+        },
+        tie_word_embeddings=False,
+        bos_token_id=bos_id,
+        eos_token_id=eos_id,
+    )
+
+
+def make_batch(
+    stream: torch.Tensor, gen: torch.Generator, bos_id: int, vocab: int
+) -> torch.Tensor:
+    """``[BATCH, SEQ_LEN]`` rows: BOS + a window of text; a quarter repeat a random span."""
+    starts = torch.randint(0, len(stream) - SEQ_LEN, (BATCH,), generator=gen)
+    rows = torch.stack([stream[s : s + SEQ_LEN - 1] for s in starts.tolist()])
+    n_rep = BATCH // 4
+    for r in range(n_rep):
+        span = int(torch.randint(8, 64, (1,), generator=gen))
+        random_span = torch.randint(3, vocab, (span,), generator=gen)
+        reps = math.ceil((SEQ_LEN - 1) / span)
+        rows[r] = random_span.repeat(reps)[: SEQ_LEN - 1]
+    bos = torch.full((BATCH, 1), bos_id, dtype=torch.long)
+    return torch.cat([bos, rows], dim=1)
+
+
+@torch.no_grad()
+def held_out_loss(model: LlamaForCausalLM, stream: torch.Tensor, bos_id: int, n: int = 32) -> float:
+    gen = torch.Generator().manual_seed(1)
+    starts = torch.randint(0, len(stream) - SEQ_LEN, (n,), generator=gen).tolist()
+    rows = torch.stack([stream[s : s + SEQ_LEN - 1] for s in starts])
+    ids = torch.cat([torch.full((n, 1), bos_id), rows], dim=1)
+    return float(model(input_ids=ids, labels=ids).loss)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--out", type=Path, default=REPO / "assets" / "demo")
+    ap.add_argument("--lr", type=float, default=3e-3)
+    args = ap.parse_args()
+
+    torch.manual_seed(0)
+    random.seed(0)
+    torch.set_num_threads(2)
+    t0 = time.time()
+
+    files = stdlib_files()
+    texts = [f.read_text(encoding="utf-8", errors="replace") for f in files]
+    train_texts = [t for i, t in enumerate(texts) if i % HELD_OUT_EVERY != 0]
+    held_texts = [t for i, t in enumerate(texts) if i % HELD_OUT_EVERY == 0]
+
+    tok = train_tokenizer(train_texts)
+    bos_id, eos_id = tok.token_to_id(BOS), tok.token_to_id(EOS)
+
+    def encode(ts: list[str]) -> torch.Tensor:
+        ids: list[int] = []
+        for enc in tok.encode_batch(ts, add_special_tokens=False):
+            ids.extend(enc.ids + [eos_id])
+        return torch.tensor(ids, dtype=torch.long)
+
+    train_stream, held_stream = encode(train_texts), encode(held_texts)
+    print(f"tokenizer + data: {time.time() - t0:.1f}s, {len(train_stream):,} train tokens, "
+          f"{len(held_stream):,} held-out tokens")
+
+    config = demo_config(bos_id, eos_id)
+    model = LlamaForCausalLM(config)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
+    warmup = min(100, args.steps // 10 + 1)
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        frac = (step - warmup) / max(1, args.steps - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    gen = torch.Generator().manual_seed(0)
+    t_train = time.time()
+    for step in range(args.steps):
+        ids = make_batch(train_stream, gen, bos_id, VOCAB_SIZE)
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        if step % 100 == 0 or step == args.steps - 1:
+            print(f"step {step:5d}  loss {loss.item():.3f}  {time.time() - t_train:.0f}s", flush=True)
+    train_seconds = time.time() - t_train
+
+    model.eval()
+    held = held_out_loss(model, held_stream, bos_id)
+    counts = torch.bincount(train_stream, minlength=VOCAB_SIZE).double() + 1
+    unigram = counts / counts.sum()
+    unigram_loss = float(-unigram[held_stream].log().mean())
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(args.out, safe_serialization=True)
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=EOS,
+        model_max_length=config.max_position_embeddings,
+    ).save_pretrained(args.out)
+    report = {
+        "python_stdlib": sysconfig.get_paths()["stdlib"],
+        "train_tokens": len(train_stream),
+        "held_out_tokens": len(held_stream),
+        "steps": args.steps,
+        "batch": [BATCH, SEQ_LEN],
+        "train_seconds": round(train_seconds, 1),
+        "torch_threads": torch.get_num_threads(),
+        "held_out_loss": round(held, 4),
+        "unigram_held_out_loss": round(unigram_loss, 4),
+        "n_params": sum(p.numel() for p in model.parameters()),
+    }
+    (args.out / "training.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
