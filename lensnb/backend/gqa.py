@@ -75,3 +75,22 @@ def kv_groups(obj: Any) -> KVGroups:
     g = KVGroups()
     g.n_heads, g.n_key_value_heads = obj.n_heads, obj.n_key_value_heads
     return g
+
+
+def group_patterns(pattern: Any, n_key_value_heads: int) -> Any:
+    """``[..., n_heads, q, k]`` -> ``[..., n_kv, group_size, q, k]`` (query heads by KV group)."""
+    n_heads = pattern.shape[-3]
+    if n_heads % n_key_value_heads:
+        raise GQAError(f"{n_heads} heads do not split into {n_key_value_heads} KV groups")
+    return pattern.unflatten(-3, (n_key_value_heads, n_heads // n_key_value_heads))
+
+
+def group_summaries(pattern: Any, n_key_value_heads: int) -> dict[str, Any]:
+    """Per-KV-group summaries of attention patterns ``[..., n_heads, q, k]``.
+
+    Returns ``mean``, ``max`` and ``spread`` (max - min over the group's heads), each
+    ``[..., n_kv, q, k]``: a large spread means heads that share K/V still attend differently.
+    """
+    g = group_patterns(pattern, n_key_value_heads)
+    hi, lo = g.amax(dim=-3), g.amin(dim=-3)
+    return {"mean": g.mean(dim=-3), "max": hi, "spread": hi - lo}

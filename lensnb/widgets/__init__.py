@@ -1,0 +1,1 @@
+"""Widgets: a shared base (``base.LensWidget``) and one module per widget; frontends in ``static/``."""

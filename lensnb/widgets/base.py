@@ -1,0 +1,105 @@
+"""The shared base of every lensnb widget.
+
+A widget is an anywidget: a Python class with synced traitlets plus one ES module. The module is
+assembled from real files in ``static/``: ``common.js`` (helpers every widget uses: buffer
+decoding, requests to Python, HTML escaping, colour maps) followed by the widget's own file.
+
+State flows one way: Python owns the data; the frontend asks for what it shows with
+``request(model, {...})`` and Python answers in ``answer()`` with JSON plus binary buffers
+(tensors travel as bytes, never as JSON lists). Standalone HTML exports pre-answer the
+requests listed by ``export_requests()``, so the same frontend runs with no kernel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import anywidget
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+STATIC = Path(__file__).parent / "static"
+Buffers = list[bytes]
+
+
+def pack(array: torch.Tensor | np.ndarray, dtype: str = "float32") -> tuple[dict, bytes]:
+    """An array as ``({"dtype", "shape"}, bytes)``; ``common.js``'s ``unpack`` reverses it.
+
+    ``dtype``: ``"float32"``, ``"float16"``, ``"uint8"`` (values in [0, 1] quantised to 0..255),
+    ``"int32"``. bf16 is converted first (JS has no bf16).
+    """
+    if isinstance(array, torch.Tensor):
+        array = array.detach().to("cpu", torch.float32 if array.is_floating_point() else None)
+        array = array.numpy()
+    array = np.asarray(array)
+    if dtype == "uint8":
+        out = np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
+    else:
+        out = array.astype({"float32": np.float32, "float16": np.float16,
+                            "int32": np.int32}[dtype])
+    return {"dtype": dtype, "shape": list(out.shape)}, np.ascontiguousarray(out).tobytes()
+
+
+class LensWidget(anywidget.AnyWidget):
+    """Base class: assembles the ES module and CSS, routes frontend requests to ``answer``.
+
+    Subclasses set ``_esm_file``/``_css_file`` (names in ``static/``), implement ``answer``
+    for the requests their frontend makes, ``figure()`` for static export, and may list
+    ``export_requests()`` for standalone HTML.
+    """
+
+    _esm_file: ClassVar[str] = ""
+    _css_file: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        if cls.__dict__.get("_esm_file"):
+            cls._esm = "\n".join(
+                (STATIC / f).read_text(encoding="utf-8") for f in ("common.js", cls._esm_file)
+            )
+            cls._css = "\n".join(
+                (STATIC / f).read_text(encoding="utf-8")
+                for f in ("common.css", cls.__dict__.get("_css_file", ""))
+                if f and (STATIC / f).is_file()
+            )
+        super().__init_subclass__(**kwargs)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.on_msg(self._on_frontend_msg)
+
+    # -- requests from the frontend ------------------------------------------------------
+    def _on_frontend_msg(self, _widget: Any, content: dict, _buffers: list) -> None:
+        if not isinstance(content, dict) or content.get("kind") != "request":
+            return
+        try:
+            reply, buffers = self.answer(content.get("request") or {})
+            self.send({"kind": "reply", "id": content.get("id"), "reply": reply}, buffers)
+        except Exception as err:  # the frontend shows the message instead of hanging
+            self.send({"kind": "reply", "id": content.get("id"),
+                       "error": f"{type(err).__name__}: {err}"})
+
+    def answer(self, request: dict) -> tuple[dict, Buffers]:
+        """Reply to one frontend request: ``(json_content, [buffer, ...])``."""
+        raise ValueError(f"{type(self).__name__} does not answer requests ({request!r})")
+
+    def export_requests(self) -> list[dict]:
+        """Requests to pre-answer in a standalone HTML export (bounded; default none)."""
+        return []
+
+    # -- static figures and files -----------------------------------------------------------
+    def figure(self, *, style: str | None = None) -> go.Figure:
+        """The current view as a plotly figure (``style="paper"`` for publication sizing)."""
+        raise NotImplementedError(f"{type(self).__name__} has no static figure yet")
+
+    def save(self, path: str | Path, *, style: str | None = "paper", **options: Any) -> Path:
+        """Write the current view to ``.png``/``.svg``/``.pdf`` (static) or ``.html``."""
+        from ..export import save
+
+        return save(self, path, style=style, **options)
+
+    def __repr__(self) -> str:  # cheap: never serialises traits
+        return f"<{type(self).__name__}>"
