@@ -1,9 +1,10 @@
 """Model facts from a config alone: no weights are loaded.
 
-``facts("meta-llama/Llama-3.1-8B")`` reads the shipped catalogue (``assets/configs/``), a local
-directory, a model in the local Hugging Face cache, a config dict or a ``PretrainedConfig``.
-Multimodal configs (Mllama) report their text decoder's facts, with the vision tower's facts in
-``vision``.
+``facts("meta-llama/Llama-3.1-8B")`` reads the shipped catalogue (``assets/configs/``, real
+``config.json`` files from the Hugging Face Hub), a local directory or ``config.json``, a model in
+the local Hugging Face cache, a config dict, a ``PretrainedConfig`` or a ``Lens``. Multimodal
+configs (Mllama) report their text decoder's facts, with the vision tower's facts in ``vision``.
+``n_params`` is counted on a model built on the meta device (no memory for weights).
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ import pandas as pd
 from .paths import ASSETS, CONFIGS_DIR
 
 ConfigLike = Any  # a PretrainedConfig, a dict, a catalogue name, a path, or a Lens
+
+# Families with learned absolute position embeddings (everything else here is rotary).
+_LEARNED_POSITIONS = {"gpt2", "gpt_neo", "gpt_bigcode", "opt", "bert", "roberta"}
+# Gemma's released configs say ``hidden_act: "gelu"`` but the model computes the tanh
+# approximation (transformers rewrites it the same way).
+_GEMMA_TYPES = {"gemma", "gemma2", "gemma3_text"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,11 +63,18 @@ class ModelFacts:
             return "MHA"
         return "MQA" if self.n_key_value_heads == 1 else "GQA"
 
+    @property
+    def rope_type(self) -> str | None:
+        """``"llama3"``, ``"yarn"``... ``"default"`` for unscaled RoPE, None without RoPE."""
+        if self.positional_embedding != "rotary":
+            return None
+        return (self.rope_scaling or {}).get("rope_type", "default")
+
     def as_row(self) -> dict[str, Any]:
+        """A flat dict for a table row (``vision`` left out, ``attention``/``rope_type`` added)."""
         row = dataclasses.asdict(self)
         row["attention"] = self.attention
-        row["rope_type"] = (self.rope_scaling or {}).get("rope_type", "default" if
-                                                          self.rope_theta else None)
+        row["rope_type"] = self.rope_type
         row.pop("vision")
         return row
 
@@ -70,7 +84,7 @@ def catalogue() -> dict[str, Path]:
     out = {}
     for path in sorted(CONFIGS_DIR.glob("*.json")):
         data = json.loads(path.read_text())
-        out[data.get("_name_or_path") or path.stem] = path
+        out[data.get("_name_or_path") or path.stem.replace("--", "/")] = path
     return out
 
 
@@ -82,24 +96,26 @@ def _get(cfg: dict, *keys: str, default: Any = None) -> Any:
 
 
 def _rope(cfg: dict) -> tuple[float | None, dict | None]:
-    """``(theta, scaling)`` from either transformers 5's ``rope_parameters`` or legacy keys."""
+    """``(theta, scaling)`` from transformers 5's ``rope_parameters`` or the Hub's legacy keys
+    (``rope_theta`` + ``rope_scaling``, whose old spelling says ``type`` for ``rope_type``)."""
     params = cfg.get("rope_parameters")
     scaling = cfg.get("rope_scaling")
     theta = cfg.get("rope_theta")
-    if isinstance(params, dict) and "rope_theta" in params:
-        theta = params["rope_theta"]
-    if scaling is None and isinstance(params, dict):
-        scaling = {k: v for k, v in params.items() if k != "rope_theta"}
+    if isinstance(params, dict):
+        theta = params.get("rope_theta", theta)
+        if scaling is None:
+            scaling = {k: v for k, v in params.items() if k != "rope_theta"}
     if scaling:
         scaling = dict(scaling)
-        if "rope_type" not in scaling and "type" in scaling:
-            scaling["rope_type"] = scaling.pop("type")
+        if "type" in scaling:
+            scaling.setdefault("rope_type", scaling["type"])
+            del scaling["type"]
         if scaling.get("rope_type") == "default" and len(scaling) == 1:
             scaling = None
     return (float(theta) if theta is not None else None), (scaling or None)
 
 
-def _config_dict(config: ConfigLike) -> tuple[str, dict]:
+def config_dict(config: ConfigLike) -> tuple[str, dict]:
     """``(name, config dict)`` for anything ``facts`` accepts."""
     from .lens import Lens  # local: lens imports this module
 
@@ -108,38 +124,41 @@ def _config_dict(config: ConfigLike) -> tuple[str, dict]:
     if hasattr(config, "to_dict"):
         return getattr(config, "name_or_path", "") or config.model_type, config.to_dict()
     if isinstance(config, dict):
-        return config.get("_name_or_path", config.get("model_type", "config")), dict(config)
+        return config.get("_name_or_path") or config.get("model_type", "config"), dict(config)
     if isinstance(config, (str, Path)):
-        name = str(config)
-        cat = catalogue()
-        if name in cat:
-            return name, json.loads(cat[name].read_text())
-        path = Path(name)
-        if name in ("demo", "demo-vision"):
-            from .loading import DEMOS
-
-            path = DEMOS[name]
-        if path.is_dir():
-            path = path / "config.json"
-        if path.is_file():
-            return name, json.loads(path.read_text())
-        from .loading import resolve_cached
-
-        cached = resolve_cached(name)
-        if cached is not None:
-            return name, json.loads((cached / "config.json").read_text())
-        raise ValueError(
-            f"no config for {name!r}: it is not in the shipped catalogue ({', '.join(cat)}), "
-            "not a local directory or config.json, and not in the local Hugging Face cache"
-        )
+        return _named_config(str(config))
     raise TypeError(
         f"facts() takes a config, a dict, a catalogue name, a path or a Lens, "
         f"not {type(config).__name__}"
     )
 
 
+_config_dict = config_dict  # the name other modules imported first
+
+
+def _named_config(name: str) -> tuple[str, dict]:
+    from .loading import DEMOS, ModelNotFoundError, resolve_cached
+
+    cat = catalogue()
+    if name in cat:
+        return name, json.loads(cat[name].read_text())
+    path = DEMOS.get(name, Path(name))
+    if path.is_dir():
+        path = path / "config.json"
+    if path.is_file():
+        return name, json.loads(path.read_text())
+    cached = resolve_cached(name)
+    if cached is not None and (cached / "config.json").is_file():
+        return name, json.loads((cached / "config.json").read_text())
+    raise ModelNotFoundError(
+        f"no config for {name!r}: it is not in lensnb's catalogue of configs "
+        f"({', '.join(cat)}), not an embedded model ({', '.join(DEMOS)}), not a local "
+        "directory or config.json, and not in the local Hugging Face cache"
+    )
+
+
 def _positional(cfg: dict) -> str:
-    if cfg.get("model_type") in ("gpt2", "gpt_neo", "opt"):
+    if cfg.get("model_type") in _LEARNED_POSITIONS or "n_positions" in cfg:
         return "learned absolute"
     return "rotary"
 
@@ -152,84 +171,98 @@ def _normalization(cfg: dict) -> str:
     return "unknown"
 
 
+def _act_fn(cfg: dict) -> str:
+    act = str(_get(cfg, "hidden_activation", "hidden_act", "activation_function"))
+    if cfg.get("model_type") in _GEMMA_TYPES and act == "gelu":
+        return "gelu_pytorch_tanh"
+    return act
+
+
+def _vision(v: dict) -> dict:
+    """The vision tower's facts (Mllama's ``vision_config`` spells heads ``attention_heads``)."""
+    d_model = v.get("hidden_size")
+    n_heads = _get(v, "attention_heads", "num_attention_heads")
+    return {
+        "n_layers": v.get("num_hidden_layers"),
+        "n_global_layers": v.get("num_global_layers"),
+        "d_model": d_model,
+        "n_heads": n_heads,
+        "d_head": d_model // n_heads if d_model and n_heads else None,
+        "d_mlp": v.get("intermediate_size"),
+        "act_fn": v.get("hidden_act"),
+        "image_size": v.get("image_size"),
+        "patch_size": v.get("patch_size"),
+        "max_num_tiles": v.get("max_num_tiles"),
+        "vision_output_dim": v.get("vision_output_dim"),
+        "intermediate_layers_indices": tuple(v.get("intermediate_layers_indices") or ()),
+    }
+
+
 def facts(config: ConfigLike, *, count_params: bool = True) -> ModelFacts:
-    """The facts of a model from its config (no weights): layers, widths, heads, KV heads, RoPE."""
-    name, cfg = _config_dict(config)
-    arch = (cfg.get("architectures") or [cfg.get("model_type", "unknown")])[0]
-    top = cfg
+    """The facts of a model from its config (no weights): layers, widths, heads, KV heads, RoPE.
+
+    ``count_params=False`` skips building the model on the meta device (``n_params`` is None).
+    """
+    name, top = config_dict(config)
+    arch = (top.get("architectures") or [top.get("model_type", "unknown")])[0]
+    cfg = top
     vision = None
-    if isinstance(cfg.get("text_config"), dict):
-        text = dict(cfg["text_config"])
-        text.setdefault("model_type", cfg.get("model_type"))
-        if isinstance(cfg.get("vision_config"), dict):
-            v = cfg["vision_config"]
-            vision = {
-                "n_layers": v.get("num_hidden_layers"),
-                "n_global_layers": v.get("num_global_layers"),
-                "d_model": v.get("hidden_size"),
-                "n_heads": v.get("attention_heads", v.get("num_attention_heads")),
-                "d_mlp": v.get("intermediate_size"),
-                "image_size": v.get("image_size"),
-                "patch_size": v.get("patch_size"),
-                "max_num_tiles": v.get("max_num_tiles"),
-                "vision_output_dim": v.get("vision_output_dim"),
-            }
-        cfg = text
-    n_heads = int(_get(cfg, "num_attention_heads", "n_head", "num_heads"))
-    d_model = int(_get(cfg, "hidden_size", "n_embd", "d_model"))
+    if isinstance(top.get("text_config"), dict):
+        cfg = dict(top["text_config"])
+        cfg.setdefault("model_type", top.get("model_type"))
+        if isinstance(top.get("vision_config"), dict):
+            vision = _vision(top["vision_config"])
+    try:
+        n_heads = int(_get(cfg, "num_attention_heads", "n_head", "num_heads"))
+        d_model = int(_get(cfg, "hidden_size", "n_embd", "d_model"))
+        n_layers = int(_get(cfg, "num_hidden_layers", "n_layer", "num_layers"))
+        n_ctx = int(_get(cfg, "max_position_embeddings", "n_positions", "n_ctx"))
+        vocab_size = int(_get(cfg, "vocab_size"))
+    except TypeError as e:  # int(None): a key is missing
+        raise ValueError(f"{name!r} is not a decoder config lensnb can read: it lacks one of "
+                         "hidden_size, num_attention_heads, num_hidden_layers, "
+                         "max_position_embeddings, vocab_size (or their GPT-2 names)") from e
     theta, scaling = _rope(cfg)
     positional = _positional(cfg)
-    f = ModelFacts(
+    return ModelFacts(
         name=str(name),
         architecture=arch,
-        n_layers=int(_get(cfg, "num_hidden_layers", "n_layer", "num_layers")),
+        n_layers=n_layers,
         d_model=d_model,
         n_heads=n_heads,
         n_key_value_heads=int(_get(cfg, "num_key_value_heads", default=n_heads)),
         d_head=int(_get(cfg, "head_dim", default=d_model // n_heads)),
         d_mlp=int(_get(cfg, "intermediate_size", "n_inner", default=4 * d_model)),
-        n_ctx=int(_get(cfg, "max_position_embeddings", "n_positions", "n_ctx")),
-        act_fn=str(_get(cfg, "hidden_activation", "hidden_act", "activation_function")),
+        n_ctx=n_ctx,
+        act_fn=_act_fn(cfg),
         normalization=_normalization(cfg),
         positional_embedding=positional,
         rope_theta=theta if positional == "rotary" else None,
         rope_scaling=scaling if positional == "rotary" else None,
-        vocab_size=int(_get(cfg, "vocab_size")),
+        vocab_size=vocab_size,
         n_params=_n_params(json.dumps(top, sort_keys=True, default=str)) if count_params else None,
         cross_attention_layers=tuple(cfg.get("cross_attention_layers") or ()),
         vision=vision,
     )
-    return f
 
 
 @functools.lru_cache(maxsize=64)
 def _n_params(config_json: str) -> int | None:
-    """Count parameters by building the model on the meta device (no memory for weights)."""
-    import torch
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+    """Count parameters of the model built on the meta device (tied weights counted once).
+    None when this transformers cannot build the architecture (the other facts still hold)."""
+    from .meta import hf_config, meta_model
 
-    cfg = json.loads(config_json)
-    model_type = cfg.pop("model_type", None)
-    if model_type is None:
-        return None
-    for k in ("_name_or_path", "architectures", "transformers_version"):
-        cfg.pop(k, None)
     try:
-        hf_config = AutoConfig.for_model(model_type, **cfg)
-    except Exception:  # an architecture this transformers does not know: facts still work
+        model = meta_model(hf_config(json.loads(config_json)))
+    except (ValueError, KeyError, TypeError):
         return None
-    with torch.device("meta"):
-        for auto in (AutoModelForCausalLM, AutoModel):
-            try:
-                model = auto.from_config(hf_config)
-            except (ValueError, KeyError):
-                continue
-            return sum(p.numel() for p in model.parameters())
-    return None
+    return sum(p.numel() for p in model.parameters())
 
 
 def model_table(names: list[str] | None = None) -> pd.DataFrame:
-    """One row per model (default: the shipped catalogue plus the demo models)."""
+    """One row per model (default: the shipped catalogue plus the demo models), indexed by name.
+
+    Always shows ``n_key_value_heads`` next to ``n_heads`` and the ``attention`` kind."""
     if names is None:
         names = list(catalogue()) + [n for n in ("demo", "demo-vision") if _demo_exists(n)]
     rows = [facts(n).as_row() for n in names]
@@ -237,7 +270,7 @@ def model_table(names: list[str] | None = None) -> pd.DataFrame:
             "n_key_value_heads", "d_head", "d_mlp", "n_ctx", "act_fn", "normalization",
             "positional_embedding", "rope_theta", "rope_type", "rope_scaling", "vocab_size",
             "n_params", "cross_attention_layers"]
-    return pd.DataFrame(rows)[cols].set_index("name")
+    return pd.DataFrame(rows, columns=cols).set_index("name")
 
 
 def _demo_exists(name: str) -> bool:
@@ -246,4 +279,4 @@ def _demo_exists(name: str) -> bool:
     return (DEMOS[name] / "config.json").is_file()
 
 
-__all__ = ["ModelFacts", "facts", "model_table", "catalogue", "ASSETS"]
+__all__ = ["ModelFacts", "facts", "model_table", "catalogue", "config_dict", "ASSETS"]

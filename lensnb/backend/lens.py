@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from . import gqa
 from . import hooks as hooknames
 from .facts import ModelFacts
 from .gqa import KVGroups
@@ -60,7 +61,8 @@ class Lens(KVGroups):
 
     @property
     def device(self) -> torch.device:
-        return next(self.hf_model.parameters()).device
+        """Where inputs go: the device of the input embedding (layers may be elsewhere)."""
+        return self.hf_model.get_input_embeddings().weight.device
 
     @property
     def dtype(self) -> torch.dtype:
@@ -128,11 +130,30 @@ class Lens(KVGroups):
         return [self.tokenizer.decode([t]) for t in tokens[0].tolist()]
 
     # ------------------------------------------------------------------ running
-    def __call__(self, text_or_tokens: TextOrTokens, **kwargs: Any) -> torch.Tensor:
-        """Logits ``[batch, pos, d_vocab]``."""
-        tokens = self.to_tokens(text_or_tokens)
+    def __call__(self, text_or_tokens: TextOrTokens, *, images: Any = None,
+                 **kwargs: Any) -> torch.Tensor:
+        """Logits ``[batch, pos, d_vocab]``. ``images``: PIL images for a Llama 3.2 Vision
+        model, one per ``<|image|>`` in the text (a list of lists for a batch)."""
+        tokens, kwargs = self._inputs(text_or_tokens, images, kwargs)
         with torch.no_grad():
             return self.bridge(tokens, **kwargs)
+
+    def _inputs(self, text_or_tokens: TextOrTokens, images: Any,
+                kwargs: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Token ids and model keyword arguments (image tensors for a vision model)."""
+        if images is None:
+            return self.to_tokens(text_or_tokens), kwargs
+        from .vision.images import model_inputs
+
+        tokens, image_kwargs = model_inputs(self, text_or_tokens, images)
+        return tokens, {**image_kwargs, **kwargs}
+
+    def text_only(self) -> Lens:
+        """A ``Lens`` over the language model of a Llama 3.2 Vision model alone (a plain Llama:
+        its self-attention layers, no image); see ``lensnb.backend.vision.text_only``."""
+        from .vision.text_only import text_only
+
+        return text_only(self)
 
     def hook_names(self) -> list[str]:
         """Every hook name this model has, in module order."""
@@ -148,20 +169,26 @@ class Lens(KVGroups):
         names: hooknames.NameFilter = None,
         *,
         progress: bool | None = None,
+        images: Any = None,
         **kwargs: Any,
     ) -> tuple[torch.Tensor, ActivationCache]:
         """Run and cache activations. Returns ``(logits [batch, pos, d_vocab], cache)``.
 
         ``names``: a hook name, a glob (``"blocks.*.attn.hook_pattern"``), a list of those, or a
-        predicate; only those hooks are cached (``None`` caches all). ``progress`` shows a bar
-        over layers (default: on from ``PROGRESS_MIN_TOKENS`` tokens).
+        predicate; only those hooks are cached (``None`` caches all, except the per-head q/k/v
+        inputs of split QKV, which are cached only when named). ``progress`` shows a bar
+        over layers (default: on from ``PROGRESS_MIN_TOKENS`` tokens). ``images``: as for
+        ``__call__`` (Llama 3.2 Vision).
         """
-        tokens = self.to_tokens(text_or_tokens)
+        tokens, kwargs = self._inputs(text_or_tokens, images, kwargs)
         keep = hooknames.name_filter(names, self.bridge.hook_dict)
+        keep = gqa.cache_filter(self, names, keep)  # per-head q/k/v inputs only when named
+        gated = self.bridge._gated_hook_reason  # hooks switched off by a bridge flag never fire
+        keep_live = (lambda n: keep(n) and gated(n) is None) if not isinstance(names, str) else keep
         if progress is None:
             progress = tokens.shape[-1] >= PROGRESS_MIN_TOKENS
         with torch.no_grad(), self._layer_progress(progress):
-            return self.bridge.run_with_cache(tokens, names_filter=keep, **kwargs)
+            return self.bridge.run_with_cache(tokens, names_filter=keep_live, **kwargs)
 
     @contextlib.contextmanager
     def _layer_progress(self, enabled: bool) -> Iterator[None]:
@@ -185,20 +212,37 @@ class Lens(KVGroups):
 
     def run_with_hooks(self, text_or_tokens: TextOrTokens,
                        fwd_hooks: Sequence[tuple[str | Callable[[str], bool], Callable]] = (),
-                       **kwargs: Any) -> torch.Tensor:
+                       *, images: Any = None, **kwargs: Any) -> torch.Tensor:
         """Logits with hooks ``[(name, fn(tensor, hook) -> tensor | None), ...]`` applied."""
-        tokens = self.to_tokens(text_or_tokens)
+        tokens, kwargs = self._inputs(text_or_tokens, images, kwargs)
         for name, _fn in fwd_hooks:
             if isinstance(name, str):
                 self.hook_name(name)
         with torch.no_grad():
             return self.bridge.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks), **kwargs)
 
+    # ------------------------------------------------------------------ generation
+    def generate(self, prompt: Any, max_new_tokens: int = 32, **kwargs: Any) -> Any:
+        """Generate with the KV cache and position-aware hooks (``hooks=[lensnb.patch(...)]``);
+        returns a ``Generation``. See ``lensnb.backend.generation.generate``."""
+        from .generation import generate
+
+        return generate(self, prompt, max_new_tokens, **kwargs)
+
+    def steps(self, prompt: Any, max_new_tokens: int = 32, **kwargs: Any) -> Iterator[Any]:
+        """Yield one ``Step`` per new token (top-k, cached activations, logit lens). See
+        ``lensnb.backend.generation.steps``."""
+        from .generation import steps
+
+        return steps(self, prompt, max_new_tokens, **kwargs)
+
     # ------------------------------------------------------------------ split QKV
     def set_split_qkv(self, enabled: bool) -> None:
         """Per-head q/k/v inputs: ``hook_q_input`` ``[batch, pos, n_heads, d_model]``,
         ``hook_k_input``/``hook_v_input`` ``[batch, pos, n_key_value_heads, d_model]``."""
-        self.bridge.set_use_split_qkv_input(bool(enabled))
+        if not isinstance(enabled, bool):
+            raise TypeError(f"set_split_qkv takes True or False, got {enabled!r}")
+        self.bridge.set_use_split_qkv_input(enabled)
 
     @property
     def split_qkv_enabled(self) -> bool:
@@ -213,3 +257,26 @@ class Lens(KVGroups):
             yield self
         finally:
             self.set_split_qkv(before)
+
+    def patch_kv_input(self, layer: int, kv_head: int, value: gqa.PatchValue, *,
+                       which: str = "k") -> contextlib.AbstractContextManager[Lens]:
+        """``with lens.patch_kv_input(1, 0, torch.zeros_like): ...`` replaces the key input
+        (``which="v"``: value input) of KV group ``kv_head``; see ``gqa.patch_input``."""
+        return gqa.patch_kv_input(self, layer, kv_head, value, which=which)
+
+    def patch_q_input(self, layer: int, head: int,
+                      value: gqa.PatchValue) -> contextlib.AbstractContextManager[Lens]:
+        """``with lens.patch_q_input(1, 3, fn): ...`` replaces query head 3's query input."""
+        return gqa.patch_q_input(self, layer, head, value)
+
+    def kv_group_view(self, text_or_tokens: TextOrTokens, layer: int) -> gqa.KVGroupView:
+        """Patterns of ``layer`` grouped by KV head with per-group mean/max/spread."""
+        return gqa.kv_group_view(self, text_or_tokens, layer)
+
+    def logit_attribution(self, text_or_tokens: TextOrTokens, token: int | str,
+                          baseline: int | str | None = None, *, pos: int = -1) -> Any:
+        """Direct logit attribution per head (grouped by KV head), per MLP, and the rest;
+        see ``lensnb.backend.attribution.logit_attribution``."""
+        from .attribution import logit_attribution
+
+        return logit_attribution(self, text_or_tokens, token, baseline, pos=pos)

@@ -45,8 +45,10 @@ def supported_architectures() -> list[str]:
         ArchitectureAdapterFactory,
     )
 
+    from .vision.loading import ARCHITECTURES as VISION
+
     ArchitectureAdapterFactory.discover_entry_points()
-    return sorted(ArchitectureAdapterFactory._adapters)
+    return sorted(set(ArchitectureAdapterFactory._adapters) | set(VISION))
 
 
 def resolve_cached(model_id: str) -> Path | None:
@@ -161,6 +163,11 @@ def load(
                          "brings its own tokenizer")
     name, path = _resolve(name_or_path)
     config = json.loads((path / "config.json").read_text())
+    from .vision.loading import is_mllama, load_mllama
+
+    if is_mllama(config):  # Llama 3.2 Vision: lensnb's own hooked model (see vision/hooked.py)
+        return load_mllama(path, name, dtype=torch_dtype, device=device, device_map=device_map,
+                           compatibility=compatibility)
     _check_architecture(config, repr(name))
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
     if device_map is not None:
@@ -184,6 +191,11 @@ def _load_module(model: torch.nn.Module, tokenizer: Any, device: Any, compatibil
                          "lensnb.load(model, tokenizer=tokenizer)")
     if not hasattr(model, "config"):
         raise TypeError(f"expected a transformers PreTrainedModel, got {type(model).__name__}")
+    from .vision.loading import is_mllama, wrap
+
+    if is_mllama(model.config.to_dict()):
+        return wrap(model, tokenizer, name=getattr(model.config, "name_or_path", "") or
+                    type(model).__name__, compatibility=compatibility)
     _check_architecture(model.config.to_dict(), f"the given {type(model).__name__}")
     tmp = Path(tempfile.mkdtemp(prefix="lensnb-"))
     try:

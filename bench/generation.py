@@ -1,0 +1,183 @@
+"""Generation with hooks: lensnb vs Hugging Face ``generate`` and nnsight ``generate``.
+
+Same model, same prompt, same number of new tokens (EOS ignored), greedy, in one process.
+Rounds are interleaved (every variant once per round, order rotated) and medians reported as
+ratios to Hugging Face ``generate``. Variants:
+
+* ``hf``: ``AutoModelForCausalLM.generate`` (eager attention, like lensnb).
+* ``lensnb``: ``lens.generate`` with no hooks.
+* ``lensnb_cache1``: caching ``blocks.1.hook_resid_post`` at every step.
+* ``lensnb_patch``: patching ``blocks.1.hook_resid_post`` at one prompt position.
+* ``nnsight_save1``: nnsight ``generate`` saving block 1's output at every step.
+* ``nnsight_save1_first``: nnsight saving it on the first (prompt) step only.
+* ``bridge``: TransformerBridge's own ``generate`` (context).
+
+    .venv/bin/python bench/generation.py [--model demo] [--tokens 64] [--rounds 15]
+        [--write BENCHMARKS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+PROMPT = "import os\n\n\ndef read_lines(path):\n    with open(path) as f:\n        return"
+LAYER = 1
+
+
+def variants(model: str, n: int) -> tuple[dict[str, Callable[[], torch.Tensor]], dict]:
+    from nnsight import LanguageModel
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    import lensnb
+
+    lens = lensnb.load(model)
+    path = lens.hf_model.name_or_path or model
+    hf = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager",
+                                              dtype=lens.dtype).to(lens.device).eval()
+    ids = lens.to_tokens(PROMPT)
+    pad = lens.tokenizer.pad_token_id or 0
+    config = GenerationConfig(max_new_tokens=n, do_sample=False, eos_token_id=None,
+                              pad_token_id=pad)
+    nn_model = LanguageModel(hf, tokenizer=lens.tokenizer)
+    name = f"blocks.{LAYER}.hook_resid_post"
+    value = torch.zeros(lens.facts.d_model, device=lens.device, dtype=lens.dtype)
+
+    def run_hf() -> torch.Tensor:
+        with torch.no_grad():
+            return hf.generate(ids, generation_config=config)
+
+    def run_lens(**kw) -> Callable[[], torch.Tensor]:
+        return lambda: lens.generate(ids, n, stop_at_eos=False, **kw).tokens
+
+    def run_nnsight(every_step: bool) -> Callable[[], torch.Tensor]:
+        def go() -> torch.Tensor:
+            with nn_model.generate(ids, generation_config=config) as tracer:
+                if every_step:
+                    saved = []
+                    for _step in tracer.iter[:n]:  # n forwards: the prompt, then n - 1
+                        saved.append(nn_model.model.layers[LAYER].output.save())
+                else:
+                    saved = nn_model.model.layers[LAYER].output.save()
+                out = tracer.result.save()
+            return out
+
+        return go
+
+    def run_bridge() -> torch.Tensor:
+        return lens.bridge.generate(ids, max_new_tokens=n, do_sample=False, stop_at_eos=False,
+                                    verbose=False, return_type="tokens")
+
+    runs = {
+        "hf": run_hf,
+        "lensnb": run_lens(),
+        "lensnb_cache1": run_lens(cache=name),
+        "lensnb_patch": run_lens(hooks=[lensnb.patch(LAYER, "hook_resid_post", position=2,
+                                                     value=value)]),
+        "nnsight_save1": run_nnsight(True),
+        "nnsight_save1_first": run_nnsight(False),
+        "bridge": run_bridge,
+    }
+    facts = {"model": model, "params": sum(p.numel() for p in hf.parameters()),
+             "prompt_tokens": ids.shape[1], "new_tokens": n, "dtype": str(lens.dtype),
+             "device": str(lens.device)}
+    # every variant generates the same tokens (the patch writes zeros, so not that one)
+    want = run_hf()
+    for key in ("lensnb", "lensnb_cache1", "nnsight_save1"):
+        got = runs[key]()
+        if isinstance(got, torch.Tensor) and got.shape == want.shape:
+            assert torch.equal(got.cpu(), want.cpu()), f"{key} generated other tokens than hf"
+    return runs, facts
+
+
+def measure(runs: dict[str, Callable], rounds: int) -> dict[str, float]:
+    names = list(runs)
+    times: dict[str, list[float]] = {k: [] for k in names}
+    for fn in runs.values():  # warm up
+        fn()
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for k in order:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            runs[k]()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def report(medians: dict[str, float], facts: dict, rounds: int, threads: int) -> str:
+    base = medians["hf"]
+    label = {
+        "hf": "Hugging Face `generate` (peer)",
+        "lensnb": "`lens.generate`, no hooks",
+        "lensnb_cache1": "`lens.generate`, caching one hook every step",
+        "lensnb_patch": "`lens.generate`, one `lensnb.patch`",
+        "nnsight_save1": "nnsight `generate`, saving one activation every step",
+        "nnsight_save1_first": "nnsight `generate`, saving one activation on the first step",
+        "bridge": "TransformerBridge `generate` (context)",
+    }
+    where = (f"{facts['device']}, {threads} torch threads" if facts["device"] == "cpu"
+             else facts["device"])
+    lines = [
+        f"{facts['model']} ({facts['params'] / 1e6:.1f}M parameters, {facts['dtype']}), "
+        f"{facts['prompt_tokens']}-token prompt, {facts['new_tokens']} new tokens, greedy, "
+        f"{rounds} interleaved rounds, medians; {where}, {platform.machine()}.",
+        "",
+        "| variant | median s | × HF generate |",
+        "|---|---|---|",
+    ]
+    for k, v in medians.items():
+        lines.append(f"| {label[k]} | {v:.4f} | {v / base:.2f}× |")
+    lines += [
+        "",
+        f"- Target no hooks ≤ 1.1× HF: **{medians['lensnb'] / base:.2f}×**.",
+        f"- Target one cached hook no slower than nnsight saving one activation: "
+        f"lensnb {medians['lensnb_cache1'] / base:.2f}× vs nnsight "
+        f"{medians['nnsight_save1'] / base:.2f}× (every step) / "
+        f"{medians['nnsight_save1_first'] / base:.2f}× (first step only).",
+    ]
+    return "\n".join(lines)
+
+
+def write_section(path: Path, body: str) -> None:
+    """Replace the body of the "Generation" section of BENCHMARKS.md, leaving the rest."""
+    text = path.read_text(encoding="utf-8")
+    head = "## Generation with hooks vs Hugging Face and nnsight (`bench/generation.py`)"
+    start = text.index(head) + len(head)
+    nxt = text.find("\n## ", start)
+    end = len(text) if nxt < 0 else nxt
+    path.write_text(text[:start] + "\n\n" + body + "\n" + text[end:], encoding="utf-8")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="demo")
+    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--write", type=Path, default=None, help="update this BENCHMARKS.md")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    runs, facts = variants(args.model, args.tokens)
+    medians = measure(runs, args.rounds)
+    body = report(medians, facts, args.rounds, args.threads)
+    print(body)
+    if args.write:
+        write_section(args.write, body)
+
+
+if __name__ == "__main__":
+    main()

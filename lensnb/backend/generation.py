@@ -1,0 +1,693 @@
+"""Step-by-step generation with position-aware hooks, a KV cache and a per-step logit lens.
+
+``steps(lens, prompt, ...)`` yields one ``Step`` per new token; ``generate(...)`` runs it to the
+end and returns a ``Generation``. Hooks keep TransformerLens names and see a ``HookContext``
+(step, absolute positions per row; see ``patching.py``).
+
+Two ways to run, same numbers:
+
+* **fast**: the plain Hugging Face model (a second module tree sharing the bridge's weight
+  tensors, so no copy) with its KV cache. Hooks whose TransformerLens name maps onto a Hugging
+  Face module (residual stream, attention/MLP outputs, q/k/v/z, norms, embed, unembed; see
+  ``SITES``) become plain torch forward hooks, registered only where a hook was asked for. With
+  no hooks this is as cheap as Hugging Face's own decoding loop.
+* **bridge**: anything else (``hook_pattern``, ``hook_rot_q``, ...) runs through the
+  TransformerBridge with its HookPoints, also with the KV cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+
+from . import hooks as hooknames
+from .patching import HookContext, HookFn, Patch, position_axis
+
+if TYPE_CHECKING:
+    from .lens import Lens
+
+Prompt = str | Sequence[str] | torch.Tensor
+HookSpec = Patch | tuple[str, HookFn]
+Path = Literal["auto", "fast", "bridge"]
+
+# Families whose Hugging Face layout (model.layers.{i}.self_attn.q_proj, ...) the table below
+# describes; tests check every entry against the bridge's own hooks.
+FAST_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2"})
+
+# TransformerLens hook name (per block, after "blocks.{i}.") -> (Hugging Face module path,
+# "in" = the module's first input | "out" = its output, whether to view it per head).
+_L = "model.layers.{i}"
+_BLOCK_SITES: dict[str, tuple[str, str, bool]] = {
+    "hook_resid_pre": (_L, "in", False),
+    "hook_in": (_L, "in", False),
+    "hook_resid_post": (_L, "out", False),
+    "hook_out": (_L, "out", False),
+    "ln1.hook_in": (f"{_L}.input_layernorm", "in", False),
+    "ln1.hook_out": (f"{_L}.input_layernorm", "out", False),
+    "attn.hook_q": (f"{_L}.self_attn.q_proj", "out", True),
+    "attn.q.hook_out": (f"{_L}.self_attn.q_proj", "out", True),
+    "attn.hook_k": (f"{_L}.self_attn.k_proj", "out", True),
+    "attn.k.hook_out": (f"{_L}.self_attn.k_proj", "out", True),
+    "attn.hook_v": (f"{_L}.self_attn.v_proj", "out", True),
+    "attn.v.hook_out": (f"{_L}.self_attn.v_proj", "out", True),
+    "attn.hook_z": (f"{_L}.self_attn.o_proj", "in", True),
+    "attn.o.hook_in": (f"{_L}.self_attn.o_proj", "in", True),
+    "hook_attn_out": (f"{_L}.self_attn.o_proj", "out", False),
+    "attn.hook_out": (f"{_L}.self_attn.o_proj", "out", False),
+    "attn.o.hook_out": (f"{_L}.self_attn.o_proj", "out", False),
+    "hook_resid_mid": (f"{_L}.post_attention_layernorm", "in", False),
+    "ln2.hook_in": (f"{_L}.post_attention_layernorm", "in", False),
+    "ln2.hook_out": (f"{_L}.post_attention_layernorm", "out", False),
+    "mlp.hook_in": (f"{_L}.mlp", "in", False),
+    "mlp.hook_pre": (f"{_L}.mlp.gate_proj", "out", False),
+    "mlp.gate.hook_out": (f"{_L}.mlp.gate_proj", "out", False),
+    "mlp.hook_pre_linear": (f"{_L}.mlp.up_proj", "out", False),
+    "mlp.in.hook_out": (f"{_L}.mlp.up_proj", "out", False),
+    "mlp.hook_post": (f"{_L}.mlp.down_proj", "in", False),
+    "mlp.out.hook_in": (f"{_L}.mlp.down_proj", "in", False),
+    "hook_mlp_out": (f"{_L}.mlp", "out", False),
+    "mlp.hook_out": (f"{_L}.mlp", "out", False),
+    "mlp.out.hook_out": (f"{_L}.mlp", "out", False),
+}
+_GLOBAL_SITES: dict[str, tuple[str, str, bool]] = {
+    "hook_embed": ("model.embed_tokens", "out", False),
+    "embed.hook_out": ("model.embed_tokens", "out", False),
+    "ln_final.hook_in": ("model.norm", "in", False),
+    "ln_final.hook_out": ("model.norm", "out", False),
+    "unembed.hook_in": ("lm_head", "in", False),
+    "unembed.hook_out": ("lm_head", "out", False),
+    "hook_unembed": ("lm_head", "out", False),
+}
+
+
+def fast_site(name: str) -> tuple[str, str, bool] | None:
+    """The Hugging Face module, side and per-head view that TransformerLens hook ``name`` is,
+    or ``None`` when only the bridge has it."""
+    if name in _GLOBAL_SITES:
+        return _GLOBAL_SITES[name]
+    parts = name.split(".", 2)
+    if len(parts) == 3 and parts[0] == "blocks" and parts[1].isdigit():
+        site = _BLOCK_SITES.get(parts[2])
+        if site:
+            return site[0].format(i=parts[1]), site[1], site[2]
+    return None
+
+
+def layer_of(name: str) -> int | None:
+    parts = name.split(".", 2)
+    return int(parts[1]) if len(parts) > 2 and parts[0] == "blocks" and parts[1].isdigit() else None
+
+
+# ---------------------------------------------------------------------------- the plain HF model
+def plain_model(lens: Lens) -> tuple[torch.nn.Module | None, str]:
+    """A plain Hugging Face module tree sharing ``lens``'s weights (built once, cached on the
+    lens), or ``(None, why not)``."""
+    cached = lens.__dict__.get("_lensnb_plain_model")
+    if cached is not None:
+        return cached
+    result = _build_plain_model(lens)
+    lens.__dict__["_lensnb_plain_model"] = result
+    return result
+
+
+def _build_plain_model(lens: Lens) -> tuple[torch.nn.Module | None, str]:
+    import accelerate
+    from transformers import AutoModelForCausalLM
+
+    config = lens.hf_config
+    if lens.compatibility:
+        return None, "compatibility mode changes the weights"
+    if getattr(config, "model_type", None) not in FAST_MODEL_TYPES:
+        return None, f"model type {getattr(config, 'model_type', None)!r} is not mapped"
+    if len(set((getattr(lens.hf_model, "hf_device_map", None) or {0: 0}).values())) > 1:
+        return None, "the model is split over several devices"
+    shared: dict[str, torch.Tensor] = {}
+    for n, p in lens.hf_model.named_parameters(remove_duplicate=False):
+        shared.setdefault(n.replace("._original_component", ""), p)
+    try:
+        with accelerate.init_empty_weights():
+            plain = AutoModelForCausalLM.from_config(
+                config, attn_implementation=config._attn_implementation, dtype=lens.dtype)
+    except Exception as err:  # an architecture AutoModel cannot build: use the bridge
+        return None, f"cannot rebuild the Hugging Face model ({err})"
+    own = dict(plain.named_parameters())
+    missing = [k for k in own if k not in shared or shared[k].shape != own[k].shape]
+    if missing:
+        return None, f"weights not found in the bridge: {missing[:3]}"
+    plain.load_state_dict({k: shared[k] for k in own}, assign=True, strict=False)
+    plain.to(lens.device).eval()
+    plain.generation_config = lens.hf_model.generation_config
+    return plain, ""
+
+
+# ---------------------------------------------------------------------------------- results
+@dataclass
+class LogitLensStep:
+    """Top tokens of each layer's residual stream (``hook_resid_post``) at the new position, read
+    through the final norm and the unembedding."""
+
+    top_ids: torch.Tensor  # [batch, n_layers, k]
+    top_probs: torch.Tensor  # [batch, n_layers, k]
+    chosen_probs: torch.Tensor  # [batch, n_layers] probability of the token actually chosen
+
+
+@dataclass
+class Step:
+    """One generated token (per row of the batch).
+
+    Attributes:
+        index: 0 for the first new token.
+        positions: ``[batch]`` absolute position the new token takes.
+        token_ids: ``[batch]``; ``texts``: their decoded text.
+        top_ids / top_probs: ``[batch, k]`` the k most likely next tokens and probabilities.
+        cache: hook name -> activation at the position that predicted this token
+            (``[batch, ...]``, the position axis removed).
+        logit_lens: a ``LogitLensStep`` when asked for.
+        logits: ``[batch, d_vocab]`` when asked for (``return_logits=True``).
+        finished: ``[batch]`` rows that have stopped (EOS or stop string) with this token.
+    """
+
+    index: int
+    positions: torch.Tensor
+    token_ids: torch.Tensor
+    texts: list[str]
+    top_ids: torch.Tensor
+    top_probs: torch.Tensor
+    top_texts: list[list[str]]
+    finished: torch.Tensor
+    cache: dict[str, torch.Tensor] = field(default_factory=dict)
+    logit_lens: LogitLensStep | None = None
+    logits: torch.Tensor | None = None
+
+    @property
+    def token(self) -> int:
+        """The new token id (one prompt)."""
+        self._one()
+        return int(self.token_ids[0])
+
+    @property
+    def text(self) -> str:
+        self._one()
+        return self.texts[0]
+
+    @property
+    def top_k(self) -> list[tuple[str, float]]:
+        """``[(token text, probability), ...]`` (one prompt)."""
+        self._one()
+        return list(zip(self.top_texts[0], self.top_probs[0].tolist(), strict=True))
+
+    def _one(self) -> None:
+        if len(self.texts) != 1:
+            raise ValueError(f"this step holds a batch of {len(self.texts)}: use .texts / "
+                             ".token_ids / .top_probs[row]")
+
+    def __repr__(self) -> str:
+        return f"Step({self.index}: {self.texts!r})"
+
+
+@dataclass
+class Generation:
+    """The result of ``generate``.
+
+    Attributes:
+        tokens: ``[batch, pos]`` prompt (left-padded) + generated tokens (pad after a row ends).
+        prompt_lengths: real prompt length of each row.
+        new_tokens: ``[batch, n_new]``.
+        texts: each row's generated text (special tokens dropped).
+        steps: the ``Step``s when activations, logit lens or steps were asked for.
+        logits: ``[batch, n_new, d_vocab]`` when ``return_logits=True``.
+        stop_reason: ``"eos"``, ``"stop"`` (stop string), ``"max_new_tokens"``.
+        path: ``"fast"`` (plain Hugging Face modules) or ``"bridge"``.
+    """
+
+    tokens: torch.Tensor
+    prompt_lengths: list[int]
+    new_tokens: torch.Tensor
+    texts: list[str]
+    stop_reason: str
+    path: str
+    steps: list[Step] = field(default_factory=list)
+    logits: torch.Tensor | None = None
+
+    @property
+    def text(self) -> str:
+        if len(self.texts) != 1:
+            raise ValueError(f"a batch of {len(self.texts)}: use .texts")
+        return self.texts[0]
+
+    def __repr__(self) -> str:
+        return (f"Generation({self.new_tokens.shape[1]} new tokens, {self.stop_reason}, "
+                f"{self.path}: {self.texts!r})")
+
+
+# ---------------------------------------------------------------------------------- the runner
+class _Run:
+    """State of one generation: tokens, mask, positions, KV cache, installed hooks."""
+
+    def __init__(self, lens: Lens, prompt: Prompt, *, hooks: Sequence[HookSpec],
+                 cache: hooknames.NameFilter | Literal[False], logit_lens: int,
+                 max_new_tokens: int, path: Path):
+        self.lens = lens
+        self.ids, self.mask, self.prompt_lengths = _tokenize(lens, prompt)
+        self.batch = self.ids.shape[0]
+        lens._check_length(self.ids.shape[1] + max_new_tokens)
+        self.padded = bool((self.mask == 0).any())
+        self.user: dict[str, list[HookFn]] = {}
+        for spec in hooks:
+            for name, fn in _resolve_hook(lens, spec, self.prompt_lengths, max_new_tokens):
+                self.user.setdefault(name, []).append(fn)
+        available = lens.bridge.hook_dict
+        self.cache_names: list[str] = []
+        if cache:
+            keep = hooknames.name_filter(cache, available)
+            self.cache_names = [n for n in available if keep(n)]
+        self.logit_lens = int(logit_lens)
+        self.lens_names = ([f"blocks.{i}.hook_resid_post" for i in range(lens.n_layers)]
+                           if self.logit_lens else [])
+        names = set(self.user) | set(self.cache_names) | set(self.lens_names)
+        self.model, self.path = self._choose_path(names, path)
+        self.all_logits = any(n.startswith(("unembed.", "hook_unembed")) for n in names)
+        self.keep_kw = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        # per-forward state read by the hooks
+        self.step = 0
+        self.abs_pos = torch.where(self.mask.bool(), self.mask.cumsum(1) - 1, -1)  # [batch, pos]
+        self.n_new = self.ids.shape[1]
+        self.step_cache: dict[str, torch.Tensor] = {}
+        self.resid: dict[int, torch.Tensor] = {}
+        from transformers import DynamicCache
+
+        self.kv = DynamicCache(config=lens.hf_config)
+
+    def _choose_path(self, names: set[str], path: Path) -> tuple[torch.nn.Module, str]:
+        if path not in ("auto", "fast", "bridge"):
+            raise ValueError(f"path must be 'auto', 'fast' or 'bridge', got {path!r}")
+        if path != "bridge":
+            plain, why = plain_model(self.lens)
+            slow = sorted(n for n in names if fast_site(n) is None)
+            if plain is not None and not slow:
+                return plain, "fast"
+            if path == "fast":
+                raise ValueError(
+                    "the fast path cannot run this: "
+                    + (why or f"hooks {slow[:4]} exist only in the bridge")
+                )
+        return self.lens.hf_model, "bridge"
+
+    # -- hooks ------------------------------------------------------------------------------
+    def _chain(self, name: str) -> Callable[[torch.Tensor], torch.Tensor | None]:
+        fns = self.user.get(name, [])
+        cached = name in self.cache_names
+        layer = layer_of(name)
+        lens_layer = layer if name in self.lens_names else None
+        axis = position_axis(name)
+
+        def run(act: torch.Tensor) -> torch.Tensor | None:
+            changed = False
+            if fns:
+                ctx = self.context(name, layer, axis, act.shape[axis])
+                for fn in fns:
+                    out = fn(act, ctx)
+                    if out is not None:
+                        act, changed = out, True
+            if cached:
+                self.step_cache[name] = act.select(axis, -1).detach().clone()
+            if lens_layer is not None:
+                self.resid[lens_layer] = act[:, -1].detach()
+            return act if changed else None
+
+        return run
+
+    def context(self, name: str, layer: int | None, axis: int, n: int) -> HookContext:
+        return HookContext(name=name, layer=layer, step=self.step,
+                           positions=self.abs_pos[:, -n:], key_positions=self.abs_pos,
+                           prompt_lengths=self.prompt_lengths_t, pos_axis=axis)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """Hooks on for the duration; always removed, also on error or interruption."""
+        self.prompt_lengths_t = torch.tensor(self.prompt_lengths, device=self.ids.device)
+        names = [n for n in self.lens.bridge.hook_dict
+                 if n in self.user or n in self.cache_names or n in self.lens_names]
+        with contextlib.ExitStack() as stack:
+            if self.path == "fast":
+                d_head = self.lens.facts.d_head
+                for name in names:
+                    module_path, side, heads = fast_site(name)  # type: ignore[misc]
+                    module = self.model.get_submodule(module_path)
+                    handle = _torch_hook(module, side, heads, d_head, self._chain(name))
+                    stack.callback(handle.remove)
+            else:
+                fwd = [(n, _tl_hook(self._chain(n))) for n in names]
+                stack.enter_context(self.lens.bridge.hooks(fwd_hooks=fwd))
+            yield
+
+    # -- one forward ------------------------------------------------------------------------
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """Feed ``ids [batch, n]`` (the prompt, then one token); logits ``[batch, d_vocab]``."""
+        self.n_new = ids.shape[1]
+        self.step_cache = {}
+        self.resid = {}
+        kwargs: dict[str, Any] = {"past_key_values": self.kv, "use_cache": True}
+        if self.keep_kw and not self.all_logits:
+            kwargs["logits_to_keep"] = 1
+        if self.padded:
+            kwargs["attention_mask"] = self.mask
+            kwargs["position_ids"] = self.abs_pos[:, -ids.shape[1]:].clamp(min=0)
+        if self.path == "fast":
+            logits = self.model(input_ids=ids, **kwargs).logits
+        else:
+            logits, self.kv = self.lens.bridge.forward(ids, return_type="logits_and_cache",
+                                                       **kwargs)
+        return logits[:, -1]
+
+    def append(self, token: torch.Tensor) -> None:
+        """Extend mask and positions by the new ``token [batch]``."""
+        one = torch.ones_like(self.mask[:, :1])
+        self.mask = torch.cat([self.mask, one], dim=1)
+        self.abs_pos = torch.cat([self.abs_pos, self.abs_pos[:, -1:] + 1], dim=1)
+
+    def logit_lens_step(self, chosen: torch.Tensor) -> LogitLensStep:
+        resid = torch.stack([self.resid[i] for i in range(self.lens.n_layers)], 1)  # [b, L, d]
+        norm, unembed = _final_modules(self.lens)
+        with torch.no_grad():
+            probs = unembed(norm(resid)).float().softmax(-1)  # [batch, n_layers, d_vocab]
+        top = probs.topk(self.logit_lens, dim=-1)
+        picked = probs.gather(-1, chosen.view(-1, 1, 1).expand(-1, probs.shape[1], 1))[..., 0]
+        return LogitLensStep(top_ids=top.indices.cpu(), top_probs=top.values.cpu(),
+                             chosen_probs=picked.cpu())
+
+
+def _final_modules(lens: Lens) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Final norm and unembedding without any hooks (the originals under the bridge)."""
+    b = lens.bridge
+    if lens.compatibility:
+        return b.ln_final, b.unembed
+    return b.ln_final._original_component, b.unembed._original_component
+
+
+def _torch_hook(module: torch.nn.Module, side: str, heads: bool, d_head: int,
+                run: Callable[[torch.Tensor], torch.Tensor | None]) -> Any:
+    def view(t: torch.Tensor) -> torch.Tensor:
+        return t.unflatten(-1, (-1, d_head)) if heads else t  # [batch, pos, n_heads, d_head]
+
+    def back(t: torch.Tensor) -> torch.Tensor:
+        return t.flatten(-2) if heads else t
+
+    if side == "out":
+        def out_hook(_m: Any, _args: Any, output: Any) -> Any:
+            t = output[0] if isinstance(output, tuple) else output
+            new = run(view(t))
+            if new is None:
+                return None
+            return (back(new), *output[1:]) if isinstance(output, tuple) else back(new)
+
+        return module.register_forward_hook(out_hook)
+
+    def in_hook(_m: Any, args: tuple, kwargs: dict) -> Any:
+        if args:
+            new = run(view(args[0]))
+            return None if new is None else ((back(new), *args[1:]), kwargs)
+        new = run(view(kwargs["hidden_states"]))
+        return None if new is None else (args, {**kwargs, "hidden_states": back(new)})
+
+    return module.register_forward_pre_hook(in_hook, with_kwargs=True)
+
+
+def _tl_hook(run: Callable[[torch.Tensor], torch.Tensor | None]) -> Callable:
+    def hook(tensor: torch.Tensor, hook: Any) -> torch.Tensor | None:
+        return run(tensor)
+
+    return hook
+
+
+def _resolve_hook(lens: Lens, spec: HookSpec, prompt_lengths: list[int],
+                  max_new_tokens: int) -> list[tuple[str, HookFn]]:
+    if isinstance(spec, Patch):
+        spec.resolve(lens).check_positions(prompt_lengths, max_new_tokens)
+        return [(spec.name, spec)]
+    if not (isinstance(spec, tuple) and len(spec) == 2 and callable(spec[1])):
+        raise TypeError(
+            f"a hook is lensnb.patch(...) or a pair (name, fn(activation, ctx)), got {spec!r}"
+        )
+    name, fn = spec
+    keep = hooknames.name_filter(name, lens.bridge.hook_dict)
+    return [(n, fn) for n in lens.bridge.hook_dict if keep(n)]
+
+
+def _tokenize(lens: Lens, prompt: Prompt) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Left-padded ids ``[batch, pos]``, mask ``[batch, pos]`` and each row's real length."""
+    if isinstance(prompt, torch.Tensor):
+        ids = lens.to_tokens(prompt)
+        return ids, torch.ones_like(ids), [ids.shape[1]] * ids.shape[0]
+    rows = [prompt] if isinstance(prompt, str) else list(prompt)
+    if not rows:
+        raise ValueError("no prompt given")
+    seqs = [lens.to_tokens(r)[0] for r in rows]
+    width = max(len(s) for s in seqs)
+    pad = _pad_id(lens)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long, device=lens.device)
+    mask = torch.zeros_like(ids)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s):] = s
+        mask[i, width - len(s):] = 1
+    return ids, mask, [len(s) for s in seqs]
+
+
+def _eos_ids(lens: Lens) -> list[int]:
+    eos = getattr(lens.hf_model.generation_config, "eos_token_id", None)
+    if eos is None:
+        eos = lens.tokenizer.eos_token_id
+    if eos is None:
+        return []
+    return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
+
+
+def _pad_id(lens: Lens) -> int:
+    pad = getattr(lens.hf_model.generation_config, "pad_token_id", None)
+    if pad is None:
+        pad = lens.tokenizer.pad_token_id
+    if pad is None:
+        eos = _eos_ids(lens)
+        pad = eos[0] if eos else 0
+    return int(pad)
+
+
+def _choose(logits: torch.Tensor, do_sample: bool, temperature: float, top_k: int | None,
+            top_p: float | None, generator: torch.Generator | None) -> torch.Tensor:
+    """Next token ``[batch]`` from ``logits [batch, d_vocab]`` (greedy unless sampling)."""
+    if not do_sample:
+        return logits.argmax(-1)
+    scores = logits.float() / max(temperature, 1e-6)
+    if top_k:
+        kth = scores.topk(min(top_k, scores.shape[-1]), dim=-1).values[:, -1:]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        order = scores.sort(dim=-1, descending=True)
+        cum = order.values.softmax(-1).cumsum(-1)
+        drop = cum - order.values.softmax(-1) > top_p  # keep the smallest set reaching top_p
+        scores = scores.scatter(-1, order.indices, order.values.masked_fill(drop, float("-inf")))
+    probs = scores.softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+
+def _check_args(max_new_tokens: int, top_k_probs: int, stop: str | Sequence[str] | None
+                ) -> list[str]:
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+    if top_k_probs < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k_probs}")
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    if any(not s for s in stops):
+        raise ValueError("stop strings must be non-empty")
+    return stops
+
+
+# ---------------------------------------------------------------------------------- public API
+def steps(
+    lens: Lens,
+    prompt: Prompt,
+    max_new_tokens: int = 32,
+    *,
+    hooks: Sequence[HookSpec] = (),
+    cache: hooknames.NameFilter | Literal[False] = False,
+    logit_lens: int | bool = False,
+    top_k: int = 10,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    sample_top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    stop: str | Sequence[str] | None = None,
+    stop_at_eos: bool = True,
+    return_logits: bool = False,
+    path: Path = "auto",
+) -> Iterator[Step]:
+    """Generate token by token with the KV cache, yielding a ``Step`` per new token.
+
+    Args:
+        prompt: a text, a list of texts (left-padded into one batch) or token ids.
+        hooks: ``lensnb.patch(...)`` objects and ``(name_or_glob, fn(activation, ctx))`` pairs;
+            a hook returning a tensor replaces the activation.
+        cache: hook names/globs whose activation (at the predicting position) each step keeps.
+        logit_lens: ``True`` or ``k``: top-k tokens of every layer's residual at the new position.
+        top_k: how many next-token probabilities each step reports.
+        do_sample, temperature, sample_top_k, top_p, seed: sampling (greedy by default).
+        stop: stop once a row's generated text contains one of these strings.
+        stop_at_eos: stop a row at its end-of-sequence token (later tokens are padding).
+        path: ``"auto"`` (plain Hugging Face modules when every hook maps onto one),
+            ``"fast"`` (insist) or ``"bridge"`` (the TransformerBridge's HookPoints).
+
+    Bad arguments raise here, before anything runs. Closing the generator (``break``,
+    ``.close()``, KeyboardInterrupt) removes every hook.
+    """
+    stops = _check_args(max_new_tokens, top_k, stop)
+    run = _Run(lens, prompt, hooks=hooks, cache=cache, max_new_tokens=max_new_tokens,
+               logit_lens=(5 if logit_lens is True else int(logit_lens)), path=path)
+    return _iterate(run, max_new_tokens, top_k=top_k, do_sample=do_sample,
+                    temperature=temperature, sample_top_k=sample_top_k, top_p=top_p, seed=seed,
+                    stops=stops, stop_at_eos=stop_at_eos, return_logits=return_logits)
+
+
+def _iterate(run: _Run, max_new_tokens: int, *, top_k: int, do_sample: bool,
+             temperature: float, sample_top_k: int | None, top_p: float | None,
+             seed: int | None, stops: list[str], stop_at_eos: bool, return_logits: bool,
+             light: bool = False) -> Iterator[Step]:
+    lens = run.lens
+    eos = torch.tensor(_eos_ids(lens) if stop_at_eos else [], dtype=torch.long,
+                       device=run.ids.device)
+    pad = _pad_id(lens)
+    gen = None
+    if seed is not None:
+        gen = torch.Generator(device=run.ids.device).manual_seed(seed)
+    decode = lens.tokenizer.decode
+    finished = torch.zeros(run.batch, dtype=torch.bool, device=run.ids.device)
+    new: list[list[int]] = [[] for _ in range(run.batch)]
+    ids = run.ids
+    with torch.no_grad(), run.installed():
+        for index in range(max_new_tokens):
+            run.step = index
+            logits = run.forward(ids)  # [batch, d_vocab]
+            token = _choose(logits, do_sample, temperature, sample_top_k, top_p, gen)
+            token = torch.where(finished, pad, token)
+            ended = finished.clone()
+            if eos.numel():
+                finished = finished | torch.isin(token, eos)
+            if stops:
+                for r in range(run.batch):
+                    if not ended[r]:
+                        new[r].append(int(token[r]))
+                        if any(s in decode(new[r]) for s in stops):
+                            finished[r] = True
+            if light:
+                yield _LightStep(token, logits if return_logits else None, finished)  # type: ignore[misc]
+            else:
+                yield _make_step(run, index, token, logits, finished, top_k, return_logits)
+            if bool(finished.all()) or index == max_new_tokens - 1:
+                return
+            run.append(token)
+            ids = token[:, None]
+
+
+@dataclass
+class _LightStep:
+    token_ids: torch.Tensor
+    logits: torch.Tensor | None
+    finished: torch.Tensor
+
+
+def _make_step(run: _Run, index: int, token: torch.Tensor, logits: torch.Tensor,
+               finished: torch.Tensor, k: int, return_logits: bool) -> Step:
+    decode = run.lens.tokenizer.decode
+    probs = logits.float().softmax(-1)
+    top = probs.topk(k, dim=-1)
+    top_ids = top.indices.cpu()
+    return Step(
+        index=index,
+        positions=(run.abs_pos[:, -1] + 1).cpu(),
+        token_ids=token.cpu(),
+        texts=[decode([t]) for t in token.tolist()],
+        top_ids=top_ids,
+        top_probs=top.values.cpu(),
+        top_texts=[[decode([t]) for t in row] for row in top_ids.tolist()],
+        finished=finished.cpu().clone(),
+        cache=dict(run.step_cache),
+        logit_lens=run.logit_lens_step(token) if run.logit_lens else None,
+        logits=logits.detach().cpu() if return_logits else None,
+    )
+
+
+def generate(
+    lens: Lens,
+    prompt: Prompt,
+    max_new_tokens: int = 32,
+    *,
+    hooks: Sequence[HookSpec] = (),
+    cache: hooknames.NameFilter | Literal[False] = False,
+    logit_lens: int | bool = False,
+    top_k: int = 10,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    sample_top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    stop: str | Sequence[str] | None = None,
+    stop_at_eos: bool = True,
+    return_steps: bool = False,
+    return_logits: bool = False,
+    path: Path = "auto",
+) -> Generation:
+    """Generate up to ``max_new_tokens`` tokens (fewer at EOS or a stop string) with ``hooks``.
+
+    Takes the arguments of ``steps``. The ``Step``s are kept (``.steps``) when activations are
+    cached, the logit lens is on, or ``return_steps=True``; otherwise no per-step extras are
+    computed. ``return_logits=True`` keeps ``[batch, n_new, d_vocab]`` logits.
+    """
+    stops = _check_args(max_new_tokens, top_k, stop)
+    run = _Run(lens, prompt, hooks=hooks, cache=cache, max_new_tokens=max_new_tokens,
+               logit_lens=(5 if logit_lens is True else int(logit_lens)), path=path)
+    keep_steps = bool(cache) or bool(logit_lens) or return_steps
+    ids0, prompt_lengths = run.ids, run.prompt_lengths
+    tokens: list[torch.Tensor] = []
+    kept: list[Step] = []
+    logits: list[torch.Tensor] = []
+    finished = None
+    for s in _iterate(run, max_new_tokens, top_k=top_k, do_sample=do_sample,
+                      temperature=temperature, sample_top_k=sample_top_k, top_p=top_p,
+                      seed=seed, stops=stops, stop_at_eos=stop_at_eos,
+                      return_logits=return_logits, light=not keep_steps):
+        tokens.append(s.token_ids)
+        if keep_steps:
+            kept.append(s)
+        if return_logits:
+            logits.append(s.logits)
+        finished = s.finished
+    new = torch.stack(tokens, 1).to(ids0.device)  # [batch, n_new]
+    eos = set(_eos_ids(lens)) if stop_at_eos else set()
+    reason = "max_new_tokens"
+    if finished is not None and bool(finished.all()):
+        ends_eos = all(any(t in eos for t in row) for row in new.tolist())
+        reason = "eos" if ends_eos else "stop"
+    return Generation(
+        tokens=torch.cat([ids0, new], dim=1),
+        prompt_lengths=prompt_lengths,
+        new_tokens=new,
+        texts=[_row_text(lens, row, eos) for row in new.tolist()],
+        stop_reason=reason,
+        path=run.path,
+        steps=kept,
+        logits=torch.stack(logits, 1) if return_logits else None,
+    )
+
+
+def _row_text(lens: Lens, row: list[int], eos: set[int]) -> str:
+    out = []
+    for t in row:
+        out.append(t)
+        if t in eos:
+            break
+    return lens.tokenizer.decode(out, skip_special_tokens=True)

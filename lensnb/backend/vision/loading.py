@@ -1,0 +1,62 @@
+"""Build a ``Lens`` over a Llama 3.2 Vision (Mllama) checkpoint; ``lensnb.load`` calls this."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ARCHITECTURES = ("MllamaForConditionalGeneration", "MllamaForCausalLM")
+
+
+def is_mllama(config: dict) -> bool:
+    """Whether a ``config.json`` dict describes a Mllama model (full or text decoder only)."""
+    return config.get("model_type") in ("mllama", "mllama_text_model") or any(
+        a in ARCHITECTURES for a in config.get("architectures") or [])
+
+
+def load_mllama(path: str | os.PathLike, name: str, *, dtype: torch.dtype,
+                device: Any = None, device_map: Any = None, compatibility: bool = False) -> Any:
+    """A ``Lens`` over the Mllama checkpoint at ``path`` (eager attention, eval mode)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    _no_compatibility(compatibility)
+    config = AutoConfig.from_pretrained(path)
+    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": "eager"}
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    if config.model_type == "mllama":
+        from transformers import MllamaForConditionalGeneration as cls
+    else:
+        from transformers import MllamaForCausalLM as cls
+    model = cls.from_pretrained(path, **kwargs)
+    if device_map is None:
+        model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    return wrap(model, tokenizer, name=name, path=Path(path))
+
+
+def _no_compatibility(compatibility: bool) -> None:
+    if compatibility:
+        raise ValueError(
+            "compatibility mode (folded norms, centred weights) is not available for Llama 3.2 "
+            "Vision models; load without compatibility=True (numbers are the raw HF weights')"
+        )
+
+
+def wrap(model: torch.nn.Module, tokenizer: Any, *, name: str, path: Path | None = None,
+         compatibility: bool = False) -> Any:
+    """A ``Lens`` over an already-loaded Mllama HF model."""
+    _no_compatibility(compatibility)
+    from ..facts import facts as read_facts
+    from ..lens import Lens
+    from .hooked import HookedMllama
+    from .images import processor
+
+    model.eval()
+    vision = getattr(model.config, "vision_config", None)
+    proc = processor(path, tokenizer, vision) if vision is not None else None
+    hooked = HookedMllama(model, tokenizer, proc)
+    return Lens(hooked, read_facts(model.config), name=name)

@@ -1,0 +1,21 @@
+"""Paper-ready export: ``save(view, "fig.pdf" | ".svg" | ".png" | ".html", style="paper")``.
+
+- ``style``: figure styling shared by every widget's ``figure(style=...)`` (sizes, fonts,
+  colour-blind-safe palettes).
+- ``downsample``: the stated policy for very large heatmaps (max-pooled, and labelled so).
+- ``render``: PNG/SVG/PDF through kaleido and a local Chromium, offline.
+- ``html``: standalone interactive HTML (static/standalone.js runs the widget with no kernel).
+"""
+
+from __future__ import annotations
+
+from .downsample import MAX_CELLS, limit_heatmaps, max_pool
+from .render import ChromiumNotFoundError, chromium_path, shutdown
+from .saving import save, to_figure
+from .style import DIVERGING, OKABE_ITO, SEQUENTIAL, STYLES, FigureStyle, apply_style, get_style
+
+__all__ = [
+    "DIVERGING", "MAX_CELLS", "OKABE_ITO", "SEQUENTIAL", "STYLES", "ChromiumNotFoundError",
+    "FigureStyle", "apply_style", "chromium_path", "get_style", "limit_heatmaps", "max_pool",
+    "save", "shutdown", "to_figure",
+]

@@ -1,0 +1,107 @@
+"""Standalone HTML: one self-contained file that stays interactive with no kernel and no network.
+
+A lensnb widget is exported as its own ES module (inlined), its CSS, its synced state at export
+time and the replies to the requests its ``export_requests()`` lists (buffers base64-encoded and
+gzip-compressed when large). ``static/standalone.js`` (inlined too) runs the module against a
+small stand-in for the anywidget model that answers requests from those replies. A plain plotly
+figure is written with plotly.js inlined. No file references a URL: nothing is fetched.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import html
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+    from ..widgets.base import LensWidget
+
+STATIC = Path(__file__).parent / "static"
+GZIP_ABOVE_BYTES = 4096  # smaller buffers are not worth a decompression step
+MAX_BYTES = 64 * 2**20  # refuse to write a standalone file larger than this by default
+# ipywidgets/DOMWidget bookkeeping that means nothing outside a kernel
+_NOT_STATE = {"layout", "tabbable", "tooltip"}
+
+
+def _buffer_spec(data: bytes | memoryview | bytearray) -> dict:
+    raw = bytes(data)
+    if len(raw) > GZIP_ABOVE_BYTES:
+        packed = gzip.compress(raw, compresslevel=6, mtime=0)
+        if len(packed) < len(raw):
+            return {"b64": base64.b64encode(packed).decode("ascii"), "gzip": True}
+    return {"b64": base64.b64encode(raw).decode("ascii"), "gzip": False}
+
+
+def _script_json(value: Any) -> str:
+    """JSON safe inside a <script> element (no ``</script>``, no ``<!--``)."""
+    text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def widget_payload(view: LensWidget) -> dict:
+    """Everything the standalone page needs: ES module, CSS, state and pre-computed replies."""
+    from ipywidgets.widgets.widget import _remove_buffers
+
+    state = {k: v for k, v in view.get_state().items()
+             if not k.startswith("_") and k not in _NOT_STATE}
+    state, buffer_paths, state_buffers = _remove_buffers(state)
+    replies = []
+    for request in view.export_requests():
+        try:
+            reply, buffers = view.answer(request)
+        except Exception as err:
+            raise RuntimeError(f"{type(view).__name__}.answer failed on its own export request "
+                               f"{request!r}: {type(err).__name__}: {err}") from err
+        replies.append({"request": request, "reply": reply,
+                        "buffers": [_buffer_spec(b) for b in buffers]})
+    return {
+        "esm": str(view._esm),
+        "css": str(getattr(view, "_css", "") or ""),
+        "state": state,
+        "buffer_paths": buffer_paths,
+        "state_buffers": [_buffer_spec(b) for b in state_buffers],
+        "replies": replies,
+    }
+
+
+def widget_html(view: LensWidget, *, title: str | None = None) -> str:
+    """The standalone page of a lensnb widget."""
+    payload = widget_payload(view)
+    shim = (STATIC / "standalone.js").read_text(encoding="utf-8")
+    page = (STATIC / "standalone.html").read_text(encoding="utf-8")
+    title = title or f"lensnb {type(view).__name__}"
+    n_replies = len(payload["replies"])
+    note = (f"Exported from lensnb: {type(view).__name__} with its state at export time and "
+            f"{n_replies} pre-computed answer{'s' if n_replies != 1 else ''}; works offline.")
+    return (page.replace("<!--lensnb:title-->", html.escape(title))
+            .replace("<!--lensnb:note-->", html.escape(note))
+            .replace("<!--lensnb:data-->", _script_json(payload))
+            .replace("<!--lensnb:shim-->", shim))
+
+
+def figure_html(fig: go.Figure, *, title: str | None = None) -> str:
+    """A plotly figure as one HTML file with plotly.js inlined (no CDN, no MathJax)."""
+    page = fig.to_html(include_plotlyjs=True, include_mathjax=False, full_html=True,
+                       config={"displaylogo": False, "responsive": True},
+                       div_id="lensnb-figure")
+    if title:
+        page = page.replace("<head>", f"<head><title>{html.escape(title)}</title>", 1)
+    return page
+
+
+def write_html(text: str, path: Path, *, max_bytes: int | None = MAX_BYTES) -> Path:
+    """Write ``text`` to ``path`` unless it is larger than ``max_bytes`` (a clear error then)."""
+    data = text.encode("utf-8")
+    if max_bytes is not None and len(data) > max_bytes:
+        raise ValueError(
+            f"the standalone HTML would be {len(data) / 2**20:.1f} MiB, over max_bytes="
+            f"{max_bytes / 2**20:.0f} MiB. Export fewer views (a shorter sequence or fewer "
+            f"layers), use a static format (.png/.svg/.pdf pool large heatmaps), or pass a "
+            f"larger max_bytes= (None for no limit).")
+    path.write_bytes(data)
+    return path

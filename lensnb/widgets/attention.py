@@ -1,0 +1,302 @@
+"""``AttentionExplorer``: attention patterns per query head and per KV group, at long context.
+
+The widget keeps the rotated queries and keys of the text (``backend.patterns.KeptQK``), not the
+patterns, and answers the frontend's requests one head at a time: a max-pooled overview (at most
+``OVERVIEW`` cells a side), the exact window under a zoom, thumbnails for the head grid, one exact
+row or column (hover, text view), or a KV group with its summaries. Everything travels as uint8
+buffers scaled to the tile's maximum, or float32 for exact rows.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+import traitlets
+
+from ..backend.patterns import KeptQK, summaries_pooled
+from .base import Buffers, LensWidget, pack
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+    from ..backend.lens import Lens, TextOrTokens
+
+OVERVIEW = 512  # largest side of an overview or zoom tile sent to the browser (cells)
+THUMB = 48  # side of a head-grid thumbnail
+GROUP_PANEL = 192  # side of a panel in the KV-group view
+CACHE_BYTES = 64 * 2**20  # overview tiles kept on the Python side (LRU)
+CIRCUITSVIS_MAX_CELLS = 4 * 1024 * 1024  # heads x pos^2 handed to CircuitsVis at most
+VIEWS = ("head", "group", "text")
+ROLES = ("query", "key")
+
+
+def _quantise(tile: torch.Tensor) -> tuple[dict, bytes, float]:
+    """A non-negative tile as uint8 scaled to its max: ``(meta, bytes, vmax)``."""
+    vmax = float(tile.max()) if tile.numel() else 0.0
+    meta, buf = pack(tile / vmax if vmax > 0 else tile, "uint8")
+    return meta, buf, vmax
+
+
+class AttentionExplorer(LensWidget):
+    """Attention patterns of one text, per query head and per KV group.
+
+    ``AttentionExplorer(lens, text, layers=None)`` runs the model once and keeps the rotated
+    queries and keys of ``layers`` (all by default); patterns are recomputed per head when the
+    browser asks (they equal ``hook_pattern``). Views: ``"head"`` (heatmap with zoom/pan,
+    hover shows query, key and exact weight), ``"group"`` (a KV group's heads side by side and
+    their mean/max/spread), ``"text"`` (tokens coloured by the attention a chosen token sends as
+    query or receives as key). ``layer``, ``head``, ``kv_group``, ``view``, ``text_token`` and
+    ``text_role`` are synced: read or set them from Python.
+    """
+
+    _esm_file = "attention.js"
+    _css_file = "attention.css"
+
+    layer = traitlets.Int(0).tag(sync=True)
+    head = traitlets.Int(0).tag(sync=True)
+    kv_group = traitlets.Int(0).tag(sync=True)
+    view = traitlets.Unicode("head").tag(sync=True)
+    text_token = traitlets.Int(-1).tag(sync=True)  # -1: the last token
+    text_role = traitlets.Unicode("query").tag(sync=True)
+    # read-only facts for the frontend
+    tokens = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    layers = traitlets.List(traitlets.Int()).tag(sync=True)
+    n_heads = traitlets.Int(1).tag(sync=True)
+    n_kv = traitlets.Int(1).tag(sync=True)
+    sizes = traitlets.Dict().tag(sync=True)
+
+    def __init__(self, lens: Lens, text: TextOrTokens, layers: Sequence[int] | None = None, *,
+                 layer: int | None = None, head: int = 0, view: str = "head") -> None:
+        kept = KeptQK.from_lens(lens, text, layers)
+        self._kept = kept
+        self._overviews: OrderedDict[tuple[int, int], tuple[torch.Tensor, tuple[int, int]]] = (
+            OrderedDict())
+        self.bytes_sent = 0  # JSON + buffer bytes of every reply so far
+        super().__init__(
+            tokens=lens.to_str_tokens(text), layers=kept.layers, n_heads=kept.n_heads,
+            n_kv=kept.n_kv, sizes={"overview": OVERVIEW, "thumb": THUMB, "group": GROUP_PANEL},
+            layer=kept.layers[0] if layer is None else layer, view=view,
+        )
+        self.head = head
+
+    # ------------------------------------------------------------------ traits
+    @property
+    def kept(self) -> KeptQK:
+        """The kept rotated queries/keys (``kept.pattern(layer, head)`` for exact patterns)."""
+        return self._kept
+
+    @property
+    def group_size(self) -> int:
+        return self.n_heads // self.n_kv
+
+    @traitlets.validate("layer")
+    def _valid_layer(self, proposal: dict) -> int:
+        value = proposal["value"]
+        if self.layers and value not in self.layers:
+            raise traitlets.TraitError(f"layer {value} was not kept: choose one of {self.layers}")
+        return value
+
+    @traitlets.validate("head")
+    def _valid_head(self, proposal: dict) -> int:
+        value = proposal["value"]
+        if not 0 <= value < self.n_heads:
+            raise traitlets.TraitError(
+                f"head {value} is out of range: valid query heads are 0..{self.n_heads - 1}")
+        return value
+
+    @traitlets.validate("kv_group")
+    def _valid_group(self, proposal: dict) -> int:
+        value = proposal["value"]
+        if not 0 <= value < self.n_kv:
+            raise traitlets.TraitError(
+                f"kv_group {value} is out of range: valid KV groups are 0..{self.n_kv - 1}")
+        return value
+
+    @traitlets.validate("view")
+    def _valid_view(self, proposal: dict) -> str:
+        if proposal["value"] not in VIEWS:
+            raise traitlets.TraitError(f"view {proposal['value']!r} is not one of {VIEWS}")
+        return proposal["value"]
+
+    @traitlets.validate("text_role")
+    def _valid_role(self, proposal: dict) -> str:
+        if proposal["value"] not in ROLES:
+            raise traitlets.TraitError(f"text_role {proposal['value']!r} is not one of {ROLES}")
+        return proposal["value"]
+
+    @traitlets.validate("text_token")
+    def _valid_token(self, proposal: dict) -> int:
+        value, n = proposal["value"], len(self.tokens)
+        if n and not -1 <= value < n:
+            raise traitlets.TraitError(
+                f"text_token {value} is out of range: 0..{n - 1}, or -1 for the last token")
+        return value
+
+    @traitlets.observe("head")
+    def _head_sets_group(self, change: dict) -> None:
+        group = change["new"] // self.group_size
+        if self.kv_group != group:
+            self.kv_group = group
+
+    @traitlets.observe("kv_group")
+    def _group_sets_head(self, change: dict) -> None:
+        if self.head // self.group_size != change["new"]:
+            self.head = change["new"] * self.group_size
+
+    # ------------------------------------------------------------------ data
+    def _overview(self, layer: int, head: int) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Max-pooled whole pattern of one head (cached, LRU bounded by ``CACHE_BYTES``)."""
+        key = (layer, head)
+        if key in self._overviews:
+            self._overviews.move_to_end(key)
+            return self._overviews[key]
+        tile, factors = self._kept.pooled(layer, [head], size=OVERVIEW)
+        entry = (tile[0].half(), factors)  # [rows, cols]
+        self._overviews[key] = entry
+        while sum(t.numel() * 2 for t, _ in self._overviews.values()) > CACHE_BYTES:
+            self._overviews.popitem(last=False)
+        return entry
+
+    def answer(self, request: dict) -> tuple[dict, Buffers]:
+        """Frontend requests: ``tile``, ``thumb``, ``row``, ``column``, ``group``."""
+        kind = request.get("kind")
+        layer = int(request.get("layer", self.layer))
+        if layer not in self._kept.q:
+            raise IndexError(f"layer {layer} was not kept: kept layers are {self.layers}")
+        if kind == "tile":
+            head = int(request["head"])
+            n = self._kept.n_pos
+            window = [int(request.get(k, d)) for k, d in
+                      (("q0", 0), ("q1", n), ("k0", 0), ("k1", n))]
+            if window == [0, n, 0, n]:
+                tile, (fq, fk) = self._overview(layer, head)
+                tile = tile.float()
+            else:
+                size = min(int(request.get("size", OVERVIEW)), OVERVIEW)
+                t, (fq, fk) = self._kept.pooled(layer, [head], *window, size=size)
+                tile = t[0]
+            meta, buf, vmax = _quantise(tile)
+            return {"meta": meta, "vmax": vmax, "fq": fq, "fk": fk, "window": window}, [buf]
+        if kind == "thumb":
+            head = int(request["head"])
+            tile, (fq, fk) = self._overview(layer, head)
+            side = (min(THUMB, tile.shape[0]), min(THUMB, tile.shape[1]))
+            thumb = F.adaptive_max_pool2d(tile.float()[None], side)[0]
+            meta, buf, vmax = _quantise(thumb)
+            return {"meta": meta, "vmax": vmax}, [buf]
+        if kind in ("row", "column"):
+            head, pos = int(request["head"]), int(request["pos"])
+            fn = self._kept.row if kind == "row" else self._kept.column
+            meta, buf = pack(fn(layer, head, pos), "float32")
+            return {"meta": meta}, [buf]
+        if kind == "group":
+            group = int(request["kv_group"])
+            heads, summaries, (f, _) = summaries_pooled(self._kept, layer, group, GROUP_PANEL)
+            panels = [(f"H{h}", heads[i]) for i, h in
+                      enumerate(range(group * self.group_size, (group + 1) * self.group_size))]
+            panels += list(summaries.items())
+            metas, bufs = [], []
+            for name, tile in panels:
+                meta, buf, vmax = _quantise(tile)
+                metas.append({"name": name, "meta": meta, "vmax": vmax})
+                bufs.append(buf)
+            return {"panels": metas, "f": f}, bufs
+        raise ValueError(f"unknown request kind {kind!r}: expected tile, thumb, row, column "
+                         "or group")
+
+    def send(self, content: dict, buffers: Sequence[bytes] | None = None) -> None:
+        self.bytes_sent += len(json.dumps(content)) + sum(len(b) for b in buffers or ())
+        super().send(content, buffers)
+
+    def export_requests(self) -> list[dict]:
+        """The first view: the selected head's overview, its layer's thumbnails, text row."""
+        token = self.text_token if self.text_token >= 0 else len(self.tokens) - 1
+        return ([{"kind": "tile", "layer": self.layer, "head": self.head}]
+                + [{"kind": "thumb", "layer": self.layer, "head": h} for h in range(self.n_heads)]
+                + [{"kind": "row" if self.text_role == "query" else "column",
+                    "layer": self.layer, "head": self.head, "pos": token}])
+
+    # ------------------------------------------------------------------ static figure
+    def figure(self, *, style: str | None = None) -> go.Figure:
+        """The selected head as a plotly heatmap (max-pooled above ``OVERVIEW`` tokens)."""
+        import plotly.graph_objects as go
+
+        from ..export.style import SEQUENTIAL, apply_style
+
+        tile, (fq, fk) = self._overview(self.layer, self.head)
+        z = tile.float().numpy()
+        n = len(self.tokens)
+        labels = [html.escape(t.replace("\n", "\\n")) for t in self.tokens]
+        pooled = fq > 1 or fk > 1
+        q_pos = [i * fq for i in range(z.shape[0])]
+        k_pos = [j * fk for j in range(z.shape[1])]
+        custom = [[f"{labels[q]} → {labels[k]}" for k in k_pos] for q in q_pos] if n <= 256 \
+            else None
+        fig = go.Figure(go.Heatmap(
+            z=z, x=k_pos, y=q_pos, colorscale=SEQUENTIAL, zmin=0, customdata=custom,
+            colorbar=dict(title="max weight" if pooled else "weight"),
+            hovertemplate=("%{customdata}<br>" if custom else "q %{y} → k %{x}<br>")
+            + "weight %{z:.4f}<extra></extra>"))
+        step = max(1, math.ceil(n / 24))
+        ticks = list(range(0, n, step))
+        axis = dict(tickmode="array", tickvals=ticks,
+                    ticktext=[labels[i] if n <= 48 else str(i) for i in ticks])
+        title = f"L{self.layer}H{self.head} (KV group {self.kv_group})"
+        if pooled:
+            title += f", max over {fq}×{fk} blocks"
+        fig.update_layout(title=title, xaxis=dict(title="key", side="top", **axis),
+                          yaxis=dict(title="query", autorange="reversed", **axis))
+        return apply_style(fig, style)
+
+    # ------------------------------------------------------------------ interop
+    def to_circuitsvis(self, layer: int | None = None, heads: Sequence[int] | None = None,
+                       ) -> CircuitsVisHTML:
+        """CircuitsVis ``attention_patterns`` for ``heads`` of ``layer``, offline.
+
+        CircuitsVis embeds every weight as JSON text (about 12 bytes per cell), so the selection
+        is bounded: ``len(heads) x pos^2 <= CIRCUITSVIS_MAX_CELLS`` (4 Mi cells, ~50 MB of
+        HTML). The returned object inlines CircuitsVis's bundled JavaScript and, unlike
+        CircuitsVis's own object, never checks the network when displayed.
+        """
+        from circuitsvis.utils.render import render_local
+
+        layer = self.layer if layer is None else layer
+        heads = list(range(self.n_heads)) if heads is None else list(heads)
+        n = len(self.tokens)
+        cells = len(heads) * n * n
+        if cells > CIRCUITSVIS_MAX_CELLS:
+            most = max(0, CIRCUITSVIS_MAX_CELLS // (n * n))
+            raise ValueError(
+                f"{len(heads)} heads x {n}^2 tokens = {cells:,} weights is above CircuitsVis's "
+                f"limit here ({CIRCUITSVIS_MAX_CELLS:,}, ~50 MB of HTML): pass at most {most} "
+                "heads (heads=[...]) or a shorter text, or use the explorer itself"
+            )
+        pattern = self._kept.pattern(layer, heads)  # [heads, pos, pos]
+        return CircuitsVisHTML(render_local("AttentionPatterns", tokens=list(self.tokens),
+                                            attention=pattern.numpy()))
+
+
+class CircuitsVisHTML:
+    """CircuitsVis HTML with its JavaScript inlined: displays offline, opens no connection."""
+
+    def __init__(self, html_source: str):
+        self.html = html_source
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def __html__(self) -> str:
+        return self.html
+
+    def __str__(self) -> str:
+        return self.html
+
+    def __repr__(self) -> str:
+        return f"<CircuitsVisHTML: {len(self.html):,} characters, offline>"

@@ -1,0 +1,263 @@
+"""``ImageAttention``: where a Llama 3.2 Vision model's text tokens look in the picture.
+
+Pick a text token, a cross-attention layer and a head (or a KV group, or the mean over heads):
+the cross-attention pattern over that image's tokens is drawn as a heatmap over the picture,
+tiles mapped back to where they came from (``lensnb.backend.vision.images.ImageLayout``). A
+chart shows each cross-attention layer's gate values ``tanh(gate)`` (attention and MLP), which
+scale how much the layer writes into the residual stream.
+
+All numbers come from one ``run_with_cache`` of the hooked model; the frontend asks for the grid
+it shows (float32 buffers), and ``figure()`` exports the same grid.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import traitlets
+
+from ..backend.vision.hooked import HookedMllama
+from ..backend.vision.images import IMAGE_TOKEN, ImageLayout, image_layout, open_image
+from .base import Buffers, LensWidget, pack
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+    from ..backend.lens import Lens
+
+MODES = ("head", "kv_group", "mean")
+PREVIEW_PX = 384  # longest side of the picture sent to the browser
+MAX_EXPORT_REQUESTS = 2000
+
+
+class ImageAttention(LensWidget):
+    """Cross-attention from text tokens to one image, as a heatmap over the picture.
+
+    ``ImageAttention(lens, text, image, *, layer=None, token=-1, head=0, mode="head")``:
+    ``text`` holds one ``<|image|>`` (where the picture goes); ``image`` is a PIL image or a file
+    path. ``layer`` is a cross-attention layer index (default: the first); ``token`` a text
+    position (negative counts from the end); ``mode`` is ``"head"`` (query head ``head``),
+    ``"kv_group"`` (mean over the query heads sharing KV head ``kv_group``) or ``"mean"``.
+    All of these are synced traits: set them from Python or in the widget.
+    """
+
+    _esm_file = "image_attention.js"
+    _css_file = "image_attention.css"
+
+    layer = traitlets.Int().tag(sync=True)
+    token = traitlets.Int().tag(sync=True)
+    head = traitlets.Int(0).tag(sync=True)
+    kv_group = traitlets.Int(0).tag(sync=True)
+    mode = traitlets.Unicode("head").tag(sync=True)
+    # read-only facts for the frontend
+    tokens = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    sees_image = traitlets.List(traitlets.Bool()).tag(sync=True)
+    cross_layers = traitlets.List(traitlets.Int()).tag(sync=True)
+    gates = traitlets.List(traitlets.List(traitlets.Float())).tag(sync=True)
+    n_heads = traitlets.Int().tag(sync=True)
+    n_kv_heads = traitlets.Int().tag(sync=True)
+    picture = traitlets.Unicode("").tag(sync=True)  # data: URL of a PNG preview
+    geometry = traitlets.Dict().tag(sync=True)
+
+    def __init__(self, lens: Lens, text: str, image: Any, *, layer: int | None = None,
+                 token: int = -1, head: int = 0, kv_group: int = 0,
+                 mode: str = "head") -> None:
+        if not isinstance(lens.bridge, HookedMllama) or not lens.bridge.has_vision:
+            raise TypeError(f"ImageAttention needs a Llama 3.2 Vision model; {lens.name!r} "
+                            "has no cross-attention to images")
+        if not isinstance(text, str) or text.count(IMAGE_TOKEN) != 1:
+            raise ValueError(f"the text must be a string with exactly one {IMAGE_TOKEN} (where "
+                             f"the picture goes), e.g. '{IMAGE_TOKEN}a photo of'")
+        self._lens = lens
+        self._image = open_image(image, "image")
+        bridge = lens.bridge
+        cross = list(bridge.cross_layers)
+        names = [f"blocks.{i}.attn.hook_pattern" for i in cross]
+        names += [f"blocks.{i}.hook_{g}_gate" for i in cross for g in ("attn", "mlp")]
+        ids, kwargs = lens._inputs(text, [self._image], {})
+        with torch.no_grad():
+            _, cache = bridge.run_with_cache(ids, names_filter=names, **kwargs)
+        patch = bridge.original_model.config.vision_config.patch_size
+        self._layout: ImageLayout = image_layout(bridge.processor.image_processor, patch,
+                                                 self._image)
+        # [n_cross, n_heads, pos, image_tokens] for this (only) image
+        self._patterns = torch.stack([cache[n][0] for n in names[: len(cross)]]).float().cpu()
+        seen = kwargs["cross_attention_mask"][0, :, 0].bool().any(-1)  # [pos]
+        tok = lens.tokenizer
+        layer = cross[0] if layer is None else layer
+        super().__init__(
+            tokens=[tok.decode([t]) for t in ids[0].tolist()], sees_image=seen.tolist(),
+            cross_layers=cross,
+            gates=[[float(cache[f"blocks.{i}.hook_attn_gate"].reshape(-1)[0]),
+                    float(cache[f"blocks.{i}.hook_mlp_gate"].reshape(-1)[0])] for i in cross],
+            n_heads=lens.n_heads, n_kv_heads=lens.n_key_value_heads,
+            picture=_data_url(self._image), geometry=self._geometry(),
+            layer=layer, token=token % ids.shape[1], head=head, kv_group=kv_group, mode=mode,
+        )
+
+    # ------------------------------------------------------------------ validation
+    @traitlets.validate("layer")
+    def _valid_layer(self, proposal: dict) -> int:
+        v = proposal["value"]
+        if v not in self.cross_layers:
+            raise traitlets.TraitError(
+                f"layer {v} is not a cross-attention layer; cross-attention layers are "
+                f"{self.cross_layers}")
+        return v
+
+    @traitlets.validate("token")
+    def _valid_token(self, proposal: dict) -> int:
+        v, n = proposal["value"], len(self.tokens)
+        if not -n <= v < n:
+            raise traitlets.TraitError(f"token {v} is out of range: the text has {n} tokens")
+        return v % n
+
+    @traitlets.validate("head")
+    def _valid_head(self, proposal: dict) -> int:
+        self._lens._check_head(proposal["value"])
+        return proposal["value"]
+
+    @traitlets.validate("kv_group")
+    def _valid_kv_group(self, proposal: dict) -> int:
+        self._lens._check_kv_head(proposal["value"])
+        return proposal["value"]
+
+    @traitlets.validate("mode")
+    def _valid_mode(self, proposal: dict) -> str:
+        if proposal["value"] not in MODES:
+            raise traitlets.TraitError(f"mode must be one of {', '.join(MODES)}, "
+                                       f"got {proposal['value']!r}")
+        return proposal["value"]
+
+    # ------------------------------------------------------------------ data
+    def _geometry(self) -> dict:
+        lay = self._layout
+        grid, pw, ph = lay.picture_grid(np.zeros(lay.n_tokens, dtype=np.float32))
+        sx, sy = lay.width / lay.resized_w, lay.height / lay.resized_h
+        return {"width": lay.width, "height": lay.height, "rows": grid.shape[0],
+                "cols": grid.shape[1], "patch_w": pw, "patch_h": ph,
+                "tile_w": lay.tile * sx, "tile_h": lay.tile * sy,
+                "tiles_h": lay.tiles_h, "tiles_w": lay.tiles_w}
+
+    def weights(self, *, layer: int | None = None, token: int | None = None,
+                mode: str | None = None, head: int | None = None,
+                kv_group: int | None = None) -> torch.Tensor:
+        """Attention of one text token over this image's tokens ``[image_tokens]`` for the
+        current (or given) layer, token and head choice."""
+        layer = self.layer if layer is None else layer
+        token = self.token if token is None else token
+        mode = self.mode if mode is None else mode
+        if layer not in self.cross_layers:
+            raise ValueError(f"layer {layer} is not a cross-attention layer "
+                             f"({self.cross_layers})")
+        p = self._patterns[self.cross_layers.index(layer), :, token]  # [n_heads, image_tokens]
+        if mode == "head":
+            return p[self._lens._check_head(self.head if head is None else head)]
+        if mode == "kv_group":
+            g = self.kv_group if kv_group is None else kv_group
+            return p[self._lens.heads_of_kv(g)].mean(0)
+        if mode == "mean":
+            return p.mean(0)
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+
+    def grid(self, **choice: Any) -> tuple[np.ndarray, dict]:
+        """The heatmap ``[rows, cols]`` over the picture's patches and a summary: attention on
+        the picture's patches, on class tokens, on padding."""
+        w = self.weights(**choice)
+        lay = self._layout
+        grid, _, _ = lay.picture_grid(w)
+        per_tile = w.reshape(lay.max_tiles, lay.tokens_per_tile)
+        used = lay.tiles_h * lay.tiles_w
+        summary = {"on_picture": float(grid.sum()), "on_class_tokens": float(
+            per_tile[:used, 0].sum()), "total": float(w.sum())}
+        return grid, summary
+
+    def answer(self, request: dict) -> tuple[dict, Buffers]:
+        if request.get("kind") != "grid":
+            raise ValueError(f"unknown request {request.get('kind')!r}: ImageAttention answers "
+                             "'grid'")
+        choice = {k: int(request[k]) for k in ("layer", "token", "head", "kv_group")
+                  if k in request}
+        if "mode" in request:
+            choice["mode"] = str(request["mode"])
+        grid, summary = self.grid(**choice)
+        meta, buf = pack(grid, "float32")
+        return {"grid": meta, **summary}, [buf]
+
+    def export_requests(self) -> list[dict]:
+        """Every (layer, token) for the current head choice, up to ``MAX_EXPORT_REQUESTS``."""
+        base = {"kind": "grid", "mode": self.mode, "head": self.head, "kv_group": self.kv_group}
+        reqs = [{**base, "layer": layer, "token": t} for layer in self.cross_layers
+                for t in range(len(self.tokens))]
+        return reqs[:MAX_EXPORT_REQUESTS]
+
+    # ------------------------------------------------------------------ figure
+    def _choice_label(self) -> str:
+        if self.mode == "head":
+            return f"head {self.head}"
+        if self.mode == "kv_group":
+            return f"KV group {self.kv_group} (heads {self._lens.heads_of_kv(self.kv_group)})"
+        return "mean over heads"
+
+    def figure(self, *, style: str | None = None) -> go.Figure:
+        """The picture with the current heatmap over it, and the gate values per layer."""
+        import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
+
+        geo = self.geometry
+        grid, summary = self.grid()
+        xs = (np.arange(geo["cols"]) + 0.5) * geo["patch_w"]
+        ys = (np.arange(geo["rows"]) + 0.5) * geo["patch_h"]
+        token = self.tokens[self.token]
+        fig = make_subplots(rows=1, cols=2, column_widths=[0.68, 0.32], horizontal_spacing=0.12,
+                            subplot_titles=(f"layer {self.layer}, {self._choice_label()}, "
+                                            f"token {self.token} {token!r}",
+                                            "cross-attention gates tanh(g)"))
+        fig.add_trace(go.Image(source=self.picture, dx=1, dy=1, name="picture",
+                               hoverinfo="skip"), row=1, col=1)
+        fig.add_trace(go.Heatmap(
+            x=xs, y=ys, z=grid, colorscale="Viridis", opacity=0.55, zmin=0,
+            name="attention", colorbar=dict(title="attention", x=0.6, len=0.9),
+            hovertemplate="x %{x:.0f}px, y %{y:.0f}px: %{z:.3f}<extra></extra>"), row=1, col=1)
+        for k in range(1, geo["tiles_w"]):
+            x = min(k * geo["tile_w"], geo["width"])
+            fig.add_shape(type="line", x0=x, x1=x, y0=0, y1=geo["height"], row=1, col=1,
+                          line=dict(color="white", width=1, dash="dot"))
+        for k in range(1, geo["tiles_h"]):
+            y = min(k * geo["tile_h"], geo["height"])
+            fig.add_shape(type="line", y0=y, y1=y, x0=0, x1=geo["width"], row=1, col=1,
+                          line=dict(color="white", width=1, dash="dot"))
+        labels = [f"L{i}" for i in self.cross_layers]
+        fig.add_trace(go.Bar(x=labels, y=[g[0] for g in self.gates], name="attention gate",
+                             marker_color="#0072B2"), row=1, col=2)
+        fig.add_trace(go.Bar(x=labels, y=[g[1] for g in self.gates], name="MLP gate",
+                             marker_color="#E69F00"), row=1, col=2)
+        fig.update_xaxes(range=[0, geo["width"]], showgrid=False, row=1, col=1)
+        fig.update_yaxes(range=[geo["height"], 0], showgrid=False, scaleanchor="x", row=1,
+                         col=1)
+        fig.update_yaxes(range=[-1, 1], title_text="tanh(gate)", row=1, col=2)
+        fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.15),
+                          meta={"on_picture": summary["on_picture"],
+                                "on_class_tokens": summary["on_class_tokens"]})
+        from ..export.style import apply_style
+
+        return apply_style(fig, style)
+
+
+def _data_url(image: Any) -> str:
+    """A PNG data URL of ``image`` scaled to at most ``PREVIEW_PX`` on its longer side (the
+    heatmap geometry stays in original pixels)."""
+    from PIL import Image
+
+    im = image.convert("RGB")
+    scale = PREVIEW_PX / max(im.size)
+    if scale < 1:
+        im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
+                       Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

@@ -1,0 +1,391 @@
+"""``RopeSpectrum``: RoPE frequencies of a model, Llama 3.1 smoothing, head usage and decay.
+
+Every number comes from ``lensnb.rope`` (transformers' own rope functions); the frontend only
+draws. Moving a slider sets the trait and asks Python for the recomputed arrays (float32
+buffers), so what the browser shows and what ``figure()`` exports are the same data.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import traitlets
+
+from ..backend import rope
+from ..backend.facts import catalogue
+from ..export.style import OKABE_ITO
+from .base import Buffers, LensWidget, pack
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+    from ..backend.lens import Lens
+
+TABS = ("spectrum", "usage", "decay")
+Y_AXES = ("wavelength", "inv_freq")
+DEFAULT_CONFIG = "meta-llama/Llama-3.1-8B"
+DEFAULT_COMPARE = ("meta-llama/Meta-Llama-3-8B", "meta-llama/Llama-3.2-3B")
+DEFAULT_TEXT = ("def fibonacci(n):\n    a, b = 0, 1\n    for _ in range(n):\n"
+                "        a, b = b, a + b\n    return a\n\nprint(fibonacci(10))\n")
+DECAY_POINTS = 600
+PARAMS = ("theta", "factor", "low_freq_factor", "high_freq_factor", "original_context")
+REGION_COLOURS = {"high-frequency kept": "rgba(0,114,178,0.14)",
+                  "smoothed": "rgba(230,159,0,0.22)",
+                  "low-frequency scaled": "rgba(213,94,0,0.14)"}
+LEGEND_BELOW = dict(orientation="h", yanchor="top", y=-0.22, x=0, xanchor="left")
+# published Llama 3.1 values, used when the catalogue is not shipped
+LLAMA31_FALLBACK = {
+    "_name_or_path": "Llama 3.1 (published values)", "model_type": "llama",
+    "hidden_size": 4096, "num_attention_heads": 32, "head_dim": 128,
+    "max_position_embeddings": 131072, "rope_theta": 500000.0,
+    "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                     "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
+}
+
+
+def _label(config_or_lens: Any) -> str:
+    from ..backend.facts import _config_dict
+    from ..backend.lens import Lens
+
+    if isinstance(config_or_lens, Lens):
+        return config_or_lens.name
+    if isinstance(config_or_lens, str):
+        return config_or_lens.removeprefix("meta-llama/")
+    try:
+        return str(_config_dict(config_or_lens)[0]).removeprefix("meta-llama/")
+    except (TypeError, ValueError):
+        return type(config_or_lens).__name__
+
+
+class RopeSpectrum(LensWidget):
+    """RoPE frequencies per rotary pair, original vs scaled, with live Llama 3.1 parameters.
+
+    ``RopeSpectrum(config_or_lens=None, *, compare=(...), text=None)``: ``config_or_lens`` is
+    the model to edit (a ``Lens``, config, dict or catalogue name; default Llama 3.1 8B);
+    ``compare`` overlays other configs (names, configs, or ``{label: config}``; default Llama 3
+    8B and Llama 3.2 3B from the catalogue); ``text`` is the prompt for the per-head frequency
+    usage tab (only with a ``Lens``).
+
+    Tabs (``tab``): ``"spectrum"`` (wavelength or inverse frequency per pair on a log axis, the
+    three Llama 3.1 regions shaded, the original context marked), ``"usage"`` (per-head share of
+    query/key norm per pair, ``lensnb.rope.frequency_usage``) and ``"decay"`` (mean cos of the
+    rotation at relative distance d: RoPE's long-range decay, original vs scaled).
+    Synced, settable from Python: ``theta``, ``factor``, ``low_freq_factor``,
+    ``high_freq_factor``, ``original_context`` (the edited config becomes ``llama3`` scaling
+    with these values), ``y_axis``, ``log_y``, ``show_original``, ``usage_which``.
+    """
+
+    _esm_file = "rope_spectrum.js"
+    _css_file = "rope_spectrum.css"
+
+    tab = traitlets.Unicode("spectrum").tag(sync=True)
+    y_axis = traitlets.Unicode("wavelength").tag(sync=True)
+    log_y = traitlets.Bool(True).tag(sync=True)
+    show_original = traitlets.Bool(True).tag(sync=True)
+    usage_which = traitlets.Unicode("q").tag(sync=True)
+    theta = traitlets.Float(500000.0).tag(sync=True)
+    factor = traitlets.Float(8.0).tag(sync=True)
+    low_freq_factor = traitlets.Float(1.0).tag(sync=True)
+    high_freq_factor = traitlets.Float(4.0).tag(sync=True)
+    original_context = traitlets.Int(8192).tag(sync=True)
+    # read-only facts for the frontend
+    label = traitlets.Unicode("").tag(sync=True)
+    compare_labels = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    initial = traitlets.Dict().tag(sync=True)
+    has_usage = traitlets.Bool(False).tag(sync=True)
+
+    def __init__(self, config_or_lens: Any = None, *,
+                 compare: Sequence[Any] | Mapping[str, Any] | None = DEFAULT_COMPARE,
+                 text: Any = None, tab: str = "spectrum", y_axis: str = "wavelength",
+                 log_y: bool = True) -> None:
+        from ..backend.lens import Lens
+
+        if config_or_lens is None:
+            config_or_lens = DEFAULT_CONFIG if DEFAULT_CONFIG in catalogue() else LLAMA31_FALLBACK
+        self._lens: Lens | None = config_or_lens if isinstance(config_or_lens, Lens) else None
+        self._config = rope.rope_config(config_or_lens)
+        self._text = DEFAULT_TEXT if text is None else text
+        self._usage: dict[str, torch.Tensor] = {}
+        self._compare = self._compare_list(compare)
+        initial = self._initial_params()
+        super().__init__(label=_label(config_or_lens),
+                         compare_labels=[lab for lab, _ in self._compare], initial=initial,
+                         has_usage=self._lens is not None, tab=tab, y_axis=y_axis, log_y=log_y,
+                         **initial)
+
+    # ------------------------------------------------------------------ setup
+    @staticmethod
+    def _compare_list(compare: Any) -> list[tuple[str, Any]]:
+        if compare is None:
+            return []
+        if compare is DEFAULT_COMPARE:
+            names = catalogue()
+            return [(_label(n), rope.rope_config(n)) for n in compare if n in names]
+        if isinstance(compare, Mapping):
+            return [(str(k), rope.rope_config(v)) for k, v in compare.items()]
+        if isinstance(compare, (str, dict)) or not isinstance(compare, Sequence):
+            compare = [compare]
+        return [(_label(c), rope.rope_config(c)) for c in compare]
+
+    def _initial_params(self) -> dict[str, Any]:
+        cfg = self._config
+        p = cfg.rope_parameters
+        llama3 = p.get("rope_type") == "llama3"
+        return {
+            "theta": float(p["rope_theta"]),
+            "factor": float(p["factor"]) if llama3 else rope.scaling_factor(cfg),
+            "low_freq_factor": float(p["low_freq_factor"]) if llama3 else 1.0,
+            "high_freq_factor": float(p["high_freq_factor"]) if llama3 else 4.0,
+            "original_context": rope.original_context(cfg),
+        }
+
+    # ------------------------------------------------------------------ validation
+    @traitlets.validate("tab")
+    def _valid_tab(self, proposal: dict) -> str:
+        if proposal["value"] not in TABS:
+            raise traitlets.TraitError(f"tab {proposal['value']!r} is not one of {TABS}")
+        return proposal["value"]
+
+    @traitlets.validate("y_axis")
+    def _valid_y(self, proposal: dict) -> str:
+        if proposal["value"] not in Y_AXES:
+            raise traitlets.TraitError(f"y_axis {proposal['value']!r} is not one of {Y_AXES}")
+        return proposal["value"]
+
+    @traitlets.validate("usage_which")
+    def _valid_which(self, proposal: dict) -> str:
+        if proposal["value"] not in ("q", "k"):
+            raise traitlets.TraitError("usage_which must be 'q' (query heads) or 'k' (KV heads)")
+        return proposal["value"]
+
+    # ------------------------------------------------------------------ configs
+    def params(self) -> dict[str, Any]:
+        """The current slider values."""
+        return {k: getattr(self, k) for k in PARAMS}
+
+    def edited_config(self, params: Mapping[str, Any] | None = None) -> Any:
+        """The edited model's config for ``params`` (default: the sliders): unchanged while the
+        sliders sit at the model's own values, otherwise ``llama3`` scaling with them."""
+        p = {**self.params(), **(params or {})}
+        theta, factor = float(p["theta"]), float(p["factor"])
+        low, high = float(p["low_freq_factor"]), float(p["high_freq_factor"])
+        orig = int(p["original_context"])
+        if theta <= 0 or factor < 1 or orig < 1 or low <= 0:
+            raise ValueError(f"need theta > 0, factor >= 1, low_freq_factor > 0 and "
+                             f"original_context >= 1; got {p}")
+        if high <= low:
+            raise ValueError(f"high_freq_factor ({high}) must be greater than low_freq_factor "
+                             f"({low})")
+        same = all(math.isclose(float(p[k]), float(self.initial[k])) for k in PARAMS)
+        if same and self._config.rope_parameters.get("rope_type") != "llama3":
+            return self._config
+        return rope.rope_config(self._config, rope_type="llama3", rope_theta=theta,
+                                factor=factor, low_freq_factor=low, high_freq_factor=high,
+                                original_max_position_embeddings=orig)
+
+    def _series(self, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """``[{label, role, config}]``: the edited model, then the comparisons."""
+        out = [{"label": self.label, "role": "edited", "config": self.edited_config(params)}]
+        out += [{"label": lab, "role": "compare", "config": cfg} for lab, cfg in self._compare]
+        return out
+
+    # ------------------------------------------------------------------ data
+    def spectrum_data(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """What the spectrum view shows: ``{"series": [{label, role, frame}], "bands",
+        "original_context"}``; each ``frame`` is ``lensnb.rope.spectrum`` of that config."""
+        series = self._series(params)
+        edited = series[0]["config"]
+        for s in series:
+            s["frame"] = rope.spectrum(s.pop("config"))
+        return {"series": series, "bands": rope.llama3_bands(edited),
+                "original_context": rope.original_context(edited)}
+
+    def decay_data(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """``{"distances": [n], "series": [{label, role, score [n]}], "original_context"}``:
+        ``lensnb.rope.decay_curve`` of the edited model (scaled and original) and comparisons."""
+        series = self._series(params)
+        edited = series[0]["config"]
+        top = 4 * max(rope.original_context(edited), edited.max_position_embeddings)
+        distances = np.unique(np.rint(np.geomspace(1, top, DECAY_POINTS)).astype(np.int64))
+        out = []
+        for s in series:
+            dist, score = rope.decay_curve(s["config"], distances)
+            out.append({"label": s["label"], "role": s["role"], "score": score})
+            if s["role"] == "edited":
+                _, base = rope.decay_curve(s["config"], distances, scaled=False)
+                out.append({"label": f"{s['label']} (unscaled)", "role": "original",
+                            "score": base})
+        return {"distances": dist, "series": out,
+                "original_context": rope.original_context(edited)}
+
+    def usage(self, which: str | None = None) -> torch.Tensor:
+        """``lensnb.rope.frequency_usage`` of the loaded model on ``text``:
+        ``[n_layers, n_heads (or n_kv for "k"), d_head/2]`` (cached)."""
+        which = which or self.usage_which
+        if self._lens is None:
+            raise ValueError("per-head frequency usage needs a loaded model: "
+                             "RopeSpectrum(lensnb.load(...), text=...)")
+        if which not in self._usage:
+            self._usage[which] = rope.frequency_usage(self._lens, self._text, which=which)
+        return self._usage[which]
+
+    # ------------------------------------------------------------------ frontend requests
+    def answer(self, request: dict) -> tuple[dict, Buffers]:
+        """Requests: ``{"what": "spectrum"|"decay", "params"?}``, ``{"what": "usage", "which"}``."""
+        what = request.get("what")
+        params = request.get("params") or None
+        if params is not None:
+            params = {k: params[k] for k in PARAMS if k in params}
+        if what == "spectrum":
+            data = self.spectrum_data(params)
+            meta, buffers = [], []
+            for s in data["series"]:
+                f = s["frame"]
+                rows = np.stack([f["base_inv_freq"], f["inv_freq"], f["base_wavelength"],
+                                 f["wavelength"], f["smooth"],
+                                 f["region"].map({r: i for i, r in enumerate(
+                                     (*rope.REGIONS, rope.UNSCALED))}).to_numpy(float)])
+                m, b = pack(rows, "float32")  # [6, n_pairs]
+                meta.append({"label": s["label"], "role": s["role"], "data": m})
+                buffers.append(b)
+            return ({"series": meta, "bands": data["bands"],
+                     "original_context": data["original_context"],
+                     "regions": [*rope.REGIONS, rope.UNSCALED]}, buffers)
+        if what == "decay":
+            data = self.decay_data(params)
+            m, b = pack(data["distances"].double(), "float32")
+            meta, buffers = [], [b]
+            for s in data["series"]:
+                ms, bs = pack(s["score"], "float32")
+                meta.append({"label": s["label"], "role": s["role"], "data": ms})
+                buffers.append(bs)
+            return ({"distances": m, "series": meta,
+                     "original_context": data["original_context"]}, buffers)
+        if what == "usage":
+            u = self.usage(request.get("which") or self.usage_which)  # [L, H, P]
+            m, b = pack(u.reshape(-1, u.shape[-1]), "float32")
+            wavelength = rope.spectrum(self._config)["wavelength"].to_numpy()
+            return ({"data": m, "n_layers": u.shape[0], "n_heads": u.shape[1],
+                     "which": request.get("which") or self.usage_which,
+                     "wavelength": [float(w) for w in wavelength]}, [b])
+        raise ValueError(f"unknown request {what!r}: expected 'spectrum', 'decay' or 'usage'")
+
+    def export_requests(self) -> list[dict]:
+        """Every tab at the current slider values (the usage tab for both q and k)."""
+        out = [{"what": "spectrum", "params": self.params()},
+               {"what": "decay", "params": self.params()}]
+        if self._lens is not None:
+            out += [{"what": "usage", "which": "q"}, {"what": "usage", "which": "k"}]
+        return out
+
+    # ------------------------------------------------------------------ static figure
+    def figure(self, *, style: str | None = None) -> go.Figure:
+        """The current tab as a plotly figure (``style="paper"`` for publication sizing)."""
+        from ..export.style import apply_style
+
+        fig = {"spectrum": self._spectrum_figure, "usage": self._usage_figure,
+               "decay": self._decay_figure}[self.tab]()
+        return apply_style(fig, style)
+
+    def _spectrum_figure(self) -> go.Figure:
+        import plotly.graph_objects as go
+
+        data = self.spectrum_data()
+        wave = self.y_axis == "wavelength"
+        to_y = (lambda w: w) if wave else (lambda w: 2 * math.pi / w)
+        fig = go.Figure()
+        bands = data["bands"]
+        if bands:
+            frame = data["series"][0]["frame"]
+            lo_w = float(min(frame["base_wavelength"].min(), frame["wavelength"].min())) / 2
+            hi_w = float(max(frame["base_wavelength"].max(), frame["wavelength"].max())) * 2
+            edges = [lo_w, bands["high_freq_wavelen"], bands["low_freq_wavelen"], hi_w]
+            for (a, b), region in zip(itertools.pairwise(edges), rope.REGIONS, strict=True):
+                y0, y1 = sorted((to_y(a), to_y(b)))
+                fig.add_hrect(y0=y0, y1=y1, fillcolor=REGION_COLOURS[region], line_width=0,
+                              layer="below")
+                # annotations on a log axis take log10 coordinates (shapes take data values)
+                mid = math.sqrt(y0 * y1) if self.log_y else (y0 + y1) / 2
+                fig.add_annotation(x=1, xref="paper", xanchor="right", showarrow=False,
+                                   y=math.log10(mid) if self.log_y else mid, text=region,
+                                   font=dict(size=10, color="#555555"))
+        column = "wavelength" if wave else "inv_freq"
+        for i, s in enumerate(data["series"]):
+            f = s["frame"]
+            if s["role"] == "edited" and self.show_original:
+                fig.add_trace(go.Scatter(
+                    x=f["pair"], y=f[f"base_{column}"], mode="lines",
+                    name=f"{s['label']} (unscaled)", line=dict(dash="dash", color="#555555")))
+            fig.add_trace(go.Scatter(
+                x=f["pair"], y=f[column], mode="lines+markers" if len(f) <= 64 else "lines",
+                name=s["label"] if s["role"] == "compare" else f"{s['label']} (scaled)",
+                marker=dict(size=4, color=OKABE_ITO[i % 6]),
+                line=dict(width=2.5 if s["role"] == "edited" else 1.5, color=OKABE_ITO[i % 6]),
+                customdata=np.stack([f["region"], f["smooth"].round(3)], axis=-1),
+                hovertemplate="pair %{x}<br>%{y:.4g}<br>%{customdata[0]}, "
+                              "s=%{customdata[1]}<extra></extra>"))
+        orig = data["original_context"]
+        fig.add_hline(y=to_y(orig), line=dict(color="#000000", dash="dot", width=1))
+        fig.add_annotation(x=0, xref="paper", xanchor="left", yanchor="bottom", showarrow=False,
+                           y=math.log10(to_y(orig)) if self.log_y else to_y(orig),
+                           text=f"original context {orig:,}", font=dict(size=10))
+        fig.update_xaxes(title_text="rotary pair i (dims i, i + d/2)")
+        fig.update_yaxes(type="log" if self.log_y else "linear",
+                         title_text="wavelength (tokens)" if wave else "inverse frequency "
+                                                                      "(rad / token)")
+        fig.update_layout(title=f"RoPE spectrum: {self.label}", legend=LEGEND_BELOW)
+        return fig
+
+    def _usage_figure(self) -> go.Figure:
+        import plotly.graph_objects as go
+
+        from ..export.style import SEQUENTIAL
+
+        u = self.usage()  # [L, H, P]
+        n_layers, n_heads, n_pairs = u.shape
+        kind = "query" if self.usage_which == "q" else "KV"
+        rows = [f"L{layer} {kind[0].upper()}{h}" for layer in range(n_layers)
+                for h in range(n_heads)]
+        fig = go.Figure(go.Heatmap(
+            z=u.reshape(-1, n_pairs).numpy(), x=list(range(n_pairs)), y=rows,
+            colorscale=SEQUENTIAL, zmin=0, colorbar=dict(title="share of |q|²"
+                                                         if self.usage_which == "q"
+                                                         else "share of |k|²"),
+            hovertemplate="%{y}, pair %{x}: %{z:.3f}<extra></extra>"))
+        fig.update_yaxes(autorange="reversed", title_text=f"layer, {kind} head")
+        fig.update_xaxes(title_text="rotary pair (high → low frequency)")
+        fig.update_layout(title=f"{kind} norm per frequency pair: {self.label}")
+        return fig
+
+    def _decay_figure(self) -> go.Figure:
+        import plotly.graph_objects as go
+
+        data = self.decay_data()
+        fig = go.Figure()
+        x = data["distances"].numpy()
+        colours = iter(OKABE_ITO)
+        for s in data["series"]:
+            fig.add_trace(go.Scatter(
+                x=x, y=s["score"].numpy(), mode="lines", name=s["label"] if s["role"] !=
+                "edited" else f"{s['label']} (scaled)",
+                line=dict(width=1.5 if s["role"] == "edited" else 1.0,
+                          color="#555555" if s["role"] == "original" else next(colours),
+                          dash="dash" if s["role"] == "original" else None)))
+        orig = data["original_context"]
+        fig.add_vline(x=orig, line=dict(color="#000000", dash="dot", width=1))
+        fig.add_annotation(x=math.log10(orig), y=1, yref="paper", xanchor="left",
+                           yanchor="top", showarrow=False, text=f" original context {orig:,}",
+                           font=dict(size=10))  # log axis: annotations take log10(x)
+        fig.update_xaxes(type="log", title_text="relative distance (tokens)",
+                         range=[math.log10(max(float(x[0]), 1.0)), math.log10(float(x[-1]))])
+        fig.update_yaxes(title_text="mean cos(d·θᵢ) (unit q = k)")
+        fig.update_layout(title=f"RoPE long-range decay: {self.label}", legend=LEGEND_BELOW)
+        return fig
+
+    def __repr__(self) -> str:
+        return f"<RopeSpectrum {self.label!r} tab={self.tab!r}>"

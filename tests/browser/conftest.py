@@ -1,0 +1,114 @@
+"""Browser tier: JupyterLab driven by Playwright in Debian's chromium.
+
+Fixtures for every widget's browser tests (one JupyterLab server and one chromium per session):
+
+    def test_x(jupyter_page, lab_kernel):
+        page = jupyter_page(["import lensnb", "w = lensnb.SomeWidget(...)", "w"])
+        root = widget_output(page, "lensnb-something")       # from jupyterlab_harness       # the widget's root element
+        root.click(...)
+        assert lab_kernel(page).eval("print(w.value)") == "..."
+        screenshot(root, "some_widget")                     # test-output/screenshots/
+
+``jupyter_page(cells, name=None)`` writes a notebook (with a kernelspec) from code cells, opens
+it with ``?reset``, runs all cells and returns the Playwright ``Page`` once the last one ran.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyterlab_harness import (
+    JupyterLabServer,
+    kernel_eval,
+    launch_chromium,
+    open_and_run,
+    write_notebook,
+)
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    for item in items:
+        if "tests/browser/" in str(item.fspath):
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture(scope="session")
+def jupyter_server(tmp_path_factory) -> Iterator[JupyterLabServer]:
+    """One JupyterLab server for the session (free 127.0.0.1 port, its own settings dirs)."""
+    server = JupyterLabServer(tmp_path_factory.mktemp("jupyterlab"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """Debian's chromium through Playwright (one browser per session)."""
+    playwright_api = pytest.importorskip("playwright.sync_api",
+                                         reason="playwright is needed for browser tests")
+    with playwright_api.sync_playwright() as p:
+        try:
+            browser = launch_chromium(p)
+        except FileNotFoundError as err:
+            pytest.skip(f"browser tests need Debian's chromium: {err}")
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def jupyter_page(jupyter_server, chromium, request) -> Iterator[Callable[..., Any]]:
+    """``jupyter_page(cells, name=None) -> Page``: a notebook opened in JupyterLab, all run."""
+    counter = itertools.count()
+    contexts: list[Any] = []
+
+    def open_notebook(cells: list[str], name: str | None = None) -> Any:
+        stem = name or f"{request.node.name}-{next(counter)}".replace("[", "-").strip("]")
+        nb = f"{stem}.ipynb"
+        write_notebook(Path(jupyter_server.notebooks) / nb, cells)
+        context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+        contexts.append(context)
+        page = context.new_page()
+        page.lensnb_notebook = nb
+        return open_and_run(page, jupyter_server, nb)
+
+    yield open_notebook
+    for context in contexts:
+        context.close()
+    for session in jupyter_server.api("api/sessions"):  # free the kernels
+        import urllib.request
+
+        req = urllib.request.Request(f"{jupyter_server.url}/api/sessions/{session['id']}",
+                                     method="DELETE",
+                                     headers={"Authorization": f"token {jupyter_server.token}"})
+        urllib.request.urlopen(req, timeout=10).close()
+
+
+class LabKernel:
+    """The kernel behind an open notebook page: ``.eval(code) -> stdout``."""
+
+    def __init__(self, server: JupyterLabServer, notebook: str):
+        self.client = server.kernel_client(notebook)
+
+    def eval(self, code: str, timeout: float = 30.0) -> str:
+        return kernel_eval(self.client, code, timeout)
+
+    def close(self) -> None:
+        self.client.stop_channels()
+
+
+@pytest.fixture
+def lab_kernel(jupyter_server) -> Iterator[Callable[[Any], LabKernel]]:
+    """``lab_kernel(page).eval("print(x)")``: run code in the kernel of a ``jupyter_page``."""
+    made: list[LabKernel] = []
+
+    def connect(page: Any) -> LabKernel:
+        k = LabKernel(jupyter_server, page.lensnb_notebook)
+        made.append(k)
+        return k
+
+    yield connect
+    for k in made:
+        k.close()

@@ -1,0 +1,91 @@
+"""The tutorial notebooks: each runs top to bottom offline within its time budget, and each is
+committed clean (outputs stripped, the python3 kernelspec, a Colab badge, the Colab-only
+install cell first). Run times land in test-output/notebooks/times.json for the README/issue."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat", reason="nbformat (test extra) reads notebooks")
+
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+OUT = REPO / "test-output" / "notebooks"
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
+COLAB_URL = "https://colab.research.google.com/github/lensnb/lensnb/blob/main/notebooks/"
+# Seconds a whole notebook may take on 2 CPU cores (the tutorials aim at ~60 s); per-notebook
+# entries override the default.
+BUDGET_S = {"default": 300}
+DEAD_PROXY = "http://127.0.0.1:9"  # any HTTP(S) the kernel attempts fails at once
+
+
+def _ids(paths: list[Path]) -> list[str]:
+    return [p.stem for p in paths]
+
+
+def _kernel_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="2", MKL_NUM_THREADS="2",
+               HTTP_PROXY=DEAD_PROXY, HTTPS_PROXY=DEAD_PROXY, ALL_PROXY=DEAD_PROXY,
+               http_proxy=DEAD_PROXY, https_proxy=DEAD_PROXY, all_proxy=DEAD_PROXY,
+               NO_PROXY="", no_proxy="", PYDEVD_DISABLE_FILE_VALIDATION="1")
+    # the kernel must import this checkout's lensnb and run on this venv's python
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    return env
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_notebook_runs_offline_within_budget(path: Path, tmp_path: Path) -> None:
+    from nbclient import NotebookClient
+
+    budget = BUDGET_S.get(path.stem, BUDGET_S["default"])
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=budget, kernel_name="python3", allow_errors=False,
+                            resources={"metadata": {"path": str(tmp_path)}})
+    start = time.perf_counter()
+    try:
+        client.execute(env=_kernel_env())
+    finally:
+        elapsed = time.perf_counter() - start
+        OUT.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, OUT / path.name)  # executed copy, for reading failures
+        times_file = OUT / "times.json"
+        times = json.loads(times_file.read_text()) if times_file.is_file() else {}
+        times[path.stem] = {"seconds": round(elapsed, 1), "cores": os.cpu_count(),
+                            "python": sys.version.split()[0]}
+        times_file.write_text(json.dumps(times, indent=2, sort_keys=True) + "\n")
+    assert elapsed <= budget, f"{path.name} took {elapsed:.0f} s, over its {budget} s budget"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_notebook_is_committed_clean(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.get("kernelspec") == KERNELSPEC
+    dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"
+             and (c.get("outputs") or c.get("execution_count") is not None)]
+    assert not dirty, f"{path.name}: strip the outputs of cells {dirty}"
+
+    first = nb.cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith("# ")
+    assert COLAB_BADGE in first.source and COLAB_URL + path.name in first.source, (
+        f"{path.name}: the title cell needs the Colab badge linking to {COLAB_URL + path.name}")
+    install = next(c for c in nb.cells if c.cell_type == "code")
+    assert 'if "google.colab" in sys.modules:' in install.source and (
+        "git clone" in install.source and "pip install" in install.source), (
+        f"{path.name}: the first code cell must install lensnb only in Colab "
+        "(copy it from 01_quickstart.ipynb)")
+
+
+def test_every_tutorial_is_collected() -> None:
+    assert REPO / "notebooks" / "01_quickstart.ipynb" in NOTEBOOKS
