@@ -93,10 +93,10 @@ def variants(model: str, n: int) -> tuple[dict[str, Callable[[], torch.Tensor]],
              "device": str(lens.device)}
     # every variant generates the same tokens (the patch writes zeros, so not that one)
     want = run_hf()
-    for key in ("lensnb", "lensnb_cache1", "nnsight_save1"):
+    assert want.shape == (1, ids.shape[1] + n), f"hf stopped early: {tuple(want.shape)}"
+    for key in ("lensnb", "lensnb_cache1", "bridge"):
         got = runs[key]()
-        if isinstance(got, torch.Tensor) and got.shape == want.shape:
-            assert torch.equal(got.cpu(), want.cpu()), f"{key} generated other tokens than hf"
+        assert torch.equal(got.cpu(), want.cpu()), f"{key} generated other tokens than hf"
     return runs, facts
 
 

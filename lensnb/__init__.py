@@ -3,31 +3,76 @@
     import lensnb
     lens = lensnb.load("demo")                 # a Llama-3.1-style GQA model, offline
     logits, cache = lens.run_with_cache("def f(x):", names="blocks.*.attn.hook_pattern")
+    lensnb.AttentionExplorer(lens, "def f(x):\\n    return f(x)")
+
+``import lensnb`` is cheap: torch, transformers and the widgets load on first use.
 """
 
 from __future__ import annotations
 
-from .backend.facts import ModelFacts, facts, model_table
-from .backend.lens import Lens
-from .backend.loading import load, supported_architectures
-from .backend.meta import hook_shapes
-from . import export
-from .export import save
-from .backend import rope
-from .widgets.rope_spectrum import RopeSpectrum
-from .widgets.attention import AttentionExplorer
-from .backend.generation import Step
-from .backend.patching import patch, patchscope
-from .widgets.generation_stepper import GenerationStepper
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["Lens", "ModelFacts", "export", "facts", "load", "model_table", "rope",
-           "save", "supported_architectures"]
-__all__ += ["GenerationStepper", "Step", "patch", "patchscope"]
-__all__ += ["hook_shapes"]
-__all__ += ["RopeSpectrum"]
-__all__ += ["AttentionExplorer"]
-from .backend.vision.text_only import save_text_only
-from .widgets.image_attention import ImageAttention
-
-__all__ += ["ImageAttention", "save_text_only"]
 __version__ = "0.1.0"
+
+# public name -> (module, attribute); attribute None means the module itself
+_EXPORTS: dict[str, tuple[str, str | None]] = {
+    # backend
+    "load": (".backend.loading", "load"),
+    "supported_architectures": (".backend.loading", "supported_architectures"),
+    "Lens": (".backend.lens", "Lens"),
+    "facts": (".backend.facts", "facts"),
+    "model_table": (".backend.facts", "model_table"),
+    "ModelFacts": (".backend.facts", "ModelFacts"),
+    "hook_shapes": (".backend.meta", "hook_shapes"),
+    "rope": (".backend.rope", None),
+    "Step": (".backend.generation", "Step"),
+    "patch": (".backend.patching", "patch"),
+    "patchscope": (".backend.patching", "patchscope"),
+    "save_text_only": (".backend.vision.text_only", "save_text_only"),
+    # widgets
+    "AttentionExplorer": (".widgets.attention", "AttentionExplorer"),
+    "RopeSpectrum": (".widgets.rope_spectrum", "RopeSpectrum"),
+    "GenerationStepper": (".widgets.generation_stepper", "GenerationStepper"),
+    "ImageAttention": (".widgets.image_attention", "ImageAttention"),
+    # export
+    "export": (".export", None),
+    "save": (".export", "save"),
+}
+
+__all__ = [
+    "AttentionExplorer", "GenerationStepper", "ImageAttention", "Lens", "ModelFacts",
+    "RopeSpectrum", "Step", "export", "facts", "hook_shapes", "load", "model_table", "patch",
+    "patchscope", "rope", "save", "save_text_only", "supported_architectures",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'lensnb' has no attribute {name!r}")
+    module_name, attr = _EXPORTS[name]
+    module = importlib.import_module(module_name, __name__)
+    value = module if attr is None else getattr(module, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs
+    from . import export
+    from .backend import rope
+    from .backend.facts import ModelFacts, facts, model_table
+    from .backend.generation import Step
+    from .backend.lens import Lens
+    from .backend.loading import load, supported_architectures
+    from .backend.meta import hook_shapes
+    from .backend.patching import patch, patchscope
+    from .backend.vision.text_only import save_text_only
+    from .export import save
+    from .widgets.attention import AttentionExplorer
+    from .widgets.generation_stepper import GenerationStepper
+    from .widgets.image_attention import ImageAttention
+    from .widgets.rope_spectrum import RopeSpectrum

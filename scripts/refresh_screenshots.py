@@ -22,8 +22,9 @@ DOCS = REPO / "docs"
 
 
 def copy_screenshots(source: Path = SCREENSHOTS, dest: Path = DOCS / "screenshots") -> list[Path]:
-    """Copy every ``*.png`` in ``source`` to ``dest``; returns the files written."""
-    shots = sorted(source.glob("*.png"))
+    """Copy every ``*.png`` in ``source`` to ``dest`` except the harness's ``failed-*.png``
+    (pictures of failing runs); returns the files written."""
+    shots = sorted(p for p in source.glob("*.png") if not p.name.startswith("failed-"))
     if not shots:
         print(f"no screenshots in {source}: run `.venv/bin/python -m pytest tests/browser -q` "
               "first", file=sys.stderr)

@@ -568,10 +568,11 @@ def _iterate(run: _Run, max_new_tokens: int, *, top_k: int, do_sample: bool,
     finished = torch.zeros(run.batch, dtype=torch.bool, device=run.ids.device)
     new: list[list[int]] = [[] for _ in range(run.batch)]
     ids = run.ids
-    with torch.no_grad(), run.installed():
+    with run.installed():  # hooks stay on across yields; grad mode is the caller's between them
         for index in range(max_new_tokens):
             run.step = index
-            logits = run.forward(ids)  # [batch, d_vocab]
+            with torch.no_grad():
+                logits = run.forward(ids)  # [batch, d_vocab]
             token = _choose(logits, do_sample, temperature, sample_top_k, top_p, gen)
             token = torch.where(finished, pad, token)
             ended = finished.clone()
@@ -586,7 +587,9 @@ def _iterate(run: _Run, max_new_tokens: int, *, top_k: int, do_sample: bool,
             if light:
                 yield _LightStep(token, logits if return_logits else None, finished)  # type: ignore[misc]
             else:
-                yield _make_step(run, index, token, logits, finished, top_k, return_logits)
+                with torch.no_grad():
+                    step = _make_step(run, index, token, logits, finished, top_k, return_logits)
+                yield step
             if bool(finished.all()) or index == max_new_tokens - 1:
                 return
             run.append(token)

@@ -1,1 +1,1 @@
-"""Widgets: a shared base (``base.LensWidget``) and one module per widget; frontends in ``static/``."""
+"""Widgets: a shared base (``base.LensWidget``), one module per widget, JS/CSS in ``static/``."""

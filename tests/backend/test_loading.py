@@ -155,8 +155,8 @@ def test_path_that_is_not_a_model(tmp_path):
 def test_unsupported_architecture_names_supported(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(
         {"architectures": ["NotARealModelForCausalLM"], "model_type": "not_real"}))
-    with pytest.raises(UnsupportedArchitectureError,
-                       match="NotARealModelForCausalLM.*Supported architectures:.*LlamaForCausalLM"):
+    expected = "NotARealModelForCausalLM.*Supported architectures:.*LlamaForCausalLM"
+    with pytest.raises(UnsupportedArchitectureError, match=expected):
         lensnb.load(tmp_path)
 
 

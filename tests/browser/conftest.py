@@ -4,7 +4,7 @@ Fixtures for every widget's browser tests (one JupyterLab server and one chromiu
 
     def test_x(jupyter_page, lab_kernel):
         page = jupyter_page(["import lensnb", "w = lensnb.SomeWidget(...)", "w"])
-        root = widget_output(page, "lensnb-something")       # from jupyterlab_harness       # the widget's root element
+        root = widget_output(page, "lensnb-something")  # jupyterlab_harness helper
         root.click(...)
         assert lab_kernel(page).eval("print(w.value)") == "..."
         screenshot(root, "some_widget")                     # test-output/screenshots/
@@ -58,9 +58,11 @@ def chromium() -> Iterator[Any]:
         browser.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def jupyter_page(jupyter_server, chromium, request) -> Iterator[Callable[..., Any]]:
-    """``jupyter_page(cells, name=None) -> Page``: a notebook opened in JupyterLab, all run."""
+    """``jupyter_page(cells, name=None) -> Page``: a notebook opened in JupyterLab, all run.
+
+    Module-scoped: open a notebook once in a module-scoped fixture and share its page."""
     counter = itertools.count()
     contexts: list[Any] = []
 

@@ -103,10 +103,11 @@ class JupyterLabServer:
             try:
                 self.api("api/status")
                 break
-            except OSError:
+            except OSError as err:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError("JupyterLab did not start; log:\n" + self.read_log())
+                    raise RuntimeError("JupyterLab did not start; log:\n"
+                                       + self.read_log()) from err
                 time.sleep(0.3)
 
     def api(self, path: str) -> Any:
@@ -174,11 +175,12 @@ def launch_chromium(playwright: Any) -> Any:
 
 
 def open_and_run(page: Any, server: JupyterLabServer, name: str, *,
-                 timeout_ms: float = 120_000) -> Any:
+                 timeout_ms: float = 300_000) -> Any:
     """Open notebook ``name`` in JupyterLab, run all cells, wait for the last one."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    page.goto(server.notebook_url(name), timeout=timeout_ms)
+    page.set_default_timeout(timeout_ms)  # a busy 2-core machine makes every step slow
+    page.goto(server.notebook_url(name), wait_until="domcontentloaded")
     page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=timeout_ms)
     # the kernel is ready when the toolbar's kernel status says idle
     page.locator(".jp-NotebookPanel-toolbar .jp-Notebook-ExecutionIndicator"

@@ -18,7 +18,7 @@ CELLS = [
 ]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def explorer_page(jupyter_page):
     page = jupyter_page(CELLS, name="attention_explorer")
     dialogs: list[str] = []
@@ -65,9 +65,11 @@ def test_hover_shows_exact_weight(explorer_page, lab_kernel):
     hover.wait_for()
     assert (hover.get_attribute("data-q"), hover.get_attribute("data-k")) == (str(q), str(k))
     shown = float(hover.get_attribute("data-weight"))
+    head = int(hover.get_attribute("data-head"))
+    assert kernel.eval("print(explorer.head)") == str(head)
     truth = float(kernel.eval(
         f"_, c = lens.run_with_cache(text, names='blocks.{LAYER}.attn.hook_pattern')\n"
-        f"print(repr(c['blocks.{LAYER}.attn.hook_pattern'][0, 0, {q}, {k}].item()))"))
+        f"print(repr(c['blocks.{LAYER}.attn.hook_pattern'][0, {head}, {q}, {k}].item()))"))
     assert shown == pytest.approx(truth, rel=1e-5, abs=1e-7)
     assert f"{truth:.4f}"[:5] in hover.text_content()
 

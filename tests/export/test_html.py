@@ -139,3 +139,47 @@ def test_widget_html_works_offline_in_chromium(tmp_path, tiny_widget):
         finally:
             browser.close()
     assert page_errors == []
+
+
+def _real_widgets(lens):
+    """Shipped widgets built on the demo model (imported lazily: each has its own owner)."""
+    from lensnb.widgets.attention import AttentionExplorer
+    from lensnb.widgets.rope_spectrum import RopeSpectrum
+
+    return {"AttentionExplorer": AttentionExplorer(lens, "def add(a, b):\n    return a + b\n"),
+            "RopeSpectrum": RopeSpectrum(lens)}
+
+
+@pytest.mark.browser
+def test_shipped_widgets_render_offline_from_their_html_export(tmp_path, demo_lens):
+    """Each shipped widget's standalone file renders in chromium with the network refused:
+    every request its frontend makes on load was pre-answered (no error shown)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright drives chromium")
+    try:
+        browser_path = chromium_path()
+    except ChromiumNotFoundError:
+        pytest.skip("no chromium: `make test` installs Debian's chromium")
+    paths = {name: save(w, tmp_path / f"{name}.html")
+             for name, w in _real_widgets(demo_lens).items()}
+    attempted: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
+        try:
+            for name, path in paths.items():
+                page = browser.new_page()
+                page_errors: list[str] = []
+                page.route("**/*", lambda r: r.continue_() if r.request.url.startswith(
+                    LOCAL_SCHEMES) else (attempted.append(r.request.url), r.abort()))
+                page.on("pageerror", lambda err, errs=page_errors: errs.append(str(err)))
+                page.goto(path.as_uri())
+                page.wait_for_selector("#lensnb-root[data-lensnb-ready=true]", timeout=20000)
+                page.wait_for_timeout(1000)  # let the first requests settle
+                assert page.locator("#lensnb-errors").text_content() == "", name
+                assert page.locator("#lensnb-root .lensnb-error").all_text_contents() in (
+                    [], [""]), name
+                assert page.locator("#lensnb-root").inner_text().strip(), name
+                assert page_errors == [], name
+                page.close()
+        finally:
+            browser.close()
+    assert attempted == []

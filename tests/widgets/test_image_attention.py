@@ -94,3 +94,14 @@ def test_bad_input(vision_lens, widget, make_tiny_model):  # noqa: F811
         widget.mode = "all"
     with pytest.raises(Exception, match="out of range"):
         widget.token = 99
+
+
+def test_standalone_html_carries_every_token_of_the_current_choice(widget, tmp_path):
+    from lensnb.export.html import widget_payload
+
+    widget.layer, widget.mode, widget.head = 1, "head", 1
+    payload = widget_payload(widget)
+    asked = {(r["request"]["layer"], r["request"]["token"]) for r in payload["replies"]}
+    assert asked == {(layer, t) for layer in (1, 3) for t in range(len(widget.tokens))}
+    path = widget.save(tmp_path / "image_attention.html")
+    assert path.stat().st_size > 1000 and "lensnb-imgattn" in path.read_text()

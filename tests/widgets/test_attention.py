@@ -1,0 +1,157 @@
+"""AttentionExplorer's Python side: requests answered with the right numbers, synced traits,
+static figure, CircuitsVis interop offline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import traitlets
+
+from lensnb import AttentionExplorer
+from lensnb.widgets import attention as attention_module
+
+XSS = "<img src=x onerror=alert(1)>"
+TEXT = f"def add(a, b):\n    return a + b  # {XSS}"
+
+
+@pytest.fixture(scope="module")
+def explorer(demo_lens):
+    return AttentionExplorer(demo_lens, TEXT, layers=[1, 3], layer=3)
+
+
+@pytest.fixture(scope="module")
+def truth(demo_lens):
+    """hook_pattern of the kept layers, [n_heads, q, k] each."""
+    _, cache = demo_lens.run_with_cache(TEXT, names="blocks.*.attn.hook_pattern")
+    return {la: cache[f"blocks.{la}.attn.hook_pattern"][0] for la in (1, 3)}
+
+
+def decode(reply, buf):
+    meta = reply["meta"]
+    data = np.frombuffer(buf, dtype=meta["dtype"]).reshape(meta["shape"])
+    return data.astype(np.float32) / 255.0 * reply["vmax"] if meta["dtype"] == "uint8" else data
+
+
+def test_overview_tile_matches_pattern(explorer, truth):
+    reply, (buf,) = explorer.answer({"kind": "tile", "layer": 3, "head": 5})
+    assert (reply["fq"], reply["fk"]) == (1, 1)  # a short text is sent at full resolution
+    got = decode(reply, buf)
+    np.testing.assert_allclose(got, truth[3][5].numpy(), atol=reply["vmax"] / 510 + 1e-6)
+
+
+def test_zoom_tile_is_pooled_window(explorer, truth, monkeypatch):
+    monkeypatch.setattr(attention_module, "OVERVIEW", 4)
+    n = len(explorer.tokens)
+    reply, (buf,) = explorer.answer({"kind": "tile", "layer": 1, "head": 2, "q0": 2, "q1": n,
+                                     "k0": 0, "k1": 10, "size": 4})
+    fq, fk = reply["fq"], reply["fk"]
+    assert (fq, fk) == (-(-(n - 2) // 4), 3)
+    got = decode(reply, buf)
+    want = truth[1][2, 2:n, 0:10]
+    for i in range(got.shape[0]):
+        for j in range(got.shape[1]):
+            block = want[i * fq:(i + 1) * fq, j * fk:(j + 1) * fk].max().item()
+            assert got[i, j] == pytest.approx(block, abs=reply["vmax"] / 510 + 1e-6)
+
+
+def test_rows_and_columns_are_exact_float32(explorer, truth):
+    n = len(explorer.tokens)
+    reply, (buf,) = explorer.answer({"kind": "row", "layer": 3, "head": 6, "pos": n - 1})
+    np.testing.assert_allclose(decode(reply, buf), truth[3][6, n - 1].numpy(), rtol=1e-5,
+                               atol=1e-7)
+    reply, (buf,) = explorer.answer({"kind": "column", "layer": 3, "head": 6, "pos": 2})
+    np.testing.assert_allclose(decode(reply, buf), truth[3][6, :, 2].numpy(), rtol=1e-5,
+                               atol=1e-7)
+
+
+def test_thumbnails_and_group_view(explorer, truth, demo_lens):
+    reply, (buf,) = explorer.answer({"kind": "thumb", "layer": 3, "head": 0})
+    assert max(reply["meta"]["shape"]) <= attention_module.THUMB
+    assert decode(reply, buf).max() == pytest.approx(truth[3][0].max().item(), abs=1 / 255)
+    reply, bufs = explorer.answer({"kind": "group", "layer": 3, "kv_group": 1})
+    heads = demo_lens.heads_of_kv(1)
+    assert [p["name"] for p in reply["panels"]] == [f"H{h}" for h in heads] + [
+        "mean", "max", "spread"]
+    g = truth[3][heads]  # [group, q, k]
+    spread = decode(reply["panels"][-1], bufs[-1])
+    np.testing.assert_allclose(spread, (g.max(0).values - g.min(0).values).numpy(),
+                               atol=reply["panels"][-1]["vmax"] / 510 + 1e-6)
+
+
+def test_requests_report_errors_clearly(explorer):
+    with pytest.raises(IndexError, match=r"kept layers are \[1, 3\]"):
+        explorer.answer({"kind": "tile", "layer": 0, "head": 0})
+    with pytest.raises(ValueError, match="unknown request kind 'nope'"):
+        explorer.answer({"kind": "nope"})
+    sent = []
+    explorer.send = lambda content, buffers=None: sent.append(content)  # capture the reply
+    try:
+        explorer._on_frontend_msg(explorer, {"kind": "request", "id": "x",
+                                             "request": {"kind": "row", "layer": 3,
+                                                         "head": 99, "pos": 0}}, [])
+    finally:
+        del explorer.send
+    assert "valid heads are 0..7" in sent[0]["error"]
+
+
+def test_synced_traits(demo_lens):
+    ex = AttentionExplorer(demo_lens, "x = 1", layers=[0, 2], head=6)
+    assert (ex.layer, ex.head, ex.kv_group) == (0, 6, demo_lens.kv_head_of(6))
+    ex.kv_group = 0
+    assert ex.head in demo_lens.heads_of_kv(0)
+    ex.head = 7
+    assert ex.kv_group == demo_lens.kv_head_of(7)
+    for name, bad, msg in [("head", 8, "valid query heads are 0..7"),
+                           ("layer", 1, r"choose one of \[0, 2\]"),
+                           ("kv_group", 2, "valid KV groups are 0..1"),
+                           ("view", "grid", "is not one of"),
+                           ("text_role", "both", "is not one of"),
+                           ("text_token", 99, "out of range")]:
+        with pytest.raises(traitlets.TraitError, match=msg):
+            setattr(ex, name, bad)
+    state = ex.get_state()
+    assert {"layer", "head", "kv_group", "view", "tokens"} <= set(state)
+    assert "x = 1".replace(" ", "") in "".join(state["tokens"]).replace(" ", "")
+
+
+def test_export_requests_answerable_and_small(explorer):
+    total = 0
+    for req in explorer.export_requests():
+        reply, bufs = explorer.answer(req)
+        total += sum(len(b) for b in bufs)
+    n = len(explorer.tokens)
+    assert total <= (explorer.n_heads + 1) * n * n + 4 * n  # uint8 tiles + one float32 row
+
+
+def test_figure_is_selected_head(explorer, truth):
+    explorer.head = 4
+    fig = explorer.figure(style="paper")
+    heat = fig.data[0]
+    np.testing.assert_allclose(np.asarray(heat.z, dtype=np.float32), truth[3][4].numpy(),
+                               atol=1e-6)
+    assert "L3H4" in fig.layout.title.text
+    text = " ".join(fig.layout.yaxis.ticktext)
+    assert "&lt;" in text and "<" not in text  # plotly labels are markup: escaped
+
+
+def test_to_circuitsvis_offline(explorer, truth, no_network):
+    html = explorer.to_circuitsvis(3, heads=[0, 5])
+    out = html._repr_html_()  # CircuitsVis's own object would ping a website here
+    assert "unpkg.com" not in out and "CircuitsVis.render" in out
+    assert repr(round(float(truth[3][5, 3, 1]), 4))[:5] in out
+    assert "AttentionPatterns" in out
+
+
+def test_to_circuitsvis_bounded(explorer, monkeypatch):
+    monkeypatch.setattr(attention_module, "CIRCUITSVIS_MAX_CELLS", 3 * len(explorer.tokens) ** 2)
+    with pytest.raises(ValueError, match="pass at most 3 heads"):
+        explorer.to_circuitsvis(3)
+    assert isinstance(explorer.to_circuitsvis(3, heads=[1]), attention_module.CircuitsVisHTML)
+
+
+def test_bytes_sent_counts_replies(explorer):
+    before = explorer.bytes_sent
+    explorer._on_frontend_msg(explorer, {"kind": "request", "id": "1",
+                                         "request": {"kind": "row", "layer": 1, "head": 0,
+                                                     "pos": 0}}, [])
+    assert explorer.bytes_sent - before >= 4 * len(explorer.tokens)
