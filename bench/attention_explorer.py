@@ -134,6 +134,8 @@ def in_subprocess(kind: str, model: Path, n: int, cap: float) -> dict:
     except subprocess.TimeoutExpired:
         return {"dnf": cap}
     except subprocess.CalledProcessError as err:
+        if err.returncode == -9:
+            return {"killed": "killed by the kernel (out of memory)"}
         return {"error": err.stderr[-800:]}
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -229,7 +231,8 @@ def table(results: list[dict]) -> str:
             mem = (f"{e['tracemalloc_mb']:.1f} MB / {c['tracemalloc_mb']:.0f} MB = "
                    f"{c['tracemalloc_mb'] / max(e['tracemalloc_mb'], 1e-3):.0f}× less")
         else:
-            why = f"did not finish in {c['dnf']:.0f} s" if "dnf" in c else "failed"
+            why = (f"did not finish in {c['dnf']:.0f} s" if "dnf" in c
+                   else "out of memory" if "killed" in c else "failed")
             build = f"{e['build_s']:.2f} s / {why}"
             size = f"{e['bytes'] / 1e6:.2f} MB / {why}"
             mem = f"{e['tracemalloc_mb']:.1f} MB / {why}"

@@ -70,6 +70,15 @@ def make_tiny_model(tmp_path_factory) -> Callable[..., Path]:
     return make
 
 
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[object]:
+    """One Playwright (sync API) for the session: it cannot run twice at once in a process, so
+    the browser tests and the HTML-export tests share it."""
+    api = pytest.importorskip("playwright.sync_api", reason="playwright drives Debian's chromium")
+    with api.sync_playwright() as p:
+        yield p
+
+
 class NetworkBlocked(RuntimeError):
     pass
 

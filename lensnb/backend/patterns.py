@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 CHUNK_BYTES = 32 * 2**20  # working memory for one block of score rows
 
 
+class _Enough(Exception):
+    """Raised from the last kept layer's key hook to end the forward pass early."""
+
+
 @dataclass(frozen=True)
 class LayerAttention:
     """What a layer's softmax needs besides q and k."""
@@ -113,19 +117,29 @@ class KeptQK:
             raise ValueError(f"attention patterns take one text, got a batch of {tokens.shape[0]}")
         q: dict[int, torch.Tensor] = {}
         k: dict[int, torch.Tensor] = {}
+        last = max(layers)
 
-        def keep(store: dict[int, torch.Tensor], layer: int):
+        def keep(store: dict[int, torch.Tensor], layer: int, stop: bool = False):
             def hook(tensor: torch.Tensor, hook: Any) -> None:
                 store[layer] = tensor[0].detach().clone()  # [pos, heads, d_head]
+                if stop:  # nothing after the last kept keys is needed: skip its N^2 scores
+                    raise _Enough
             return hook
 
         hooks = []
         for layer in layers:
             hooks.append((lens.hook_name("attn.hook_rot_q", layer), keep(q, layer)))
-            hooks.append((lens.hook_name("attn.hook_rot_k", layer), keep(k, layer)))
-        with torch.no_grad():
-            lens.bridge.run_with_hooks(tokens, fwd_hooks=hooks,
-                                       stop_at_layer=max(layers) + 1, return_type=None)
+            hooks.append((lens.hook_name("attn.hook_rot_k", layer),
+                          keep(k, layer, stop=layer == last)))
+        try:
+            with torch.no_grad():
+                lens.bridge.run_with_hooks(tokens, fwd_hooks=hooks, stop_at_layer=last + 1,
+                                           return_type=None)
+        except _Enough:
+            pass
+        missing = [la for la in layers if la not in q or la not in k]
+        if missing:
+            raise RuntimeError(f"hook_rot_q/hook_rot_k did not fire for layers {missing}")
         specs = {layer: layer_attention(lens, layer) for layer in layers}
         return cls({la: q[la] for la in layers}, {la: k[la] for la in layers}, specs)
 

@@ -45,17 +45,14 @@ def jupyter_server(tmp_path_factory) -> Iterator[JupyterLabServer]:
 
 
 @pytest.fixture(scope="session")
-def chromium() -> Iterator[Any]:
+def chromium(playwright) -> Iterator[Any]:
     """Debian's chromium through Playwright (one browser per session)."""
-    playwright_api = pytest.importorskip("playwright.sync_api",
-                                         reason="playwright is needed for browser tests")
-    with playwright_api.sync_playwright() as p:
-        try:
-            browser = launch_chromium(p)
-        except FileNotFoundError as err:
-            pytest.skip(f"browser tests need Debian's chromium: {err}")
-        yield browser
-        browser.close()
+    try:
+        browser = launch_chromium(playwright)
+    except FileNotFoundError as err:
+        pytest.skip(f"browser tests need Debian's chromium: {err}")
+    yield browser
+    browser.close()
 
 
 @pytest.fixture(scope="module")

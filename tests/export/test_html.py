@@ -4,6 +4,7 @@ in headless chromium with every network request refused."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import json
 import re
@@ -83,7 +84,7 @@ def _numbers(text: str, key: str) -> list[float]:
 
 
 @pytest.mark.browser
-def test_widget_html_works_offline_in_chromium(tmp_path, tiny_widget):
+def test_widget_html_works_offline_in_chromium(tmp_path, tiny_widget, playwright):
     """Open the export with every non-file request aborted; the widget renders and responds to
     clicks with rows decoded from the embedded (partly gzip-compressed) replies."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright drives chromium")
@@ -103,7 +104,7 @@ def test_widget_html_works_offline_in_chromium(tmp_path, tiny_widget):
             attempted.append(r.request.url)
             r.abort()
 
-    with sync_api.sync_playwright() as pw:
+    with contextlib.nullcontext(playwright) as pw:  # the session's one Playwright
         browser = pw.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
         try:
             page = browser.new_page()
@@ -151,10 +152,10 @@ def _real_widgets(lens):
 
 
 @pytest.mark.browser
-def test_shipped_widgets_render_offline_from_their_html_export(tmp_path, demo_lens):
+def test_shipped_widgets_render_offline_from_their_html_export(tmp_path, demo_lens, playwright):
     """Each shipped widget's standalone file renders in chromium with the network refused:
     every request its frontend makes on load was pre-answered (no error shown)."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright drives chromium")
+    pytest.importorskip("playwright.sync_api", reason="playwright drives chromium")
     try:
         browser_path = chromium_path()
     except ChromiumNotFoundError:
@@ -162,7 +163,7 @@ def test_shipped_widgets_render_offline_from_their_html_export(tmp_path, demo_le
     paths = {name: save(w, tmp_path / f"{name}.html")
              for name, w in _real_widgets(demo_lens).items()}
     attempted: list[str] = []
-    with sync_api.sync_playwright() as pw:
+    with contextlib.nullcontext(playwright) as pw:  # the session's one Playwright
         browser = pw.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
         try:
             for name, path in paths.items():
