@@ -43,7 +43,9 @@ lint: $(STAMP)
 	$(PY) -m ruff check lensnb tests bench scripts
 
 bench: $(STAMP)
-	$(PY) bench/run_all.py
+	$(PY) bench/generation.py --write BENCHMARKS.md
+	$(PY) bench/attention_explorer.py
+	$(PY) bench/split_qkv_memory.py --write
 
 screenshots: $(STAMP)
 	$(PY) scripts/refresh_screenshots.py

@@ -62,9 +62,9 @@ class AttentionExplorer(LensWidget):
     layer = traitlets.Int(0).tag(sync=True)
     head = traitlets.Int(0).tag(sync=True)
     kv_group = traitlets.Int(0).tag(sync=True)
-    view = traitlets.Unicode("head").tag(sync=True)
+    view = traitlets.Enum(VIEWS, default_value="head").tag(sync=True)
     text_token = traitlets.Int(-1).tag(sync=True)  # -1: the last token
-    text_role = traitlets.Unicode("query").tag(sync=True)
+    text_role = traitlets.Enum(ROLES, default_value="query").tag(sync=True)
     # read-only facts for the frontend
     tokens = traitlets.List(traitlets.Unicode()).tag(sync=True)
     layers = traitlets.List(traitlets.Int()).tag(sync=True)
@@ -119,17 +119,7 @@ class AttentionExplorer(LensWidget):
                 f"kv_group {value} is out of range: valid KV groups are 0..{self.n_kv - 1}")
         return value
 
-    @traitlets.validate("view")
-    def _valid_view(self, proposal: dict) -> str:
-        if proposal["value"] not in VIEWS:
-            raise traitlets.TraitError(f"view {proposal['value']!r} is not one of {VIEWS}")
-        return proposal["value"]
 
-    @traitlets.validate("text_role")
-    def _valid_role(self, proposal: dict) -> str:
-        if proposal["value"] not in ROLES:
-            raise traitlets.TraitError(f"text_role {proposal['value']!r} is not one of {ROLES}")
-        return proposal["value"]
 
     @traitlets.validate("text_token")
     def _valid_token(self, proposal: dict) -> int:

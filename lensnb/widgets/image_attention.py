@@ -52,7 +52,7 @@ class ImageAttention(LensWidget):
     token = traitlets.Int().tag(sync=True)
     head = traitlets.Int(0).tag(sync=True)
     kv_group = traitlets.Int(0).tag(sync=True)
-    mode = traitlets.Unicode("head").tag(sync=True)
+    mode = traitlets.Enum(MODES, default_value="head").tag(sync=True)
     # read-only facts for the frontend
     tokens = traitlets.List(traitlets.Unicode()).tag(sync=True)
     sees_image = traitlets.List(traitlets.Bool()).tag(sync=True)
@@ -126,12 +126,6 @@ class ImageAttention(LensWidget):
         self._lens._check_kv_head(proposal["value"])
         return proposal["value"]
 
-    @traitlets.validate("mode")
-    def _valid_mode(self, proposal: dict) -> str:
-        if proposal["value"] not in MODES:
-            raise traitlets.TraitError(f"mode must be one of {', '.join(MODES)}, "
-                                       f"got {proposal['value']!r}")
-        return proposal["value"]
 
     # ------------------------------------------------------------------ data
     def _geometry(self) -> dict:

@@ -83,11 +83,11 @@ class RopeSpectrum(LensWidget):
     _esm_file = "rope_spectrum.js"
     _css_file = "rope_spectrum.css"
 
-    tab = traitlets.Unicode("spectrum").tag(sync=True)
-    y_axis = traitlets.Unicode("wavelength").tag(sync=True)
+    tab = traitlets.Enum(TABS, default_value="spectrum").tag(sync=True)
+    y_axis = traitlets.Enum(Y_AXES, default_value="wavelength").tag(sync=True)
     log_y = traitlets.Bool(True).tag(sync=True)
     show_original = traitlets.Bool(True).tag(sync=True)
-    usage_which = traitlets.Unicode("q").tag(sync=True)
+    usage_which = traitlets.Enum(("q", "k"), default_value="q").tag(sync=True)
     theta = traitlets.Float(500000.0).tag(sync=True)
     factor = traitlets.Float(8.0).tag(sync=True)
     low_freq_factor = traitlets.Float(1.0).tag(sync=True)
@@ -145,23 +145,8 @@ class RopeSpectrum(LensWidget):
         }
 
     # ------------------------------------------------------------------ validation
-    @traitlets.validate("tab")
-    def _valid_tab(self, proposal: dict) -> str:
-        if proposal["value"] not in TABS:
-            raise traitlets.TraitError(f"tab {proposal['value']!r} is not one of {TABS}")
-        return proposal["value"]
 
-    @traitlets.validate("y_axis")
-    def _valid_y(self, proposal: dict) -> str:
-        if proposal["value"] not in Y_AXES:
-            raise traitlets.TraitError(f"y_axis {proposal['value']!r} is not one of {Y_AXES}")
-        return proposal["value"]
 
-    @traitlets.validate("usage_which")
-    def _valid_which(self, proposal: dict) -> str:
-        if proposal["value"] not in ("q", "k"):
-            raise traitlets.TraitError("usage_which must be 'q' (query heads) or 'k' (KV heads)")
-        return proposal["value"]
 
     # ------------------------------------------------------------------ configs
     def params(self) -> dict[str, Any]:

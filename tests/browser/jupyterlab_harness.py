@@ -219,6 +219,24 @@ def widget_output(page: Any, css_class: str, index: int = 0) -> Any:
     return loc
 
 
+def record_dialogs(page: Any) -> list[str]:
+    """Dismiss and record every JS dialog (alert, confirm): an XSS payload would land here."""
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    return dialogs
+
+
+def open_widget(jupyter_page: Any, cells: list[str], name: str, css_class: str,
+                ready: str) -> tuple[Any, Any]:
+    """Open ``cells`` as notebook ``name``, record dialogs (``page.lensnb_dialogs``), and wait
+    for the widget ``css_class`` to match the ``ready`` selector. Returns ``(page, root)``."""
+    page = jupyter_page(cells, name=name)
+    page.lensnb_dialogs = record_dialogs(page)
+    root = widget_output(page, css_class)
+    page.wait_for_selector(ready)
+    return page, root
+
+
 def screenshot(locator: Any, name: str) -> Path:
     """Save ``test-output/screenshots/<name>.png`` of one element (for the README)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

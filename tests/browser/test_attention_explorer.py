@@ -4,7 +4,7 @@ hover shows the exact weight of hook_pattern, token text is never interpreted as
 from __future__ import annotations
 
 import pytest
-from jupyterlab_harness import screenshot, widget_output
+from jupyterlab_harness import open_widget, screenshot
 
 XSS = "<img src=x onerror=alert(1)>"
 LAYER = 1
@@ -20,13 +20,8 @@ CELLS = [
 
 @pytest.fixture(scope="module")
 def explorer_page(jupyter_page):
-    page = jupyter_page(CELLS, name="attention_explorer")
-    dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.lensnb_dialogs = dialogs
-    root = widget_output(page, "lensnb-attn")
-    page.wait_for_selector(".lensnb-attn[data-shown-head='0']")
-    return page, root
+    return open_widget(jupyter_page, CELLS, "attention_explorer", "lensnb-attn",
+                       ".lensnb-attn[data-shown-head='0']")
 
 
 def test_renders_grid_by_kv_group_and_click_sets_head(explorer_page, lab_kernel):

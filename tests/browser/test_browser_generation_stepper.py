@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from jupyterlab_harness import screenshot, widget_output
+from jupyterlab_harness import open_widget, screenshot
 
 XSS = "<img src=x onerror=alert(1)>"
 
@@ -20,13 +20,8 @@ CELLS = [
 
 @pytest.fixture
 def stepper_page(jupyter_page):
-    page = jupyter_page(CELLS, name="generation_stepper")
-    dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.lensnb_dialogs = dialogs
-    root = widget_output(page, "lensnb-gen")
-    page.wait_for_selector(".lensnb-gen[data-n-steps='0']")
-    return page, root
+    return open_widget(jupyter_page, CELLS, "generation_stepper", "lensnb-gen",
+                       ".lensnb-gen[data-n-steps='0']")
 
 
 def test_step_run_and_patch(stepper_page, lab_kernel):

@@ -5,7 +5,7 @@ labels are shown literally."""
 from __future__ import annotations
 
 import pytest
-from jupyterlab_harness import screenshot, widget_output
+from jupyterlab_harness import record_dialogs, screenshot, widget_output
 
 XSS = "<img src=x onerror=alert(1)>"
 W, PAD_L, PAD_R = 640, 64, 16  # rope_spectrum.js chart geometry (SVG units)
@@ -35,8 +35,7 @@ def _hover_pair(root, pair: int, n_pairs: int) -> float:
 def test_renders_slider_recomputes_usage_tab_and_labels_are_text(jupyter_page, lab_kernel):
     """One notebook for the whole widget (opening JupyterLab is the expensive part)."""
     page = jupyter_page(CELLS, name="rope_spectrum")
-    dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    dialogs = record_dialogs(page)
     root = widget_output(page, "lensnb-rope")
     root.locator("svg.lensnb-rope-svg").wait_for(timeout=120_000)
     kernel = lab_kernel(page)

@@ -104,8 +104,8 @@ def test_synced_traits(demo_lens):
     for name, bad, msg in [("head", 8, "valid query heads are 0..7"),
                            ("layer", 1, r"choose one of \[0, 2\]"),
                            ("kv_group", 2, "valid KV groups are 0..1"),
-                           ("view", "grid", "is not one of"),
-                           ("text_role", "both", "is not one of"),
+                           ("view", "grid", "expected any of"),
+                           ("text_role", "both", "expected any of"),
                            ("text_token", 99, "out of range")]:
         with pytest.raises(traitlets.TraitError, match=msg):
             setattr(ex, name, bad)

@@ -90,7 +90,7 @@ def test_bad_input(vision_lens, widget, make_tiny_model):  # noqa: F811
         lensnb.ImageAttention(lensnb.load(make_tiny_model("llama")), TEXT, picture(28, 28))
     with pytest.raises(Exception, match=r"not a cross-attention layer.*\[1, 3\]"):
         widget.layer = 2
-    with pytest.raises(Exception, match="mode must be one of"):
+    with pytest.raises(Exception, match="expected any of"):
         widget.mode = "all"
     with pytest.raises(Exception, match="out of range"):
         widget.token = 99
