@@ -119,8 +119,6 @@ class AttentionExplorer(LensWidget):
                 f"kv_group {value} is out of range: valid KV groups are 0..{self.n_kv - 1}")
         return value
 
-
-
     @traitlets.validate("text_token")
     def _valid_token(self, proposal: dict) -> int:
         value, n = proposal["value"], len(self.tokens)

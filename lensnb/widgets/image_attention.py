@@ -126,7 +126,6 @@ class ImageAttention(LensWidget):
         self._lens._check_kv_head(proposal["value"])
         return proposal["value"]
 
-
     # ------------------------------------------------------------------ data
     def _geometry(self) -> dict:
         lay = self._layout

@@ -146,8 +146,6 @@ class RopeSpectrum(LensWidget):
 
     # ------------------------------------------------------------------ validation
 
-
-
     # ------------------------------------------------------------------ configs
     def params(self) -> dict[str, Any]:
         """The current slider values."""

@@ -593,12 +593,11 @@ function render({ model, el: root }) {
     loadThumbs();
   });
 
-  model.on("change:head", onHead);
-  model.on("change:layer", onLayer);
-  model.on("change:kv_group", onGroup);
-  model.on("change:view", showView);
-  model.on("change:text_token", onText);
-  model.on("change:text_role", onText);
+  const listeners = [
+    ["change:head", onHead], ["change:layer", onLayer], ["change:kv_group", onGroup],
+    ["change:view", showView], ["change:text_token", onText], ["change:text_role", onText],
+  ];
+  for (const [event, fn] of listeners) model.on(event, fn);
 
   layerSel.value = String(model.get("layer"));
   buildGrid();
@@ -609,12 +608,7 @@ function render({ model, el: root }) {
   return () => {
     state.alive = false;
     window.removeEventListener("mouseup", onUp);
-    model.off("change:head", onHead);
-    model.off("change:layer", onLayer);
-    model.off("change:kv_group", onGroup);
-    model.off("change:view", showView);
-    model.off("change:text_token", onText);
-    model.off("change:text_role", onText);
+    for (const [event, fn] of listeners) model.off(event, fn);
   };
 }
 
