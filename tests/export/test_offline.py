@@ -59,6 +59,10 @@ class _RecordingProxy:
             except OSError:
                 head = ""
             conn.close()
+            if not head:
+                # Chromium preconnects to its proxy and may close (or stay silent) without asking
+                # for anything: no host is requested, so nothing could have left the machine.
+                continue
             # "CONNECT host:443 HTTP/1.1" or "GET http://host/path HTTP/1.1"
             match = re.match(r"[A-Z]+ (?:\w+://)?([^/:\s]+)", head)
             self.hosts.append(match.group(1) if match else f"<unparsed {head[:40]!r}>")
