@@ -141,14 +141,19 @@ def add_shared_direction(model: LlamaForCausalLM, scale: float, seed: int = 7) -
         model.model.embed_tokens.weight += c
 
 
+def repeated_random_sequences(bos_id: int, n: int, batch: int = 4) -> torch.Tensor:
+    """``[batch, 1 + 2n]``: BOS, then n random tokens twice (fixed seed: the same every call)."""
+    gen = torch.Generator().manual_seed(12345)
+    r = torch.randint(3, VOCAB_SIZE, (batch, n), generator=gen)
+    return torch.cat([torch.full((batch, 1), bos_id), r, r], dim=1)
+
+
 @torch.no_grad()
 def induction_gap(model: LlamaForCausalLM, bos_id: int, n: int = 48) -> float:
     """Mean loss on the first copy of a random sequence minus that on its second copy."""
     was_training = model.training
     model.eval()
-    gen = torch.Generator().manual_seed(12345)
-    r = torch.randint(3, VOCAB_SIZE, (4, n), generator=gen)
-    ids = torch.cat([torch.full((4, 1), bos_id), r, r], dim=1)
+    ids = repeated_random_sequences(bos_id, n)
     logp = model(input_ids=ids).logits.log_softmax(-1)
     nll = -logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
     model.train(was_training)
@@ -170,9 +175,7 @@ def best_heads(model: LlamaForCausalLM, bos_id: int, n: int = 48) -> dict[str, d
     after the current token's first occurrence, ``n - 1`` back) and previous-token head."""
     was_training = model.training
     model.eval()
-    gen = torch.Generator().manual_seed(12345)
-    r = torch.randint(3, VOCAB_SIZE, (4, n), generator=gen)
-    ids = torch.cat([torch.full((4, 1), bos_id), r, r], dim=1)
+    ids = repeated_random_sequences(bos_id, n)
     impl = model.config._attn_implementation
     model.set_attn_implementation("eager")
     attentions = model(input_ids=ids, output_attentions=True).attentions  # [b, h, q, k] each

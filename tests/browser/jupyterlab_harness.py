@@ -27,6 +27,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--no-first-run"]
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 DONE_MARK = "lensnb-harness: all cells ran"
+# first cell of a widget test notebook: the embedded demo model as `lens`, one torch thread
+LOAD_DEMO = "import torch\ntorch.set_num_threads(1)\nimport lensnb\nlens = lensnb.load('demo')"
 # JupyterLab settings: every cell rendered (no windowing), no news, no update checks
 LAB_SETTINGS = {
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},

@@ -4,14 +4,14 @@ hover shows the exact weight of hook_pattern, token text is never interpreted as
 from __future__ import annotations
 
 import pytest
-from jupyterlab_harness import open_widget, screenshot
+from jupyterlab_harness import LOAD_DEMO, open_widget, screenshot
 
 XSS = "<img src=x onerror=alert(1)>"
 LAYER = 1
 PLOT, MARGIN = 480, 84  # attention.js heatmap geometry (CSS px)
 
 CELLS = [
-    "import torch\ntorch.set_num_threads(1)\nimport lensnb\nlens = lensnb.load('demo')",
+    LOAD_DEMO,
     f"text = 'def add(a, b):\\n    return a + b\\n# {XSS}'\n"
     f"explorer = lensnb.AttentionExplorer(lens, text, layers=[0, {LAYER}], layer={LAYER})\n"
     "explorer",

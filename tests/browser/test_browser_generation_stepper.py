@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from jupyterlab_harness import open_widget, screenshot
+from jupyterlab_harness import LOAD_DEMO, open_widget, screenshot
 
 XSS = "<img src=x onerror=alert(1)>"
 
 CELLS = [
-    "import torch\ntorch.set_num_threads(1)\nimport lensnb\nlens = lensnb.load('demo')",
+    LOAD_DEMO,
     f"stepper = lensnb.GenerationStepper(lens, 'def f(x):\\n    # {XSS}\\n    return', "
     "max_new_tokens=4, top_k=5)\nstepper",
 ]

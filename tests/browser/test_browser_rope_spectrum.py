@@ -5,14 +5,14 @@ labels are shown literally."""
 from __future__ import annotations
 
 import pytest
-from jupyterlab_harness import record_dialogs, screenshot, widget_output
+from jupyterlab_harness import LOAD_DEMO, record_dialogs, screenshot, widget_output
 
 XSS = "<img src=x onerror=alert(1)>"
 W, PAD_L, PAD_R = 640, 64, 16  # rope_spectrum.js chart geometry (SVG units)
 PAIR = 40
 
 CELLS = [
-    "import torch\ntorch.set_num_threads(1)\nimport lensnb\nlens = lensnb.load('demo')",
+    LOAD_DEMO,
     "llama3 = dict(model_type='llama', hidden_size=512, num_attention_heads=4, head_dim=128,\n"
     "              max_position_embeddings=8192, rope_theta=500000.0)\n"
     f"w = lensnb.RopeSpectrum(compare={{{XSS!r}: llama3}})\nw",
