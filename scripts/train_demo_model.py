@@ -18,11 +18,11 @@ Three things make induction heads form within the run (each measured; see issue 
 
 Deterministic: fixed seeds, a fixed file order and number of steps, and a fixed thread count
 (``--threads``, default 1: results depend on it). The run time measured on 2 CPU cores is in
-``assets/demo/training.json``.
+``lensnb/assets/demo/training.json``.
 
 Usage::
 
-    python scripts/train_demo_model.py            # writes assets/demo/
+    python scripts/train_demo_model.py            # writes lensnb/assets/demo/
     python scripts/train_demo_model.py --steps 50 --out /tmp/demo   # a quick smoke run
 """
 
@@ -195,7 +195,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=3000,
                     help="training steps of 16x256 tokens")
-    ap.add_argument("--out", type=Path, default=REPO / "assets" / "demo")
+    ap.add_argument("--out", type=Path, default=REPO / "lensnb" / "assets" / "demo")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--repeat-rows", type=int, default=0,
                     help="rows of each batch of 16 that repeat a random token span")

@@ -1,7 +1,7 @@
 """Train the embedded vision demo: a tiny Llama-3.2-Vision-style (Mllama) model that captions
 synthetic pictures of one coloured shape ("a red circle at the top left").
 
-    .venv/bin/python scripts/train_demo_vision.py            # writes assets/demo_vision/
+    .venv/bin/python scripts/train_demo_vision.py            # writes lensnb/assets/demo_vision/
 
 Deterministic (fixed seeds, one CPU thread by default), about 10 minutes on a free CPU core.
 The model keeps the real architecture (tiles, local + gated global vision layers, projector,
@@ -23,7 +23,7 @@ import torch
 from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parent.parent
-OUT = REPO / "assets" / "demo_vision"
+OUT = REPO / "lensnb" / "assets" / "demo_vision"
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 170, 40), "blue": (30, 60, 220),
            "yellow": (235, 200, 20)}

@@ -1,5 +1,5 @@
 """Shared fixtures. Tiers: unit tests build tiny random models from configs (no weights needed);
-integration tests use the embedded demo models in assets/; browser tests drive JupyterLab in
+integration tests use the embedded demo models in lensnb/assets/; browser tests drive JupyterLab in
 Debian's chromium; notebook tests execute the tutorials."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 REPO = Path(__file__).resolve().parent.parent
-DEMO_DIR = REPO / "assets" / "demo"
+DEMO_DIR = REPO / "lensnb" / "assets" / "demo"
 
 # Small versions of real attention layouts: (model_type, config overrides).
 LAYOUTS: dict[str, tuple[str, dict]] = {

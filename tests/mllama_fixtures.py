@@ -54,7 +54,7 @@ def mllama_dir(tmp_path_factory) -> Path:
     from transformers import AutoTokenizer, MllamaProcessor
     from transformers.models.mllama.image_processing_pil_mllama import MllamaImageProcessorPil
 
-    tok = AutoTokenizer.from_pretrained(REPO / "assets" / "demo")
+    tok = AutoTokenizer.from_pretrained(REPO / "lensnb" / "assets" / "demo")
     tok.add_special_tokens({"additional_special_tokens": ["<|image|>"]})
     model = tiny_mllama(tok)
     path = tmp_path_factory.mktemp("mllama")

@@ -1,6 +1,6 @@
 """Model facts from a config alone: no weights are loaded.
 
-``facts("meta-llama/Llama-3.1-8B")`` reads the shipped catalogue (``assets/configs/``, real
+``facts("meta-llama/Llama-3.1-8B")`` reads the shipped catalogue (``lensnb/assets/configs/``, real
 ``config.json`` files from the Hugging Face Hub), a local directory or ``config.json``, a model in
 the local Hugging Face cache, a config dict, a ``PretrainedConfig`` or a ``Lens``. Multimodal
 configs (Mllama) report their text decoder's facts, with the vision tower's facts in ``vision``.
@@ -137,7 +137,7 @@ _config_dict = config_dict  # the name other modules imported first
 
 
 def _named_config(name: str) -> tuple[str, dict]:
-    from .loading import DEMOS, ModelNotFoundError, resolve_cached
+    from .loading import DEMOS, ModelNotFoundError, cached_path
 
     cat = catalogue()
     if name in cat:
@@ -147,7 +147,7 @@ def _named_config(name: str) -> tuple[str, dict]:
         path = path / "config.json"
     if path.is_file():
         return name, json.loads(path.read_text())
-    cached = resolve_cached(name)
+    cached = cached_path(name)
     if cached is not None and (cached / "config.json").is_file():
         return name, json.loads((cached / "config.json").read_text())
     raise ModelNotFoundError(

@@ -1,7 +1,8 @@
 """``lensnb.load``: a name, a local directory, a cached model id, or a loaded model -> ``Lens``.
 
-Everything loads offline: the embedded demo models live in ``assets/``, other models must be on
-disk or in the local Hugging Face cache. ``trust_remote_code`` is never set unless asked.
+Everything loads offline: the embedded demo models ship inside the package (``lensnb/assets/``),
+other models must be on disk or in the local Hugging Face cache. ``trust_remote_code`` is never
+set unless asked.
 """
 
 from __future__ import annotations
@@ -51,8 +52,10 @@ def supported_architectures() -> list[str]:
     return sorted(set(ArchitectureAdapterFactory._adapters) | set(VISION))
 
 
-def resolve_cached(model_id: str) -> Path | None:
-    """The snapshot directory of ``model_id`` in the local Hugging Face cache, or None."""
+def cached_path(model_id: str) -> Path | None:
+    """The snapshot directory of ``model_id`` (``"meta-llama/Llama-3.1-8B"``) in the local Hugging
+    Face cache, or ``None`` when it is not there. Never downloads: ``if lensnb.cached_path(id)``
+    is how a notebook asks whether a model can be loaded offline."""
     if model_id.count("/") != 1 or Path(model_id).exists():
         return None
     from huggingface_hub import snapshot_download
@@ -83,8 +86,9 @@ def _resolve(name_or_path: str | os.PathLike) -> tuple[str, Path]:
         path = DEMOS[name]
         if not (path / "config.json").is_file():
             raise ModelNotFoundError(
-                f"the embedded model {name!r} is missing from {path}: regenerate it with "
-                f"scripts/train_demo_model.py (or the vision script for demo-vision)"
+                f"the embedded model {name!r} is missing from {path}: lensnb ships it inside "
+                "the package, so this installation is incomplete (reinstall lensnb), or "
+                "$LENSNB_ASSETS points at a folder without it"
             )
         return name, path
     path = Path(name).expanduser()
@@ -100,7 +104,7 @@ def _resolve(name_or_path: str | os.PathLike) -> tuple[str, Path]:
                 "model directory holds config.json, *.safetensors and tokenizer files)"
             )
         return path.name, path
-    cached = resolve_cached(name)
+    cached = cached_path(name)
     if cached is not None:
         return name, cached
     from .facts import catalogue

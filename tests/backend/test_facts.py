@@ -15,7 +15,7 @@ import lensnb
 from lensnb.backend.facts import catalogue, facts, model_table
 from lensnb.backend.loading import ModelNotFoundError
 
-CONFIGS = Path(__file__).resolve().parents[2] / "assets" / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "lensnb" / "assets" / "configs"
 
 REQUIRED = [
     "meta-llama/Meta-Llama-3-8B", "meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.1-70B",

@@ -18,7 +18,7 @@ import torch
 import lensnb
 from lensnb.backend.meta import hook_shapes
 
-CONFIGS = Path(__file__).resolve().parents[2] / "assets" / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "lensnb" / "assets" / "configs"
 
 
 def test_demo_meta_shapes_equal_a_real_cache(demo_lens):

@@ -74,7 +74,7 @@ UNUSUAL = [  # (theta, d_head, factor, low, high, orig)
 @pytest.mark.parametrize("name", list(CATALOGUE_LLAMA3))
 def test_catalogue_llama3_matches_meta_formula(name):
     if name not in catalogue():
-        pytest.skip(f"{name} is not in the shipped catalogue (assets/configs/)")
+        pytest.skip(f"{name} is not in the shipped catalogue (lensnb/assets/configs/)")
     ours = rope.inv_freq(name).double().numpy()
     expected = meta_llama31_inv_freq(*CATALOGUE_LLAMA3[name])
     np.testing.assert_allclose(ours, expected, rtol=f32_rtol(CATALOGUE_LLAMA3[name][0]), atol=0)

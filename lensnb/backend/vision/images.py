@@ -7,7 +7,7 @@ image tokens (class token first, then patches row-major). ``ImageLayout`` undoes
 
 lensnb uses the pillow-only ``MllamaImageProcessorPil`` (the default Mllama processor needs
 torchvision). Its settings come from the checkpoint's ``preprocessor_config.json``, or from
-``assets/mllama_processor/`` (Llama 3.2 Vision's: 560 px tiles, 4 tiles) when it has none.
+``lensnb/assets/mllama_processor/`` (Llama 3.2 Vision's: 560 px tiles, 4 tiles) when it has none.
 """
 
 from __future__ import annotations

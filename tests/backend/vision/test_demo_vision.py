@@ -13,13 +13,10 @@ import pytest
 import torch
 
 import lensnb
-from lensnb.backend.loading import DEMOS
 
 REPO = Path(__file__).resolve().parents[3]
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not (DEMOS["demo-vision"] / "config.json").is_file(),
-                       reason="assets/demo_vision is missing: run scripts/train_demo_vision.py"),
 ]
 
 
