@@ -166,6 +166,20 @@ def test_unpatched_cached_equals_uncached_loop(vision_lens):
     assert (got.logits - logits).abs().max() < 1e-4
 
 
+def test_text_only_batch_equals_hf_generate(vision_lens, hf_mllama):
+    """Left-padded text prompts on a vision lens: HF generate with the same padding."""
+    texts = ["import os", "def add(a, b):\n    return a +"]
+    got = vision_lens.generate(texts, 6)
+    assert got.prompt_lengths[0] < got.prompt_lengths[1]
+    width = got.tokens.shape[1] - 6
+    mask = torch.stack([torch.arange(width) >= width - n for n in got.prompt_lengths]).long()
+    with torch.no_grad():
+        want = hf_mllama.generate(input_ids=got.tokens[:, :width], attention_mask=mask,
+                                  max_new_tokens=6, do_sample=False,
+                                  pad_token_id=vision_lens.tokenizer.eos_token_id)
+    assert torch.equal(got.tokens, want)
+
+
 def test_batch_with_images_equals_each_row_alone(vision_lens):
     texts = ["<|image|>one picture, then some more", "<|image|>two"]
     images = [[picture(30, 50, 1)], [picture(56, 28, 2)]]
