@@ -11,7 +11,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import DEMO_DIR
+from conftest import DEMO_DIR, LAYOUTS
 from transformers import AutoModelForCausalLM
 
 import lensnb
@@ -70,6 +70,25 @@ def test_greedy_equals_hf_generate_tiny(make_tiny_model, model_type, overrides):
     got = lens.generate(PROMPT, 12)
     assert got.path == "fast"
     assert len(set(got.new_tokens[0].tolist())) > 3  # a varied continuation, not one repeat
+    assert torch.equal(got.tokens, want)
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_bridge_path_greedy_equals_hf_generate_every_layout(make_tiny_model, layout):
+    """Every attention layout lensnb supports, through the bridge's own attention (a
+    ``hook_pattern`` hook) with the KV cache: HF ``generate``'s tokens, and the pattern grows
+    by one key per step."""
+    model_type, overrides = LAYOUTS[layout]
+    path = make_tiny_model(model_type, seed=2, **overrides)
+    lens = lensnb.load(path)
+    ref = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").eval()
+    ids = lens.to_tokens(PROMPT)
+    want = ref.generate(ids, max_new_tokens=8, **_greedy(ref))
+    keys = []
+    got = lens.generate(PROMPT, 8, hooks=[("blocks.1.attn.hook_pattern",
+                                           lambda t, ctx: keys.append(t.shape[-1]))])
+    assert got.path == "bridge"
+    assert keys == [ids.shape[1] + s for s in range(8)]
     assert torch.equal(got.tokens, want)
 
 
