@@ -15,9 +15,10 @@ ratios to Hugging Face ``generate``. Variants:
 * ``nnsight_save1_first``: nnsight saving it on the first (prompt) step only.
 * ``bridge``: TransformerBridge's own ``generate`` (context).
 
-Then, on the vision demo (``--vision-model demo-vision``; ``""`` to skip): ``lens.generate``
-with one picture (KV cache, cross-attention keys/values computed once) vs Hugging Face
-``MllamaForConditionalGeneration.generate``, without and with a cross-attention pattern hook.
+Then, on the vision demo (``--vision-model demo-vision``; ``""`` to skip): a caption up to EOS,
+``lens.generate`` with one picture (KV cache, cross-attention keys/values computed once) vs
+Hugging Face ``MllamaForConditionalGeneration.generate``, without and with a cross-attention
+pattern hook.
 
     .venv/bin/python bench/generation.py [--model demo] [--tokens 64] [--rounds 15]
         [--write BENCHMARKS.md]
@@ -131,7 +132,9 @@ def vision_variants(model: str, n: int) -> tuple[dict[str, Callable[[], torch.Te
     ImageDraw.Draw(img).ellipse((4, 4, 17, 17), fill=(220, 30, 30))
     prompt = "<|image|>"
     ids, kwargs = lens._inputs(prompt, [img], {})
-    config = GenerationConfig(max_new_tokens=n, do_sample=False, eos_token_id=None,
+    # a caption ends at EOS (the demo's generation config): both sides stop there
+    config = GenerationConfig(max_new_tokens=n, do_sample=False,
+                              eos_token_id=lens.tokenizer.eos_token_id,
                               pad_token_id=lens.tokenizer.pad_token_id or 0)
     cross = lens.facts.cross_attention_layers[-1]
 
@@ -140,7 +143,7 @@ def vision_variants(model: str, n: int) -> tuple[dict[str, Callable[[], torch.Te
             return hf.generate(input_ids=ids, **kwargs, generation_config=config)
 
     def run_lens(**kw) -> Callable[[], torch.Tensor]:
-        return lambda: lens.generate(prompt, n, images=[img], stop_at_eos=False, **kw).tokens
+        return lambda: lens.generate(prompt, n, images=[img], **kw).tokens
 
     runs = {"hf": run_hf, "lensnb": run_lens(),
             "lensnb_cross": run_lens(cache=f"blocks.{cross}.attn.hook_pattern")}
@@ -148,7 +151,9 @@ def vision_variants(model: str, n: int) -> tuple[dict[str, Callable[[], torch.Te
     for key in ("lensnb", "lensnb_cross"):
         assert torch.equal(runs[key]().cpu(), want.cpu()), f"vision {key} differs from hf"
     facts = {"model": model, "params": sum(p.numel() for p in hf.parameters()),
-             "prompt_tokens": ids.shape[1], "new_tokens": n, "cross": cross}
+             "prompt_tokens": ids.shape[1], "new_tokens": want.shape[1] - ids.shape[1],
+             "cross": cross, "caption": lens.tokenizer.decode(want[0, ids.shape[1]:],
+                                                              skip_special_tokens=True)}
     return runs, facts
 
 
@@ -217,8 +222,8 @@ def vision_report(medians: dict[str, float], facts: dict) -> str:
     lines = [
         "",
         f"Vision: {facts['model']} ({facts['params'] / 1e6:.1f}M parameters), one 56×56 "
-        f"picture, {facts['prompt_tokens']}-token prompt, {facts['new_tokens']} new tokens "
-        "(same tokens as HF checked), same rounds.",
+        f"picture, {facts['prompt_tokens']}-token prompt, {facts['new_tokens']} new tokens up to "
+        f"EOS (\"{facts['caption']}\", the same tokens as HF checked), same rounds.",
         "",
         "| variant | median s | × HF generate |",
         "|---|---|---|",
@@ -256,12 +261,15 @@ def main() -> None:
     ap.add_argument("--write", type=Path, default=None, help="update this BENCHMARKS.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
     runs, facts = variants(args.model, args.tokens)
     medians = measure(runs, args.rounds)
     body = report(medians, facts, args.rounds, args.threads)
     if args.vision_model:
         vruns, vfacts = vision_variants(args.vision_model, args.vision_tokens)
         body += "\n" + vision_report(measure(vruns, args.rounds), vfacts)
+    body += (f"\n\nLoad average (1 min) {load_before:.1f} before, {os.getloadavg()[0]:.1f} after "
+             f"the run, on {os.cpu_count()} cores (other jobs may share them).")
     print(body)
     if args.write:
         write_section(args.write, body)
