@@ -41,6 +41,12 @@ Vision (``image_batch = batch * n_images``; ``vision_pos = tiles * padded patche
 
 Vision attention patterns are read after the fact (editing them does not change the output);
 everything else is edited in place.
+
+Generation (``lens.generate``/``lens.steps``) passes a ``decoding.MllamaCache``: self-attention
+keys/values are appended per step (hooks see the new positions only, ``hook_pattern``
+``[batch, n_heads, new, cached + new]``); a cross-attention layer's ``hook_k``/``hook_v`` fire on
+the pass with the image only, later steps reuse those keys/values, and its ``hook_pattern`` is
+``[batch, n_heads, new, image_tokens]`` every step.
 """
 
 from __future__ import annotations
