@@ -418,16 +418,28 @@ class GenerationStepper(LensWidget):
         return reqs
 
     # ------------------------------------------------------------------ static figure
-    def figure(self, *, style: str | None = None) -> go.Figure:
-        """Logit-lens heatmap (layer × step) beside the latest step's top-k bar chart."""
+    def figure(self, *, style: str | None = None, max_pictures: int = 6) -> go.Figure:
+        """Logit-lens heatmap (layer × step) beside the latest step's top-k bar chart; with a
+        picture, a second row shows where the model looked while writing each of the last
+        ``max_pictures`` tokens (``cross_layer``, the current head choice)."""
         import plotly.graph_objects as go
         from plotly.subplots import make_subplots
 
         from ..export.style import SEQUENTIAL, apply_style
 
-        fig = make_subplots(rows=1, cols=2, column_widths=[0.65, 0.35], horizontal_spacing=0.12,
-                            subplot_titles=("logit lens: P(chosen token) per layer",
-                                            "top next tokens (last step)"))
+        shown = self.steps[-max_pictures:] if self._image is not None else []
+        # with pictures: the logit lens, a gap column (its colour bar), the top-k chart
+        cols = max(4, len(shown)) if shown else 2
+        span = cols - 2 if shown else 1
+        titles = ["logit lens: P(chosen token) per layer", "top next tokens (last step)"]
+        specs: list[list[dict | None]] = [[{"colspan": span}] + [None] * (cols - 2) + [{}]]
+        if shown:
+            titles += [f"{s.index}: {html.escape(_show(s.text)[:10])}" for s in shown]
+            specs.append([{} for _ in shown] + [None] * (cols - len(shown)))
+        fig = make_subplots(rows=len(specs), cols=cols, specs=specs, subplot_titles=titles,
+                            horizontal_spacing=0.06 if shown else 0.12,
+                            vertical_spacing=0.4, row_heights=[0.6, 0.4] if shown else None)
+        bar_x = fig.layout.xaxis.domain[1] + 0.01 if shown else 0.58
         if self.steps:
             z = torch.stack([s.logit_lens.chosen_probs[0] for s in self.steps], 1)  # [L, steps]
             top1 = [[html.escape(self.lens.tokenizer.decode([int(s.logit_lens.top_ids[0, l, 0])]))
@@ -435,7 +447,8 @@ class GenerationStepper(LensWidget):
             labels = [f"{s.index}:{html.escape(_show(s.text))}" for s in self.steps]
             fig.add_trace(go.Heatmap(z=z.numpy(), x=labels, y=list(range(self.n_layers)),
                                      customdata=top1, colorscale=SEQUENTIAL, zmin=0, zmax=1,
-                                     colorbar=dict(title="P", x=0.58),
+                                     colorbar=dict(title="P", x=bar_x, len=0.45 if shown else 1,
+                                                   y=0.8 if shown else 0.5),
                                      hovertemplate="layer %{y}, step %{x}<br>P(chosen) %{z:.3f}"
                                      "<br>layer's top token %{customdata}<extra></extra>"),
                           row=1, col=1)
@@ -443,12 +456,39 @@ class GenerationStepper(LensWidget):
             fig.add_trace(go.Bar(x=last.top_probs[0].tolist()[::-1],
                                  y=[html.escape(_show(t)) for t in last.top_texts[0]][::-1],
                                  orientation="h", marker_color="#3b528b", showlegend=False),
-                          row=1, col=2)
+                          row=1, col=cols)
         fig.update_xaxes(title_text="step: token", row=1, col=1)
         fig.update_yaxes(title_text="layer", row=1, col=1)
-        fig.update_xaxes(title_text="probability", range=[0, 1], row=1, col=2)
-        fig.update_layout(title=html.escape(_show(self.text[-120:])))
-        return apply_style(fig, style)
+        fig.update_xaxes(title_text="probability", range=[0, 1], row=1, col=cols)
+        for j, s in enumerate(shown, start=1):
+            self._add_picture(fig, s.index, row=2, col=j)
+        fig.update_layout(title=html.escape(_show(self.text[-120:])),
+                          meta={"cross_layer": self.cross_layer, "cross_mode": self.cross_mode}
+                          if shown else None)
+        fig = apply_style(fig, style)
+        if shown and fig.layout.height:  # room for the row of pictures
+            fig.update_layout(height=fig.layout.height * 1.6)
+        return fig
+
+    def _add_picture(self, fig: go.Figure, step: int, *, row: int, col: int) -> None:
+        """The picture with step ``step``'s cross-attention over it (one subplot)."""
+        import plotly.graph_objects as go
+
+        geo = self.geometry
+        grid, _ = self.cross_grid(step)
+        xs = (np.arange(geo["cols"]) + 0.5) * geo["patch_w"]
+        ys = (np.arange(geo["rows"]) + 0.5) * geo["patch_h"]
+        fig.add_trace(go.Image(source=self.picture, dx=1, dy=1, hoverinfo="skip"), row=row,
+                      col=col)
+        fig.add_trace(go.Heatmap(x=xs, y=ys, z=grid, colorscale="Viridis", opacity=0.55, zmin=0,
+                                 showscale=False, name=f"step {step}",
+                                 hovertemplate="x %{x:.0f}px, y %{y:.0f}px: %{z:.3f}"
+                                 "<extra></extra>"), row=row, col=col)
+        fig.update_xaxes(range=[0, geo["width"]], showgrid=False, showticklabels=False, row=row,
+                         col=col)
+        x_axis = fig.get_subplot(row, col).xaxis.plotly_name.replace("axis", "")  # "x3"
+        fig.update_yaxes(range=[geo["height"], 0], showgrid=False, showticklabels=False,
+                         scaleanchor=x_axis, row=row, col=col)
 
 
 def _show(text: str) -> str:

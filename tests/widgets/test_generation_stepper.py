@@ -210,6 +210,24 @@ def test_captioning_patch_changes_what_it_looks_at(vision_lens):  # noqa: F811
     assert (after - before).abs().max() > 1e-4
 
 
+def test_captioning_figure_shows_each_token_on_the_picture(vision_lens):  # noqa: F811
+    img = picture(56, 28, seed=9)
+    w = GenerationStepper(vision_lens, CAPTION, max_new_tokens=3, image=img)
+    w.run()
+    w.cross_mode, w.cross_head = "head", 3
+    fig = w.figure(max_pictures=2)
+    heat, bars, *rest = fig.data
+    assert np.asarray(heat.z).shape == (vision_lens.n_layers, 3)
+    pictures = [t for t in rest if t.type == "image"]
+    grids = [t for t in rest if t.type == "heatmap"]
+    assert len(pictures) == len(grids) == 2  # the last two tokens
+    for step, g in zip((1, 2), grids, strict=True):
+        np.testing.assert_allclose(np.asarray(g.z), w.cross_grid(step)[0], rtol=1e-6)
+    titles = [a.text for a in fig.layout.annotations]
+    assert any(t.startswith("2: ") for t in titles)
+    assert fig.layout.meta == {"cross_layer": 3, "cross_mode": "head"}
+
+
 def test_captioning_bad_input(vision_lens, lens):  # noqa: F811
     img = picture(28, 28)
     with pytest.raises(TypeError, match="Llama 3.2 Vision"):
