@@ -80,7 +80,7 @@ latest-env:
 	@$(LATEST_VENV)/bin/python -m pip check
 
 test-latest: latest-env
-	@$(MAKE) --no-print-directory test-run VENV=$(LATEST_VENV)
+	@LENSNB_LATEST=1 $(MAKE) --no-print-directory test-run VENV=$(LATEST_VENV)
 
 # Re-resolve the lock from pyproject.toml's ranges and requirements/pins.txt (uv, reproducible
 # for Python 3.11 on x86-64 Linux). Run `make test` afterwards: the lock is only good once the
