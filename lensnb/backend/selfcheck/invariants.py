@@ -45,7 +45,19 @@ def check_pattern(b: Built) -> tuple[float, float, str]:
     _, cache = lens.run_with_cache(ids, names=names)
     if len(want) != len(names):
         raise AssertionError(f"HF returned {len(want)} attention maps for {len(names)} layers")
-    return max(_max(cache[n], w) for n, w in zip(names, want, strict=True)), PATTERN_TOL, ""
+    err = max(_max(cache[n], w) for n, w in zip(names, want, strict=True))
+    if lens.is_vision:  # with a picture: every layer, cross-attention ones too
+        text, images = "<|image|>a picture of", [picture(56, 28, seed=2)]
+        ids, kwargs = lens._inputs(text, images, {})
+        with torch.no_grad():
+            want = b.ref(input_ids=ids, **kwargs, output_attentions=True).attentions
+        names = [f"blocks.{i}.attn.hook_pattern" for i in range(lens.n_layers)]
+        _, cache = lens.run_with_cache(text, names=names, images=images)
+        if len(want) != len(names):
+            raise AssertionError(f"HF returned {len(want)} attention maps for {len(names)} "
+                                 "layers")
+        err = max(err, *(_max(cache[n], w) for n, w in zip(names, want, strict=True)))
+    return err, PATTERN_TOL, ""
 
 
 def check_split_qkv(b: Built) -> tuple[float, float, str]:
