@@ -210,3 +210,11 @@ def test_html_escapes_messages():
 def test_layouts_cover_every_supported_family():
     assert {mt for mt, _ in TEXT_LAYOUTS.values()} == {"llama", "mistral", "qwen2", "gemma"}
     assert TEXT_LAYOUTS["llama-gqa"][1]["rope_parameters"]["rope_type"] == "llama3"
+
+
+def test_leaves_the_callers_random_state_alone():
+    torch.manual_seed(1234)
+    want = torch.rand(3)
+    torch.manual_seed(1234)
+    lensnb.check("gemma-mqa", verbose=False)  # one layout by name; its builder seeds torch
+    assert torch.equal(torch.rand(3), want)

@@ -8,6 +8,8 @@ import traceback
 import warnings
 from collections.abc import Sequence
 
+import torch
+
 from .invariants import CHECKS
 from .models import LAYOUTS, Built, build
 from .models import versions as read_versions
@@ -51,7 +53,8 @@ def _run_one(invariant: str, layout: str, built: Built | None, build_error: str)
 def check(layouts: Sequence[str] | None = None, *, verbose: bool = True) -> CheckResult:
     """Self-test the installed stack on tiny random models of every supported layout; offline,
     a few seconds. Prints the table (unless ``verbose=False``) and returns a ``CheckResult``
-    (``.ok``, ``.rows``, ``.to_frame()``). Never raises.
+    (``.ok``, ``.rows``, ``.to_frame()``). Never raises, and leaves torch's random state as
+    it found it.
 
     Args:
         layouts: a subset of ``"llama-gqa"``, ``"mistral"``, ``"qwen2-bias"``, ``"gemma-mqa"``,
@@ -65,22 +68,27 @@ def check(layouts: Sequence[str] | None = None, *, verbose: bool = True) -> Chec
     except Exception as exc:  # pragma: no cover - a broken installation
         versions = {k: f"unknown ({exc})" for k in ("python", "lensnb", "torch", "transformers",
                                                     "transformer-lens")}
-    chosen = list(LAYOUTS) if layouts is None else list(layouts)
-    for layout in chosen:
-        built, build_error = None, ""
-        if layout not in LAYOUTS:
-            build_error = f"unknown layout {layout!r}: choose from {', '.join(LAYOUTS)}"
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                try:
-                    built = build(layout)
-                except Exception as exc:
-                    build_error = f"could not build the model: {_message(exc)}"
-        for invariant in INVARIANTS:
-            rows.append(_run_one(invariant, layout, built, build_error))
-        del built
+    chosen = (list(LAYOUTS) if layouts is None else
+              [layouts] if isinstance(layouts, str) else list(layouts))
+    with torch.random.fork_rng(devices=[]):  # the builders seed torch; the caller's RNG stays
+        for layout in chosen:
+            rows += _check_layout(layout)
     result = CheckResult(rows, versions, time.perf_counter() - start)
     if verbose:
         print(result)
     return result
+
+
+def _check_layout(layout: str) -> list[CheckRow]:
+    """Every invariant on one layout (every cell fails with the reason if it cannot be built)."""
+    built, build_error = None, ""
+    if layout not in LAYOUTS:
+        build_error = f"unknown layout {layout!r}: choose from {', '.join(LAYOUTS)}"
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                built = build(layout)
+            except Exception as exc:
+                build_error = f"could not build the model: {_message(exc)}"
+    return [_run_one(invariant, layout, built, build_error) for invariant in INVARIANTS]
