@@ -161,7 +161,8 @@ def test_reports_a_generation_that_ignores_the_cache(monkeypatch):
     r = lensnb.check(["llama-gqa"], verbose=False)
     row = r.row("gen_bridge", "llama-gqa")
     assert row.status == FAIL
-    assert "KV cache is ignored" in row.message
+    # the check's own finding, or lensnb's cache-fill safety net once it has one (branch gen)
+    assert "KV cache is ignored" in row.message or "KV cache holds" in row.message
     assert r.row("gen_fast", "llama-gqa").status == PASS  # the plain HF path is untouched
 
 
