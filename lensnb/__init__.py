@@ -43,13 +43,14 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     # export
     "export": (".export", None),
     "save": (".export", "save"),
+    "options": (".options", "options"),
 }
 
 __all__ = [
     "IDENTITY_PROMPT", "AttentionExplorer", "GenerationStepper", "ImageAttention", "Lens",
     "ModelFacts", "ModelNotFoundError", "RopeSpectrum", "Step", "UnsupportedArchitectureError",
     "cached_path", "export", "facts", "group_summaries", "hook_shapes", "load", "model_table",
-    "patch", "patchscope", "rope", "save", "save_text_only", "supported_architectures",
+    "options", "patch", "patchscope", "rope", "save", "save_text_only", "supported_architectures",
 ]
 
 
@@ -84,6 +85,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .backend.patching import IDENTITY_PROMPT, patch, patchscope
     from .backend.vision.text_only import save_text_only
     from .export import save
+    from .options import options
     from .widgets.attention import AttentionExplorer
     from .widgets.generation_stepper import GenerationStepper
     from .widgets.image_attention import ImageAttention
