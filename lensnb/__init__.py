@@ -43,7 +43,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     # export
     "export": (".export", None),
     "save": (".export", "save"),
-    "options": (".options", "options"),
+    "options": (".settings", "options"),
 }
 
 __all__ = [
@@ -85,7 +85,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .backend.patching import IDENTITY_PROMPT, patch, patchscope
     from .backend.vision.text_only import save_text_only
     from .export import save
-    from .options import options
+    from .settings import options
     from .widgets.attention import AttentionExplorer
     from .widgets.generation_stepper import GenerationStepper
     from .widgets.image_attention import ImageAttention
