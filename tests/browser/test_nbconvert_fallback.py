@@ -1,0 +1,182 @@
+"""A notebook with every lensnb widget, executed as `jupyter nbconvert --execute` does (nbclient,
+widget state stored), converted to HTML by nbconvert and opened from disk in chromium with
+every request that is not file:/data:/blob: refused: each widget's static fallback draws its
+view (canvas pixels, SVG paths, token rows), token text stays text (no script in it runs), the
+page logs no console error and asks the network for nothing."""
+
+from __future__ import annotations
+
+import html as html_lib
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from jupyterlab_harness import LOAD_DEMO, REPO, write_notebook
+
+import lensnb.backend.loading as loading
+
+nbformat = pytest.importorskip("nbformat", reason="nbformat (test extra) writes the notebook")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (loading.DEMOS["demo-vision"] / "config.json").is_file(),
+                       reason="the embedded demo-vision model is missing "
+                              "(scripts/train_demo_vision.py makes it)"),
+]
+
+LOCAL = ("file:", "data:", "blob:", "about:")
+DEAD_PROXY = "http://127.0.0.1:9"  # any HTTP(S) the kernel attempts fails at once
+# token-like text that would run or render as markup if it were ever parsed as HTML
+XSS = "<script>window.__lensnbXSS = 1</script><b>bold</b><img src=x onerror=window.__lensnbXSS=2>"
+CELLS = [
+    LOAD_DEMO,
+    f"XSS = {XSS!r}\n"
+    "text = 'def add(a, b):\\n    return a + b\\n# ' + XSS\n"
+    "explorer = lensnb.AttentionExplorer(lens, text, layers=[0, 1], layer=1)\nexplorer",
+    "display(explorer)  # the same view twice in one page",
+    "lensnb.RopeSpectrum(lens)",
+    "stepper = lensnb.GenerationStepper(lens, 'def f(x):\\n    # ' + XSS + '\\n    return',\n"
+    "                                   max_new_tokens=4, top_k=5)\nstepper.run(2)\nstepper",
+    "from PIL import Image, ImageDraw\n"
+    "img = Image.new('RGB', (56, 56), (235, 235, 235))\n"
+    "ImageDraw.Draw(img).ellipse((4, 4, 17, 17), fill=(220, 30, 30))\n"
+    "vision = lensnb.load('demo-vision')\n"
+    "import json\n"
+    "picture = lensnb.ImageAttention(vision, '<|image|>a red circle at the top left', img, "
+    "token=3)\nprint('tokens:', json.dumps(picture.tokens))\npicture",
+]
+EXPECTED = {"AttentionExplorer": 2, "RopeSpectrum": 1, "GenerationStepper": 1,
+            "ImageAttention": 1}
+
+# In one host: how much of each canvas is drawn (pixels not transparent, distinct colours) and
+# how many SVG shapes carry geometry.
+DRAWN = """host => ({
+  canvases: [...host.querySelectorAll('canvas')].filter(c => c.width && c.height).map(c => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let opaque = 0; const colours = new Set();
+    for (let i = 0; i < d.length; i += 4) {
+      if (d[i + 3]) { opaque++; colours.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]); }
+    }
+    return {cls: c.className, opaque, colours: colours.size};
+  }),
+  shapes: [...host.querySelectorAll('svg path, svg polyline, svg rect, svg circle, svg line')]
+    .filter(s => (s.getAttribute('d') || s.getAttribute('points') || s.getAttribute('width')
+                  || s.getAttribute('r') || s.getAttribute('x2'))).length,
+})"""
+
+
+def _kernel_env() -> dict[str, str]:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1", HTTP_PROXY=DEAD_PROXY,
+               HTTPS_PROXY=DEAD_PROXY, http_proxy=DEAD_PROXY, https_proxy=DEAD_PROXY,
+               NO_PROXY="", no_proxy="", PYDEVD_DISABLE_FILE_VALIDATION="1",
+               # transformers' "Loading weights" bar is an ipywidget too: its stored state would
+               # make nbconvert load the widgets HTML manager from unpkg for it
+               HF_HUB_DISABLE_PROGRESS_BARS="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    return env
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory) -> Path:
+    """The notebook executed (widget state stored, as `nbconvert --execute` does) and converted
+    with lensnb's preprocessor; nbconvert's own CDN scripts (require.js, MathJax) pointed at
+    empty data: URLs so that anything the page fetches is lensnb's."""
+    from nbclient import NotebookClient
+    from nbconvert import HTMLExporter
+    from traitlets.config import Config
+
+    tmp = tmp_path_factory.mktemp("nbconvert")
+    path = write_notebook(tmp / "widgets.ipynb", CELLS)
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", store_widget_state=True,
+                   resources={"metadata": {"path": str(tmp)}}).execute(env=_kernel_env())
+    assert nb.metadata["widgets"], "nbclient stored the widget state (what --execute does)"
+    nbformat.write(nb, path)
+    config = Config()
+    config.Exporter.preprocessors = ["lensnb.export.notebook.StaticFallbacks"]
+    empty = "data:text/javascript,"
+    exporter = HTMLExporter(config=config, require_js_url=empty, mathjax_url=empty)
+    body, _ = exporter.from_notebook_node(nbformat.read(path, as_version=4),
+                                          resources={"metadata": {"name": "widgets"}})
+    out = tmp / "widgets.html"
+    out.write_text(body, encoding="utf-8")
+    return out
+
+
+def test_every_widget_renders_offline_from_the_converted_html(converted, chromium):
+    html = converted.read_text(encoding="utf-8")
+    assert "unpkg.com" not in html and "jupyter-widgets/html-manager" not in html
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    requests: list[str] = []
+    refused: list[str] = []
+    errors: list[str] = []
+
+    def route(r):
+        if r.request.url.startswith(LOCAL):
+            r.continue_()
+        else:
+            refused.append(r.request.url)
+            r.abort()
+
+    context.route("**/*", route)
+    page = context.new_page()
+    page.on("request", lambda req: requests.append(req.url))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.on("dialog", lambda d: (errors.append(f"dialog: {d.message}"), d.dismiss()))
+    try:
+        page.goto(converted.as_uri())
+        for name, count in EXPECTED.items():
+            hosts = page.locator(f".lensnb-static[data-lensnb-widget='{name}']")
+            assert hosts.count() == count, name
+            for i in range(count):
+                hosts.nth(i).locator(".lensnb-static-root[data-lensnb-ready=true]").wait_for(
+                    timeout=60_000)
+        page.wait_for_timeout(1500)  # let the first requests of every view settle
+        ids = page.eval_on_selector_all(".lensnb-static", "els => els.map(e => e.id)")
+        assert len(ids) == len(set(ids)) == sum(EXPECTED.values())
+
+        hosts = page.locator(".lensnb-static")
+        for i in range(hosts.count()):
+            host = hosts.nth(i)
+            name = host.get_attribute("data-lensnb-widget")
+            shown_errors = host.locator(".lensnb-standalone-error, .lensnb-error")
+            assert [t for t in shown_errors.all_text_contents() if t.strip()] == [], name
+            drawn = host.evaluate(DRAWN)
+            canvases = {c["cls"]: c for c in drawn["canvases"]}
+            if name == "AttentionExplorer":
+                heat = canvases["lensnb-attn-heatmap"]
+                assert heat["opaque"] > 10_000 and heat["colours"] > 20, heat
+            elif name == "ImageAttention":
+                heat = canvases["lensnb-imgattn-heat"]
+                assert heat["opaque"] > 100 and heat["colours"] > 5, heat
+                assert host.locator("img").evaluate("i => i.complete && i.naturalWidth") > 0
+            elif name == "RopeSpectrum":
+                assert drawn["shapes"] > 10, drawn
+            elif name == "GenerationStepper":
+                assert host.locator(".lensnb-gen-token").count() == 2  # stepper.run(2)
+                assert host.locator(".lensnb-gen-toprow").count() == 5  # top_k=5
+
+        # token text is text: literal in the views, no markup made from it, no script run
+        stepper = page.locator(".lensnb-static[data-lensnb-widget='GenerationStepper']")
+        assert XSS in stepper.locator(".lensnb-gen-prompt").text_content()
+        image = page.locator(".lensnb-static[data-lensnb-widget='ImageAttention']")
+        printed = re.search(r"tokens: (\[.*\])", converted.read_text(encoding="utf-8"))
+        tokens = json.loads(html_lib.unescape(printed.group(1)))  # what Python tokenised
+        assert image.locator(".lensnb-imgattn-token").all_text_contents() == [
+            t.replace("\n", "↵") for t in tokens]
+        explorer = page.locator(".lensnb-static[data-lensnb-widget='AttentionExplorer']").first
+        explorer.locator("button.lensnb-attn-view[data-view='text']").click()
+        tokens = explorer.locator(".lensnb-attn-tokens")
+        tokens.locator(".lensnb-attn-token[data-weight]").first.wait_for(timeout=30_000)
+        assert XSS in tokens.text_content()
+        assert page.locator(".lensnb-static-root b, .lensnb-static-root script").count() == 0
+        assert page.locator(".lensnb-static-root img").count() == 1  # ImageAttention's picture
+        assert page.evaluate("window.__lensnbXSS") is None
+    finally:
+        context.close()
+    assert errors == [], errors
+    assert refused == [], f"the page tried to reach the network: {refused}"
+    assert all(url.startswith(LOCAL) for url in requests), requests
