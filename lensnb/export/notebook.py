@@ -23,7 +23,7 @@ VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
 STATE_MIMETYPE = "application/vnd.jupyter.widget-state+json"
 # what lensnb.export.fallback puts in text/html: a standalone host, or the note that replaces it
 FALLBACK_MARKERS = ('class="lensnb-static"', 'class="lensnb-static-note"')
-_MODEL_REF = re.compile(r"IPY_MODEL_([0-9a-fA-F]+)")
+_MODEL_REF = re.compile(r"IPY_MODEL_(\w+)")
 
 
 def lensnb_model_ids(nb: Any) -> set[str]:

@@ -78,63 +78,88 @@ def _kernel_env() -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory) -> Path:
-    """The notebook executed (widget state stored, as `nbconvert --execute` does) and converted
-    with lensnb's preprocessor; nbconvert's own CDN scripts (require.js, MathJax) pointed at
-    empty data: URLs so that anything the page fetches is lensnb's."""
+def execute_and_convert(path: Path, out: Path) -> Path:
+    """``path`` executed like `jupyter nbconvert --execute` (nbclient, widget state stored) and
+    converted to ``out`` with lensnb's preprocessor; nbconvert's own CDN scripts (require.js,
+    MathJax) pointed at empty data: URLs so that anything the page fetches is lensnb's."""
     from nbclient import NotebookClient
     from nbconvert import HTMLExporter
     from traitlets.config import Config
 
-    tmp = tmp_path_factory.mktemp("nbconvert")
-    path = write_notebook(tmp / "widgets.ipynb", CELLS)
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=300, kernel_name="python3", store_widget_state=True,
-                   resources={"metadata": {"path": str(tmp)}}).execute(env=_kernel_env())
+                   resources={"metadata": {"path": str(out.parent)}}).execute(env=_kernel_env())
     assert nb.metadata["widgets"], "nbclient stored the widget state (what --execute does)"
-    nbformat.write(nb, path)
     config = Config()
     config.Exporter.preprocessors = ["lensnb.export.notebook.StaticFallbacks"]
     empty = "data:text/javascript,"
     exporter = HTMLExporter(config=config, require_js_url=empty, mathjax_url=empty)
-    body, _ = exporter.from_notebook_node(nbformat.read(path, as_version=4),
-                                          resources={"metadata": {"name": "widgets"}})
-    out = tmp / "widgets.html"
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": out.stem}})
+    assert "unpkg.com" not in body and "html-manager" not in body  # no widget manager needed
     out.write_text(body, encoding="utf-8")
     return out
 
 
-def test_every_widget_renders_offline_from_the_converted_html(converted, chromium):
-    html = converted.read_text(encoding="utf-8")
-    assert "unpkg.com" not in html and "jupyter-widgets/html-manager" not in html
-    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
-    requests: list[str] = []
-    refused: list[str] = []
-    errors: list[str] = []
+class OfflinePage:
+    """A page in its own context where every request that is not file:/data:/blob: is refused
+    and recorded, with console errors, page errors and dialogs recorded too."""
 
-    def route(r):
+    def __init__(self, chromium) -> None:
+        self.context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+        self.requests: list[str] = []
+        self.refused: list[str] = []
+        self.errors: list[str] = []
+        self.context.route("**/*", self._route)
+        self.page = self.context.new_page()
+        self.page.on("request", lambda req: self.requests.append(req.url))
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error"
+                     else None)
+        self.page.on("pageerror", lambda err: self.errors.append(str(err)))
+        self.page.on("dialog", lambda d: (self.errors.append(f"dialog: {d.message}"),
+                                          d.dismiss()))
+
+    def _route(self, r) -> None:
         if r.request.url.startswith(LOCAL):
             r.continue_()
         else:
-            refused.append(r.request.url)
+            self.refused.append(r.request.url)
             r.abort()
 
-    context.route("**/*", route)
-    page = context.new_page()
-    page.on("request", lambda req: requests.append(req.url))
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda err: errors.append(str(err)))
-    page.on("dialog", lambda d: (errors.append(f"dialog: {d.message}"), d.dismiss()))
+    def check_clean(self) -> None:
+        assert self.errors == [], self.errors
+        assert self.refused == [], f"the page tried to reach the network: {self.refused}"
+        assert all(url.startswith(LOCAL) for url in self.requests), self.requests
+
+
+def wait_for_hosts(page, expected: dict[str, int]) -> None:
+    """Every lensnb host of ``expected`` ({widget: count}) is in the page and rendered."""
+    for name, count in expected.items():
+        hosts = page.locator(f".lensnb-static[data-lensnb-widget='{name}']")
+        assert hosts.count() == count, name
+        for i in range(count):
+            hosts.nth(i).locator(".lensnb-static-root[data-lensnb-ready=true]").wait_for(
+                timeout=60_000)
+    page.wait_for_timeout(1500)  # let the first requests of every view settle
+    assert page.locator(".lensnb-static").count() == sum(expected.values())
+
+
+def shown_errors(host) -> list[str]:
+    texts = host.locator(".lensnb-standalone-error, .lensnb-error").all_text_contents()
+    return [t for t in texts if t.strip()]
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("nbconvert")
+    return execute_and_convert(write_notebook(tmp / "widgets.ipynb", CELLS), tmp / "widgets.html")
+
+
+def test_every_widget_renders_offline_from_the_converted_html(converted, chromium):
+    offline = OfflinePage(chromium)
+    page = offline.page
     try:
         page.goto(converted.as_uri())
-        for name, count in EXPECTED.items():
-            hosts = page.locator(f".lensnb-static[data-lensnb-widget='{name}']")
-            assert hosts.count() == count, name
-            for i in range(count):
-                hosts.nth(i).locator(".lensnb-static-root[data-lensnb-ready=true]").wait_for(
-                    timeout=60_000)
-        page.wait_for_timeout(1500)  # let the first requests of every view settle
+        wait_for_hosts(page, EXPECTED)
         ids = page.eval_on_selector_all(".lensnb-static", "els => els.map(e => e.id)")
         assert len(ids) == len(set(ids)) == sum(EXPECTED.values())
 
@@ -142,8 +167,7 @@ def test_every_widget_renders_offline_from_the_converted_html(converted, chromiu
         for i in range(hosts.count()):
             host = hosts.nth(i)
             name = host.get_attribute("data-lensnb-widget")
-            shown_errors = host.locator(".lensnb-standalone-error, .lensnb-error")
-            assert [t for t in shown_errors.all_text_contents() if t.strip()] == [], name
+            assert shown_errors(host) == [], name
             drawn = host.evaluate(DRAWN)
             canvases = {c["cls"]: c for c in drawn["canvases"]}
             if name == "AttentionExplorer":
@@ -176,7 +200,22 @@ def test_every_widget_renders_offline_from_the_converted_html(converted, chromiu
         assert page.locator(".lensnb-static-root img").count() == 1  # ImageAttention's picture
         assert page.evaluate("window.__lensnbXSS") is None
     finally:
-        context.close()
-    assert errors == [], errors
-    assert refused == [], f"the page tried to reach the network: {refused}"
-    assert all(url.startswith(LOCAL) for url in requests), requests
+        offline.context.close()
+    offline.check_clean()
+
+
+def test_quickstart_shows_its_explorer_offline_after_nbconvert(tmp_path, chromium):
+    """The first tutorial as a user shares it: executed, converted, opened with no network."""
+    out = execute_and_convert(REPO / "notebooks" / "01_quickstart.ipynb",
+                              tmp_path / "01_quickstart.html")
+    offline = OfflinePage(chromium)
+    try:
+        offline.page.goto(out.as_uri())
+        wait_for_hosts(offline.page, {"AttentionExplorer": 1})
+        host = offline.page.locator(".lensnb-static").first
+        assert shown_errors(host) == []
+        heat = {c["cls"]: c for c in host.evaluate(DRAWN)["canvases"]}["lensnb-attn-heatmap"]
+        assert heat["opaque"] > 10_000 and heat["colours"] > 20, heat
+    finally:
+        offline.context.close()
+    offline.check_clean()
