@@ -219,3 +219,18 @@ def test_quickstart_shows_its_explorer_offline_after_nbconvert(tmp_path, chromiu
     finally:
         offline.context.close()
     offline.check_clean()
+
+
+def test_jupyterlab_shows_the_live_widget_and_not_the_fallback(jupyter_page, lab_kernel):
+    """With a widget manager (JupyterLab) the live view wins: the text/html beside it is never
+    rendered, so nothing of the static copy (its scripts, its host) reaches the page."""
+    page = jupyter_page([LOAD_DEMO, "explorer = lensnb.AttentionExplorer(lens, 'def f(x):')\n"
+                         "explorer", "display(explorer)"], name="static_fallback_lab")
+    live = page.locator(".jp-OutputArea-output .lensnb-attn")
+    live.first.wait_for(timeout=120_000)
+    page.wait_for_function("document.querySelectorAll('.jp-OutputArea-output .lensnb-attn')"
+                           ".length === 2", timeout=60_000)
+    assert page.locator(".lensnb-static, .lensnb-static-note").count() == 0
+    # ... though the outputs do hold it (what a saved copy of this notebook shows elsewhere)
+    assert lab_kernel(page).eval("print(sorted(explorer._repr_mimebundle_()[0]))") == (
+        "['application/vnd.jupyter.widget-view+json', 'text/html', 'text/plain']")
