@@ -139,3 +139,10 @@ def test_png_fallback_is_a_png_of_the_stated_size(tiny_widget):
     assert (int(picture.group(1)), int(picture.group(2))) == (700, 500)
     with Image.open(io.BytesIO(base64.b64decode(picture.group(3)))) as inner:
         assert inner.size == image.size
+
+
+@needs_chromium
+def test_png_fallback_opens_no_socket(tiny_widget, no_network):
+    """Rendering the picture goes to the local chromium over a pipe, never the network."""
+    data, _ = _bundle(tiny_widget, static_fallback="png")
+    assert base64.b64decode(data["image/png"]).startswith(b"\x89PNG\r\n\x1a\n")
