@@ -23,6 +23,5 @@ from .style import DIVERGING, OKABE_ITO, SEQUENTIAL, STYLES, FigureStyle, apply_
 __all__ = [
     "DIVERGING", "MAX_CELLS", "OKABE_ITO", "SEQUENTIAL", "STYLES", "ChromiumNotFoundError",
     "FigureStyle", "StaticFallbackWarning", "apply_style", "chromium_path", "drop_lensnb_state",
-    "get_style",
-    "limit_heatmaps", "max_pool", "save", "shutdown", "static_fallback", "to_figure",
+    "get_style", "limit_heatmaps", "max_pool", "save", "shutdown", "static_fallback", "to_figure",
 ]
