@@ -78,23 +78,32 @@ def _kernel_env() -> dict[str, str]:
     return env
 
 
-def execute_and_convert(path: Path, out: Path) -> Path:
+def execute_and_convert(path: Path, out: Path, *, template: str = "lab") -> Path:
     """``path`` executed like `jupyter nbconvert --execute` (nbclient, widget state stored) and
-    converted to ``out`` with lensnb's preprocessor; nbconvert's own CDN scripts (require.js,
-    MathJax) pointed at empty data: URLs so that anything the page fetches is lensnb's."""
+    converted to ``out`` (nbconvert's ``template``, as `--template`) with lensnb's preprocessor;
+    nbconvert's own CDN scripts (require.js, MathJax, jQuery) pointed at empty data: URLs so that
+    anything the page fetches is lensnb's. The executed notebook is kept beside ``out``."""
     from nbclient import NotebookClient
-    from nbconvert import HTMLExporter
-    from traitlets.config import Config
 
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=300, kernel_name="python3", store_widget_state=True,
                    resources={"metadata": {"path": str(out.parent)}}).execute(env=_kernel_env())
     assert nb.metadata["widgets"], "nbclient stored the widget state (what --execute does)"
+    nbformat.write(nb, out.with_suffix(".executed.ipynb"))
+    return convert(nb, out, template=template)
+
+
+def convert(nb, out: Path, *, template: str = "lab") -> Path:
+    from nbconvert import HTMLExporter
+    from traitlets.config import Config
+
     config = Config()
     config.Exporter.preprocessors = ["lensnb.export.notebook.StaticFallbacks"]
     empty = "data:text/javascript,"
-    exporter = HTMLExporter(config=config, require_js_url=empty, mathjax_url=empty)
-    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": out.stem}})
+    exporter = HTMLExporter(config=config, template_name=template, require_js_url=empty,
+                            mathjax_url=empty, jquery_url=empty)
+    body, _ = exporter.from_notebook_node(nbformat.from_dict(json.loads(json.dumps(nb))),
+                                          resources={"metadata": {"name": out.stem}})
     assert "unpkg.com" not in body and "html-manager" not in body  # no widget manager needed
     out.write_text(body, encoding="utf-8")
     return out
@@ -104,25 +113,33 @@ class OfflinePage:
     """A page in its own context where every request that is not file:/data:/blob: is refused
     and recorded, with console errors, page errors and dialogs recorded too."""
 
-    def __init__(self, chromium) -> None:
+    def __init__(self, chromium, template_urls: tuple[str, ...] = ()) -> None:
+        # template_urls: what nbconvert's own template loads from a CDN with no option to turn
+        # it off (refused like the rest, but neither it nor its console error is lensnb's)
+        self.template_urls = template_urls
         self.context = chromium.new_context(viewport={"width": 1400, "height": 1000})
         self.requests: list[str] = []
         self.refused: list[str] = []
         self.errors: list[str] = []
         self.context.route("**/*", self._route)
         self.page = self.context.new_page()
-        self.page.on("request", lambda req: self.requests.append(req.url))
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error"
-                     else None)
+        self.page.on("request", lambda req: None if req.url in template_urls
+                     else self.requests.append(req.url))
+        self.page.on("console", self._console)
         self.page.on("pageerror", lambda err: self.errors.append(str(err)))
         self.page.on("dialog", lambda d: (self.errors.append(f"dialog: {d.message}"),
                                           d.dismiss()))
+
+    def _console(self, message) -> None:
+        if message.type == "error" and message.location.get("url") not in self.template_urls:
+            self.errors.append(message.text)
 
     def _route(self, r) -> None:
         if r.request.url.startswith(LOCAL):
             r.continue_()
         else:
-            self.refused.append(r.request.url)
+            if r.request.url not in self.template_urls:
+                self.refused.append(r.request.url)
             r.abort()
 
     def check_clean(self) -> None:
@@ -199,6 +216,62 @@ def test_every_widget_renders_offline_from_the_converted_html(converted, chromiu
         assert page.locator(".lensnb-static-root b, .lensnb-static-root script").count() == 0
         assert page.locator(".lensnb-static-root img").count() == 1  # ImageAttention's picture
         assert page.evaluate("window.__lensnbXSS") is None
+    finally:
+        offline.context.close()
+    offline.check_clean()
+
+
+def test_classic_template_shows_every_widget_too(converted, chromium):
+    """nbconvert's classic template (nbviewer's look) renders the same outputs."""
+    nb = nbformat.read(converted.with_suffix(".executed.ipynb"), as_version=4)
+    from nbconvert import HTMLExporter
+
+    out = convert(nb, converted.with_name("classic.html"), template="classic")
+    # the classic template always imports mermaid.js from cdnjs (no setting turns it off)
+    offline = OfflinePage(chromium, template_urls=(HTMLExporter().mermaid_js_url,))
+    try:
+        offline.page.goto(out.as_uri())
+        wait_for_hosts(offline.page, EXPECTED)
+        hosts = offline.page.locator(".lensnb-static")
+        assert [shown_errors(hosts.nth(i)) for i in range(hosts.count())] == [
+            [] for _ in range(hosts.count())]
+    finally:
+        offline.context.close()
+    offline.check_clean()
+
+
+PICTURE_CELLS = [
+    "import lensnb\nlensnb.options.static_fallback = 'html+png'\n"
+    "llama3 = dict(model_type='llama', hidden_size=512, num_attention_heads=4, head_dim=128,\n"
+    "              max_position_embeddings=8192, rope_theta=500000.0)\n"
+    "lensnb.RopeSpectrum(llama3)",
+]
+
+
+def test_html_png_shows_the_picture_where_scripts_do_not_run(tmp_path, chromium):
+    """GitHub runs no scripts: there the HTML copy shows its PNG; where scripts run, the live
+    copy replaces it."""
+    out = execute_and_convert(write_notebook(tmp_path / "picture.ipynb", PICTURE_CELLS),
+                              tmp_path / "picture.html")
+    context = chromium.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(out.as_uri())
+        picture = page.locator(".lensnb-static img.lensnb-static-picture")
+        assert picture.count() == 1 and picture.is_visible()
+        assert picture.evaluate("i => i.complete && i.naturalWidth") > 0
+        box = picture.bounding_box()
+        assert (round(box["width"]), round(box["height"])) == (
+            int(picture.get_attribute("width")), int(picture.get_attribute("height")))
+        assert page.locator(".lensnb-static-root").inner_html() == ""  # nothing ran
+    finally:
+        context.close()
+    offline = OfflinePage(chromium)
+    try:
+        offline.page.goto(out.as_uri())
+        wait_for_hosts(offline.page, {"RopeSpectrum": 1})
+        assert offline.page.locator("img.lensnb-static-picture").count() == 0
+        assert offline.page.locator(".lensnb-static").first.evaluate(DRAWN)["shapes"] > 10
     finally:
         offline.context.close()
     offline.check_clean()
