@@ -179,6 +179,9 @@ def test_every_widget_renders_offline_from_the_converted_html(converted, chromiu
         wait_for_hosts(page, EXPECTED)
         ids = page.eval_on_selector_all(".lensnb-static", "els => els.map(e => e.id)")
         assert len(ids) == len(set(ids)) == sum(EXPECTED.values())
+        # each widget's CSS is added to the page once, however many copies show it
+        assert page.evaluate("document.head.querySelectorAll('style[data-lensnb-css]').length"
+                             ) == len(EXPECTED)
 
         hosts = page.locator(".lensnb-static")
         for i in range(hosts.count()):
