@@ -6,10 +6,15 @@
     with lensnb.options.context(static_fallback=None):
         explorer                                    # live view only, this once
     lensnb.options.reset()
+
+The default mode can also come from the environment, for notebooks converted without editing
+them: ``LENSNB_STATIC_FALLBACK=html+png jupyter nbconvert --execute ...`` (``none`` for None).
 """
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,9 +28,10 @@ STATIC_FALLBACKS: tuple[str | None, ...] = ("html", "png", "html+png", None)
 DEFAULTS: dict[str, Any] = {
     "static_fallback": "html",
     # a fallback larger than this (HTML and PNG together, bytes) is left out with a note saying
-    # so; the measured ones are 25-90 KiB (see the README's "Share a notebook")
+    # so; the measured HTML ones are 28-97 KiB (see the README's "Share a notebook")
     "static_fallback_max_bytes": 2 * 2**20,
 }
+ENV_STATIC_FALLBACK = "LENSNB_STATIC_FALLBACK"
 
 
 def _check_static_fallback(value: Any) -> str | None:
@@ -49,14 +55,32 @@ _CHECKS = {"static_fallback": _check_static_fallback,
            "static_fallback_max_bytes": _check_max_bytes}
 
 
+def defaults(environ: Any = None) -> dict[str, Any]:
+    """The defaults, with ``$LENSNB_STATIC_FALLBACK`` (``html``, ``png``, ``html+png``,
+    ``none``) in place of the built-in mode when set; a value it does not know is ignored with a
+    warning (a bad variable must not stop a notebook from displaying)."""
+    environ = os.environ if environ is None else environ
+    values = dict(DEFAULTS)
+    raw = environ.get(ENV_STATIC_FALLBACK)
+    if raw is not None and raw.strip():
+        value = None if raw.strip().lower() == "none" else raw.strip().lower()
+        if value in STATIC_FALLBACKS:
+            values["static_fallback"] = value
+        else:
+            warnings.warn(f"${ENV_STATIC_FALLBACK}={raw!r} is not one of html, png, html+png, "
+                          f"none; using {DEFAULTS['static_fallback']!r}", stacklevel=2)
+    return values
+
+
 class Options:
     """lensnb's settings. Assigning checks the value (a clear error names what is allowed);
     an unknown name is an error too, so a typo cannot pass silently."""
 
-    __slots__ = ("_values",)
+    __slots__ = ("_environ", "_values")
 
-    def __init__(self) -> None:
-        object.__setattr__(self, "_values", dict(DEFAULTS))
+    def __init__(self, environ: Any = None) -> None:
+        object.__setattr__(self, "_environ", environ)
+        object.__setattr__(self, "_values", defaults(environ))
 
     def __getattr__(self, name: str) -> Any:
         values = object.__getattribute__(self, "_values")
@@ -75,8 +99,8 @@ class Options:
         return sorted([*_CHECKS, "context", "reset"])
 
     def reset(self) -> None:
-        """Every setting back to its default."""
-        self._values.update(DEFAULTS)
+        """Every setting back to its default (``$LENSNB_STATIC_FALLBACK`` included)."""
+        self._values.update(defaults(self._environ))
 
     @contextmanager
     def context(self, **changes: Any) -> Iterator[Options]:

@@ -9,12 +9,12 @@ import sys
 import pytest
 
 import lensnb
-from lensnb.settings import DEFAULTS, STATIC_FALLBACKS, Options
+from lensnb.settings import DEFAULTS, ENV_STATIC_FALLBACK, STATIC_FALLBACKS, Options
 
 
 @pytest.fixture
 def options():
-    return Options()  # a fresh instance: the process-wide one stays untouched
+    return Options(environ={})  # a fresh instance: the process-wide one stays untouched
 
 
 def test_public_object_and_defaults():
@@ -23,7 +23,7 @@ def test_public_object_and_defaults():
     # the settings object, not a module: its module is named otherwise, so importing it (as
     # lensnb.export does) cannot shadow the lazy export
     assert isinstance(lensnb.options, Options) and lensnb.options is settings.options
-    fresh = Options()
+    fresh = Options(environ={})
     assert fresh.static_fallback == "html"
     assert fresh.static_fallback_max_bytes == DEFAULTS["static_fallback_max_bytes"] > 0
 
@@ -83,3 +83,19 @@ def test_import_is_cheap():
             "print('torch' in sys.modules, 'anywidget' in sys.modules, 'plotly' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False", "False"]
+
+
+@pytest.mark.parametrize(("raw", "mode"), [("html+png", "html+png"), (" PNG ", "png"),
+                                           ("none", None), ("None", None), ("", "html")])
+def test_environment_sets_the_default_mode(raw, mode):
+    options = Options(environ={ENV_STATIC_FALLBACK: raw})
+    assert options.static_fallback == mode
+    options.static_fallback = "html"
+    options.reset()  # back to the environment's default, not the built-in one
+    assert options.static_fallback == mode
+
+
+def test_unknown_environment_value_warns_and_keeps_the_built_in_default():
+    with pytest.warns(UserWarning, match="LENSNB_STATIC_FALLBACK='svg' is not one of"):
+        options = Options(environ={ENV_STATIC_FALLBACK: "svg"})
+    assert options.static_fallback == "html"
