@@ -75,10 +75,12 @@ def _kernel_env() -> dict[str, str]:
                # make nbconvert load the widgets HTML manager from unpkg for it
                HF_HUB_DISABLE_PROGRESS_BARS="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    env.pop("LENSNB_STATIC_FALLBACK", None)  # the built-in default unless a test sets it
     return env
 
 
-def execute_and_convert(path: Path, out: Path, *, template: str = "lab") -> Path:
+def execute_and_convert(path: Path, out: Path, *, template: str = "lab",
+                        env: dict[str, str] | None = None) -> Path:
     """``path`` executed like `jupyter nbconvert --execute` (nbclient, widget state stored) and
     converted to ``out`` (nbconvert's ``template``, as `--template`) with lensnb's preprocessor;
     nbconvert's own CDN scripts (require.js, MathJax, jQuery) pointed at empty data: URLs so that
@@ -87,7 +89,8 @@ def execute_and_convert(path: Path, out: Path, *, template: str = "lab") -> Path
 
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=300, kernel_name="python3", store_widget_state=True,
-                   resources={"metadata": {"path": str(out.parent)}}).execute(env=_kernel_env())
+                   resources={"metadata": {"path": str(out.parent)}}).execute(
+                       env={**_kernel_env(), **(env or {})})
     assert nb.metadata["widgets"], "nbclient stored the widget state (what --execute does)"
     nbformat.write(nb, out.with_suffix(".executed.ipynb"))
     return convert(nb, out, template=template)
@@ -244,7 +247,7 @@ def test_classic_template_shows_every_widget_too(converted, chromium):
 
 
 PICTURE_CELLS = [
-    "import lensnb\nlensnb.options.static_fallback = 'html+png'\n"
+    "import lensnb\n"
     "llama3 = dict(model_type='llama', hidden_size=512, num_attention_heads=4, head_dim=128,\n"
     "              max_position_embeddings=8192, rope_theta=500000.0)\n"
     "lensnb.RopeSpectrum(llama3)",
@@ -253,9 +256,10 @@ PICTURE_CELLS = [
 
 def test_html_png_shows_the_picture_where_scripts_do_not_run(tmp_path, chromium):
     """GitHub runs no scripts: there the HTML copy shows its PNG; where scripts run, the live
-    copy replaces it."""
+    copy replaces it. The mode comes from the environment, as for `nbconvert --execute`."""
     out = execute_and_convert(write_notebook(tmp_path / "picture.ipynb", PICTURE_CELLS),
-                              tmp_path / "picture.html")
+                              tmp_path / "picture.html",
+                              env={"LENSNB_STATIC_FALLBACK": "html+png"})
     context = chromium.new_context(java_script_enabled=False)
     try:
         page = context.new_page()

@@ -28,6 +28,7 @@ needs_chromium = pytest.mark.skipif(not HAVE_CHROMIUM,
 
 
 def _bundle(widget, **options):
+    options.setdefault("static_fallback", "html")  # the built-in default, whatever $LENSNB_...
     with lensnb.options.context(**options):
         data, metadata = widget._repr_mimebundle_()
     return data, metadata
