@@ -68,7 +68,8 @@ def _data_text(fragment: str) -> str:
 
 def test_the_ipython_formatter_sees_both(tiny_widget):
     formatter = pytest.importorskip("IPython.core.formatters", reason="IPython displays")
-    data, _ = formatter.DisplayFormatter().format(tiny_widget)
+    with lensnb.options.context(static_fallback="html"):
+        data, _ = formatter.DisplayFormatter().format(tiny_widget)
     assert VIEW in data and "lensnb-static" in data["text/html"]
 
 
