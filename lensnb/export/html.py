@@ -90,8 +90,8 @@ def widget_fragment(view: LensWidget, *, picture: tuple[bytes, float, float] | N
     host_id = host_id or f"lensnb-{uuid.uuid4().hex}"
     n_replies = len(payload["replies"])
     note = (f"lensnb {name}: a static copy of the view at export time with {n_replies} "
-            f"pre-computed answer{'s' if n_replies != 1 else ''}; works offline. Run the "
-            "notebook for the live widget.")
+            f"pre-computed answer{'s' if n_replies != 1 else ''}; works offline, with no "
+            "kernel (the live widget needs one).")
     image = ""
     if picture is not None:
         png, width, height = picture

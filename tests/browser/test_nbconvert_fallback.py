@@ -284,6 +284,8 @@ def test_html_png_shows_the_picture_where_scripts_do_not_run(tmp_path, chromium)
     offline.check_clean()
 
 
+# the tutorial's plotly figures are plotly-mimetype only, which nbconvert cannot show (not lensnb's)
+@pytest.mark.filterwarnings("ignore:Your element with mimetype:UserWarning")
 def test_quickstart_shows_its_explorer_offline_after_nbconvert(tmp_path, chromium):
     """The first tutorial as a user shares it: executed, converted, opened with no network."""
     out = execute_and_convert(REPO / "notebooks" / "01_quickstart.ipynb",
