@@ -46,14 +46,15 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     # export
     "export": (".export", None),
     "save": (".export", "save"),
+    "options": (".settings", "options"),
 }
 
 __all__ = [
-    "IDENTITY_PROMPT", "AttentionExplorer", "CheckResult", "GenerationStepper", "ImageAttention",
-    "Lens", "ModelFacts", "ModelNotFoundError", "RopeSpectrum", "Step",
+    "AttentionExplorer", "CheckResult", "GenerationStepper", "IDENTITY_PROMPT",
+    "ImageAttention", "Lens", "ModelFacts", "ModelNotFoundError", "RopeSpectrum", "Step",
     "UnsupportedArchitectureError", "UnsupportedFeatureError", "cached_path", "check", "export",
-    "facts", "group_summaries", "hook_shapes", "load", "model_table", "patch", "patchscope",
-    "rope", "save", "save_text_only", "supported_architectures",
+    "facts", "group_summaries", "hook_shapes", "load", "model_table", "options", "patch",
+    "patchscope", "rope", "save", "save_text_only", "supported_architectures",
 ]
 
 
@@ -89,6 +90,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .backend.selfcheck import CheckResult, check
     from .backend.vision.text_only import save_text_only
     from .export import save
+    from .settings import options
     from .widgets.attention import AttentionExplorer
     from .widgets.generation_stepper import GenerationStepper
     from .widgets.image_attention import ImageAttention

@@ -262,7 +262,9 @@ class GenerationStepper(LensWidget):
                          "add_patch, clear_patches, attention or explorer")
 
     def export_requests(self) -> list[dict]:
-        return [{"kind": "state"}]
+        """The state and, once there are steps, the attention the view draws first."""
+        return [{"kind": "state"}] + ([{"kind": "attention", "layer": self.n_layers - 1}]
+                                      if self.steps else [])
 
     # ------------------------------------------------------------------ static figure
     def figure(self, *, style: str | None = None) -> go.Figure:
