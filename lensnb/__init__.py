@@ -35,6 +35,9 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "patch": (".backend.patching", "patch"),
     "patchscope": (".backend.patching", "patchscope"),
     "save_text_only": (".backend.vision.text_only", "save_text_only"),
+    "UnsupportedFeatureError": (".backend.lens", "UnsupportedFeatureError"),
+    "check": (".backend.selfcheck", "check"),
+    "CheckResult": (".backend.selfcheck", "CheckResult"),
     # widgets
     "AttentionExplorer": (".widgets.attention", "AttentionExplorer"),
     "RopeSpectrum": (".widgets.rope_spectrum", "RopeSpectrum"),
@@ -43,13 +46,15 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     # export
     "export": (".export", None),
     "save": (".export", "save"),
+    "options": (".settings", "options"),
 }
 
 __all__ = [
-    "IDENTITY_PROMPT", "AttentionExplorer", "GenerationStepper", "ImageAttention", "Lens",
-    "ModelFacts", "ModelNotFoundError", "RopeSpectrum", "Step", "UnsupportedArchitectureError",
-    "cached_path", "export", "facts", "group_summaries", "hook_shapes", "load", "model_table",
-    "patch", "patchscope", "rope", "save", "save_text_only", "supported_architectures",
+    "AttentionExplorer", "CheckResult", "GenerationStepper", "IDENTITY_PROMPT",
+    "ImageAttention", "Lens", "ModelFacts", "ModelNotFoundError", "RopeSpectrum", "Step",
+    "UnsupportedArchitectureError", "UnsupportedFeatureError", "cached_path", "check", "export",
+    "facts", "group_summaries", "hook_shapes", "load", "model_table", "options", "patch",
+    "patchscope", "rope", "save", "save_text_only", "supported_architectures",
 ]
 
 
@@ -72,7 +77,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .backend.facts import ModelFacts, facts, model_table
     from .backend.generation import Step
     from .backend.gqa import group_summaries
-    from .backend.lens import Lens
+    from .backend.lens import Lens, UnsupportedFeatureError
     from .backend.loading import (
         ModelNotFoundError,
         UnsupportedArchitectureError,
@@ -82,8 +87,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     )
     from .backend.meta import hook_shapes
     from .backend.patching import IDENTITY_PROMPT, patch, patchscope
+    from .backend.selfcheck import CheckResult, check
     from .backend.vision.text_only import save_text_only
     from .export import save
+    from .settings import options
     from .widgets.attention import AttentionExplorer
     from .widgets.generation_stepper import GenerationStepper
     from .widgets.image_attention import ImageAttention

@@ -117,8 +117,20 @@ _WHICH = {"q": "hook_q_input", "k": "hook_k_input", "v": "hook_v_input"}
 PatchValue = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
 
 
+def require_split_qkv(lens: Any) -> None:
+    """Raise ``UnsupportedFeatureError`` up front on a lens without split QKV (Llama 3.2
+    Vision), naming what to use instead."""
+    lens.require_text_model(
+        "split QKV (per-head hook_q_input/hook_k_input/hook_v_input, patch_kv_input, "
+        "patch_q_input)",
+        "use blocks.{i}.ln1.hook_out (the attention input) or blocks.{i}.attn.hook_k / hook_v "
+        "(keys and values per KV head) instead, or lens.text_only() for the language model "
+        "alone as a plain Llama, where split QKV works")
+
+
 def input_hook_name(lens: Any, layer: int, which: str) -> str:
     """``blocks.{layer}.attn.hook_{which}_input`` for ``which`` in ``"q"``, ``"k"``, ``"v"``."""
+    require_split_qkv(lens)
     if which not in _WHICH:
         raise ValueError(f"which must be 'q', 'k' or 'v' (the input to patch), got {which!r}")
     return lens.hook_name(f"attn.{_WHICH[which]}", layer)
@@ -253,6 +265,8 @@ def kv_group_view(lens: Any, text_or_tokens: Any, layer: int) -> KVGroupView:
     A GQA-only view: raises ``GQAError`` on a model with one KV head per query head.
     """
     lens.require_gqa("a per-KV-group view")
+    if isinstance(layer, int) and -lens.n_layers <= layer < lens.n_layers:
+        layer = lens.require_self_attention(layer, "kv_group_view (a text self-attention view)")
     name = lens.hook_name("attn.hook_pattern", layer)
     tokens = lens.to_tokens(text_or_tokens)
     if tokens.shape[0] != 1:

@@ -131,7 +131,8 @@ class Patch:
         moved = act.movedim(ctx.pos_axis, 1).clone()  # [batch, n, ...]
         rows, idx = mask.nonzero(as_tuple=True)
         old = moved[rows, idx]  # [k, ...]
-        moved[rows, idx] = self._new_value(old, rows, act.shape[0]).to(old.dtype)
+        # a value made elsewhere (CPU tensor, Colab GPU lens) lands on the activation's device
+        moved[rows, idx] = self._new_value(old, rows, act.shape[0]).to(old.device, old.dtype)
         return moved.movedim(1, ctx.pos_axis)
 
     def _new_value(self, old: torch.Tensor, rows: torch.Tensor, batch: int) -> torch.Tensor:

@@ -28,6 +28,12 @@ class ContextLengthError(ValueError):
     """Input longer than the model's context window."""
 
 
+class UnsupportedFeatureError(NotImplementedError, ValueError):
+    """A feature that does not apply to this model (split QKV, compatibility mode, direct logit
+    attribution, ... on a Llama 3.2 Vision lens; a cross-attention layer where a self-attention
+    layer is needed). The message names what to use instead."""
+
+
 class Lens(KVGroups):
     """A hooked model ready for exploration. Build one with ``lensnb.load``.
 
@@ -79,6 +85,51 @@ class Lens(KVGroups):
     @property
     def n_key_value_heads(self) -> int:
         return self.facts.n_key_value_heads
+
+    # ------------------------------------------------------------------ capabilities
+    @property
+    def is_vision(self) -> bool:
+        """A Llama 3.2 Vision (Mllama) lens: lensnb's own hooked model, whose text decoder
+        interleaves self-attention with cross-attention layers (text -> image tokens)."""
+        return bool(self.facts.cross_attention_layers)
+
+    @property
+    def self_attention_layers(self) -> list[int]:
+        """The layers that attend over the text (with RoPE and KV groups): all of them for a text
+        model, those not in ``facts.cross_attention_layers`` for Llama 3.2 Vision."""
+        cross = set(self.facts.cross_attention_layers)
+        return [i for i in range(self.n_layers) if i not in cross]
+
+    def require_text_model(self, feature: str, instead: str) -> None:
+        """Raise ``UnsupportedFeatureError`` up front when ``feature`` is asked of a vision lens;
+        ``instead`` says what to use."""
+        if self.is_vision:
+            raise UnsupportedFeatureError(
+                f"{feature} is not supported on Llama 3.2 Vision lenses ({self.name!r}); "
+                f"{instead}"
+            )
+
+    def require_self_attention(self, layer: int, feature: str) -> int:
+        """``layer`` (negative counts from the end) as a non-negative index, checked to be a
+        self-attention layer; a cross-attention layer raises ``UnsupportedFeatureError``
+        pointing to ``ImageAttention``."""
+        if isinstance(layer, bool) or not isinstance(layer, int):
+            raise TypeError(f"a layer index is an int, got {type(layer).__name__}")
+        if not -self.n_layers <= layer < self.n_layers:
+            raise IndexError(
+                f"layer {layer} is out of range: this model has {self.n_layers} layers "
+                f"(0..{self.n_layers - 1}, or negative from the end)"
+            )
+        layer %= self.n_layers
+        if layer not in self.self_attention_layers:
+            raise UnsupportedFeatureError(
+                f"layer {layer} of {self.name!r} is a cross-attention layer (text -> image "
+                f"tokens), which {feature} does not cover: use lensnb.ImageAttention(lens, "
+                f"text, image) for cross-attention layers "
+                f"{list(self.facts.cross_attention_layers)}; {feature} takes the "
+                f"self-attention layers {self.self_attention_layers}"
+            )
+        return layer
 
     def __repr__(self) -> str:
         f = self.facts
@@ -242,6 +293,8 @@ class Lens(KVGroups):
         ``hook_k_input``/``hook_v_input`` ``[batch, pos, n_key_value_heads, d_model]``."""
         if not isinstance(enabled, bool):
             raise TypeError(f"set_split_qkv takes True or False, got {enabled!r}")
+        if enabled:
+            gqa.require_split_qkv(self)
         self.bridge.set_use_split_qkv_input(enabled)
 
     @property

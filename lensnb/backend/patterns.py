@@ -131,10 +131,11 @@ class KeptQK:
             hooks.append((lens.hook_name("attn.hook_rot_q", layer), keep(q, layer)))
             hooks.append((lens.hook_name("attn.hook_rot_k", layer),
                           keep(k, layer, stop=layer == last)))
+        # lensnb's hooked Llama 3.2 Vision has no stop_at_layer; _Enough ends its run instead
+        stop_at = {} if lens.is_vision else {"stop_at_layer": last + 1}
         try:
             with torch.no_grad():
-                lens.bridge.run_with_hooks(tokens, fwd_hooks=hooks, stop_at_layer=last + 1,
-                                           return_type=None)
+                lens.bridge.run_with_hooks(tokens, fwd_hooks=hooks, return_type=None, **stop_at)
         except _Enough:
             pass
         missing = [la for la in layers if la not in q or la not in k]

@@ -391,6 +391,16 @@ def decay_curve(config_or_lens: ConfigLike, distances: Positions | None = None, 
 
 
 # ----------------------------------------------------------------- per-head frequency usage
+def require_usage(lens: Lens) -> None:
+    """Raise ``UnsupportedFeatureError`` up front where per-head frequency usage does not apply
+    (Llama 3.2 Vision: its cross-attention layers have no RoPE)."""
+    lens.require_text_model(
+        "per-head RoPE frequency usage (rope.frequency_usage, RopeSpectrum(lens, text=...))",
+        "use it on lens.text_only(), the language model alone (its layers are this model's "
+        f"self-attention layers {lens.self_attention_layers}, renumbered from 0); "
+        "RopeSpectrum(lens) without text shows the spectrum")
+
+
 def frequency_usage(lens: Lens, text: Any, *, which: str = "q", rotated: bool = False,
                     start: int = 0) -> torch.Tensor:
     """How much of each head's query (or key) squared norm lives in each rotary pair.
@@ -406,6 +416,7 @@ def frequency_usage(lens: Lens, text: Any, *, which: str = "q", rotated: bool = 
     """
     if which not in ("q", "k"):
         raise ValueError(f"which must be 'q' (query heads) or 'k' (key/value heads), not {which!r}")
+    require_usage(lens)
     n_pairs = inv_freq(lens).shape[0]
     short = f"attn.hook_{'rot_' if rotated else ''}{which}"
     names = [lens.hook_name(short, layer) for layer in range(lens.n_layers)]

@@ -1,10 +1,15 @@
-"""Standalone HTML: one self-contained file that stays interactive with no kernel and no network.
+"""Standalone HTML: self-contained, interactive with no kernel, and never touching the network.
 
 A lensnb widget is exported as its own ES module (inlined), its CSS, its synced state at export
 time and the replies to the requests its ``export_requests()`` lists (buffers base64-encoded and
 gzip-compressed when large). ``static/standalone.js`` (inlined too) runs the module against a
-small stand-in for the anywidget model that answers requests from those replies. A plain plotly
-figure is written with plotly.js inlined. No file references a URL: nothing is fetched.
+small stand-in for the anywidget model that answers requests from those replies.
+
+All of it lives in one host element (``static/host.html``) with an id unique to that export, so
+``widget_fragment`` can be a notebook output (the static fallback beside the live widget view)
+and a converted notebook can hold any number of them, the same view twice included;
+``widget_html`` is a page around one host. A plain plotly figure is written with plotly.js
+inlined. Nothing references a URL: nothing is fetched.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import base64
 import gzip
 import html
 import json
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,19 +75,44 @@ def widget_payload(view: LensWidget) -> dict:
     }
 
 
-def widget_html(view: LensWidget, *, title: str | None = None) -> str:
-    """The standalone page of a lensnb widget."""
+def _data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def widget_fragment(view: LensWidget, *, picture: tuple[bytes, float, float] | None = None,
+                    host_id: str | None = None) -> str:
+    """One exported view as an HTML fragment: a ``<div class="lensnb-static">`` host with its
+    data and the inline module that runs it. ``picture``: ``(png, width_px, height_px)`` shown
+    where scripts do not run (removed once the live view is up). ``host_id``: the host's id
+    (default: a fresh ``lensnb-<uuid>``, so every fragment in a page has its own)."""
     payload = widget_payload(view)
-    shim = (STATIC / "standalone.js").read_text(encoding="utf-8")
-    page = (STATIC / "standalone.html").read_text(encoding="utf-8")
-    title = title or f"lensnb {type(view).__name__}"
+    name = type(view).__name__
+    host_id = host_id or f"lensnb-{uuid.uuid4().hex}"
     n_replies = len(payload["replies"])
-    note = (f"Exported from lensnb: {type(view).__name__} with its state at export time and "
-            f"{n_replies} pre-computed answer{'s' if n_replies != 1 else ''}; works offline.")
-    return (page.replace("<!--lensnb:title-->", html.escape(title))
+    note = (f"lensnb {name}: a static copy of the view at export time with {n_replies} "
+            f"pre-computed answer{'s' if n_replies != 1 else ''}; works offline, with no "
+            "kernel (the live widget needs one).")
+    image = ""
+    if picture is not None:
+        png, width, height = picture
+        image = (f'<img class="lensnb-static-picture" alt="{html.escape(name)} (static picture)" '
+                 f'width="{round(width)}" height="{round(height)}" src="{_data_url(png)}">')
+    host = (STATIC / "host.html").read_text(encoding="utf-8")
+    return (host.replace("<!--lensnb:id-json-->", json.dumps(host_id))
+            .replace("<!--lensnb:id-->", html.escape(host_id))
+            .replace("<!--lensnb:widget-->", html.escape(name))
+            .replace("<!--lensnb:picture-->", image)
             .replace("<!--lensnb:note-->", html.escape(note))
             .replace("<!--lensnb:data-->", _script_json(payload))
-            .replace("<!--lensnb:shim-->", shim))
+            .replace("<!--lensnb:shim-->", (STATIC / "standalone.js").read_text(encoding="utf-8")))
+
+
+def widget_html(view: LensWidget, *, title: str | None = None) -> str:
+    """The standalone page of a lensnb widget (one ``widget_fragment`` in a page)."""
+    page = (STATIC / "standalone.html").read_text(encoding="utf-8")
+    title = title or f"lensnb {type(view).__name__}"
+    return (page.replace("<!--lensnb:title-->", html.escape(title))
+            .replace("<!--lensnb:host-->", widget_fragment(view, host_id="lensnb-host")))
 
 
 def figure_html(fig: go.Figure, *, title: str | None = None) -> str:

@@ -78,11 +78,21 @@ def save(view: Any, path: str | Path, *, style: str | None = "paper", dpi: float
                                 max_cells)
         return write_html(figure_html(fig, title=title), path, max_bytes=max_bytes)
 
-    fig, _ = limit_heatmaps(to_figure(view, style=style, width=width, height=height), max_cells)
-    width_px = fig.layout.width or DEFAULT_SIZE_PX[0]
-    height_px = fig.layout.height or DEFAULT_SIZE_PX[1]
-    scale = dpi / CSS_PX_PER_INCH if suffix == ".png" else 1.0
-    data = render_image(fig.to_dict(), fmt=suffix[1:], width_px=width_px, height_px=height_px,
-                        scale=scale)
+    data, _, _ = render_view(view, suffix[1:], style=style, width=width, height=height,
+                             max_cells=max_cells, scale=dpi / CSS_PX_PER_INCH)
     path.write_bytes(data)
     return path
+
+
+def render_view(view: Any, fmt: str, *, style: str | None = "paper", width: float | None = None,
+                height: float | None = None, max_cells: int | None = MAX_CELLS,
+                scale: float = 1.0) -> tuple[bytes, float, float]:
+    """``view`` rendered to ``fmt`` (``"png"``, ``"svg"``, ``"pdf"``) through kaleido:
+    ``(bytes, width_px, height_px)``, the sizes in CSS pixels (a PNG has ``round(size * scale)``
+    pixels; ``scale`` is ignored for the vector formats)."""
+    fig, _ = limit_heatmaps(to_figure(view, style=style, width=width, height=height), max_cells)
+    width_px = float(fig.layout.width or DEFAULT_SIZE_PX[0])
+    height_px = float(fig.layout.height or DEFAULT_SIZE_PX[1])
+    data = render_image(fig.to_dict(), fmt=fmt, width_px=width_px, height_px=height_px,
+                        scale=scale if fmt == "png" else 1.0)
+    return data, width_px, height_px

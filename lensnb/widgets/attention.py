@@ -37,6 +37,34 @@ VIEWS = ("head", "group", "text")
 ROLES = ("query", "key")
 
 
+def explorer_layers(lens: Lens, text: TextOrTokens, layers: Sequence[int] | None
+                    ) -> tuple[list[int] | None, str]:
+    """The layers the explorer keeps and the notice it shows. On Llama 3.2 Vision: the text
+    decoder's self-attention layers (default all of them); a cross-attention layer, or a text
+    holding ``<|image|>``, raises ``UnsupportedFeatureError`` pointing to ``ImageAttention``."""
+    if not lens.is_vision:
+        return (None if layers is None else list(layers)), ""
+    cross = list(lens.facts.cross_attention_layers)
+    where = (f"cross-attention layers {cross} (text -> image tokens) are in "
+             "lensnb.ImageAttention(lens, text, image)")
+    ids = lens.to_tokens(text)
+    image_id = getattr(lens.bridge, "image_token_id", None)
+    if image_id is not None and bool((ids == image_id).any()):
+        from ..backend.lens import UnsupportedFeatureError
+
+        raise UnsupportedFeatureError(
+            "AttentionExplorer shows a Llama 3.2 Vision model's self-attention on text alone, "
+            f"but the text holds <|image|>: remove it, or see the picture through the {where}")
+    if layers is None:
+        chosen = lens.self_attention_layers
+    else:
+        chosen = [lens.require_self_attention(la, "AttentionExplorer")
+                  if isinstance(la, int) and not isinstance(la, bool)
+                  and -lens.n_layers <= la < lens.n_layers else la for la in layers]
+    return chosen, (f"Llama 3.2 Vision: the text decoder's self-attention layers "
+                    f"{lens.self_attention_layers} are shown; its {where}.")
+
+
 def _quantise(tile: torch.Tensor) -> tuple[dict, bytes, float]:
     """A non-negative tile as uint8 scaled to its max: ``(meta, bytes, vmax)``."""
     vmax = float(tile.max()) if tile.numel() else 0.0
@@ -54,6 +82,10 @@ class AttentionExplorer(LensWidget):
     their mean/max/spread), ``"text"`` (tokens coloured by the attention a chosen token sends as
     query or receives as key). ``layer``, ``head``, ``kv_group``, ``view``, ``text_token`` and
     ``text_role`` are synced: read or set them from Python.
+
+    On a Llama 3.2 Vision lens it shows the text decoder's self-attention layers (text alone);
+    the cross-attention layers (text -> image tokens) are ``ImageAttention``'s, and asking for
+    one raises ``UnsupportedFeatureError`` saying so.
     """
 
     _esm_file = "attention.js"
@@ -71,18 +103,21 @@ class AttentionExplorer(LensWidget):
     n_heads = traitlets.Int(1).tag(sync=True)
     n_kv = traitlets.Int(1).tag(sync=True)
     sizes = traitlets.Dict().tag(sync=True)
+    notice = traitlets.Unicode("").tag(sync=True)  # shown above the view when non-empty
 
     def __init__(self, lens: Lens, text: TextOrTokens, layers: Sequence[int] | None = None, *,
                  layer: int | None = None, head: int = 0, view: str = "head") -> None:
+        layers, notice = explorer_layers(lens, text, layers)
         kept = KeptQK.from_lens(lens, text, layers)
         self._kept = kept
+        self._cross = list(lens.facts.cross_attention_layers)
         self._overviews: OrderedDict[tuple[int, int], tuple[torch.Tensor, tuple[int, int]]] = (
             OrderedDict())
         self.bytes_sent = 0  # JSON + buffer bytes of every reply so far
         super().__init__(
             tokens=lens.to_str_tokens(text), layers=kept.layers, n_heads=kept.n_heads,
             n_kv=kept.n_kv, sizes={"overview": OVERVIEW, "thumb": THUMB, "group": GROUP_PANEL},
-            layer=kept.layers[0] if layer is None else layer, view=view,
+            layer=kept.layers[0] if layer is None else layer, view=view, notice=notice,
         )
         self.head = head
 
@@ -100,7 +135,10 @@ class AttentionExplorer(LensWidget):
     def _valid_layer(self, proposal: dict) -> int:
         value = proposal["value"]
         if self.layers and value not in self.layers:
-            raise traitlets.TraitError(f"layer {value} was not kept: choose one of {self.layers}")
+            hint = (" (a cross-attention layer: see it in lensnb.ImageAttention(lens, text, "
+                    "image))" if value in getattr(self, "_cross", ()) else "")
+            raise traitlets.TraitError(
+                f"layer {value} was not kept{hint}: choose one of {self.layers}")
         return value
 
     @traitlets.validate("head")

@@ -7,7 +7,10 @@ decoding, requests to Python, HTML escaping, colour maps) followed by the widget
 State flows one way: Python owns the data; the frontend asks for what it shows with
 ``request(model, {...})`` and Python answers in ``answer()`` with JSON plus binary buffers
 (tensors travel as bytes, never as JSON lists). Standalone HTML exports pre-answer the
-requests listed by ``export_requests()``, so the same frontend runs with no kernel.
+requests listed by ``export_requests()``, so the same frontend runs with no kernel. The same
+export rides in every display bundle as a static fallback (``text/html``, optionally
+``image/png``; ``lensnb.options.static_fallback``) for nbconvert, nbviewer and GitHub, where no
+kernel serves the live view.
 """
 
 from __future__ import annotations
@@ -106,6 +109,17 @@ class LensWidget(anywidget.AnyWidget):
         from ..export import save
 
         return save(self, path, style=style, **options)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict, dict] | None:
+        """The live widget view plus a static copy of the current view for front ends without
+        a widget manager (``lensnb.options.static_fallback``; see ``lensnb.export.fallback``)."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is None:
+            return None
+        from ..export.fallback import static_fallback
+
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+        return static_fallback(self, (data, metadata))
 
     def __repr__(self) -> str:  # cheap: never serialises traits
         return f"<{type(self).__name__}>"

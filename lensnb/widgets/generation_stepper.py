@@ -410,7 +410,11 @@ class GenerationStepper(LensWidget):
                          "add_patch, clear_patches, attention, explorer or cross")
 
     def export_requests(self) -> list[dict]:
+        """The state and, once there are steps, what the view draws first: the newest
+        token's attention (last self-attention layer) and each step's picture overlay."""
         reqs: list[dict] = [{"kind": "state"}]
+        if self.steps and self.attention_layers:
+            reqs.append({"kind": "attention", "layer": self.attention_layers[-1]})
         if self._image is not None:
             base = {"kind": "cross", "layer": self.cross_layer, "mode": self.cross_mode,
                     "head": self.cross_head, "kv_group": self.cross_kv_group}

@@ -46,6 +46,18 @@ def patterns(lens, tokens, layer: int) -> torch.Tensor:
     return lens.run_with_cache(tokens, names=name)[1][name][0]  # [n_heads, q, k]
 
 
+def split_patterns(lens, tokens, layer: int) -> torch.Tensor:
+    """Patterns with split QKV on: the clean baseline for a patch of per-head inputs, which
+    runs in that mode (split on and off differ by float rounding, see the noise-floor test)."""
+    with lens.split_qkv():
+        return patterns(lens, tokens, layer)
+
+
+# Split QKV on vs off computes q/k/v per head instead of in one matmul, so the two differ by
+# float32 rounding: measured max |diff| of patterns 6e-8 (transformers 5.20-5.24, torch 2.13 CPU).
+SPLIT_NOISE_FLOOR = 1e-6
+
+
 # --------------------------------------------------------------------- KV-group arithmetic
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_kv_group_arithmetic(built, layout):
@@ -142,6 +154,16 @@ def test_per_head_inputs_cached_only_when_asked(built):
         lens.run_with_cache(tokens, names="blocks.1.attn.hook_k_input")
 
 
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_split_qkv_on_and_off_agree_to_the_noise_floor(built, layout):
+    """The baseline question behind the locality tests: split on vs off is rounding only."""
+    lens, hf = built(layout)
+    tokens = lens.to_tokens(TEXT)
+    for layer in range(hf.config.num_hidden_layers):
+        off, on = patterns(lens, tokens, layer), split_patterns(lens, tokens, layer)
+        assert (on - off).abs().max() <= SPLIT_NOISE_FLOOR, f"layer {layer}"
+
+
 # --------------------------------------------------------------------- patching
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_patching_key_input_of_a_group_changes_exactly_its_heads(built, layout):
@@ -149,7 +171,7 @@ def test_patching_key_input_of_a_group_changes_exactly_its_heads(built, layout):
     n_heads, n_kv = hf.config.num_attention_heads, hf.config.num_key_value_heads
     layer = hf.config.num_hidden_layers - 1
     tokens = lens.to_tokens(TEXT)
-    clean = patterns(lens, tokens, layer)
+    clean = split_patterns(lens, tokens, layer)  # same mode as the patched run
     for g in range(n_kv):
         torch.manual_seed(g)
         noise = torch.randn(*tokens.shape, hf.config.hidden_size) * 2.0  # [batch, pos, d_model]
@@ -168,7 +190,7 @@ def test_patching_query_input_of_one_head_changes_only_that_head(built, layout):
     lens, hf = built(layout)
     n_heads = hf.config.num_attention_heads
     tokens = lens.to_tokens(TEXT)
-    clean = patterns(lens, tokens, 0)
+    clean = split_patterns(lens, tokens, 0)  # same mode as the patched run
     head = n_heads - 1
     with gqa.patch_q_input(lens, 0, head, lambda x: -3.0 * x.flip(1)):
         patched = patterns(lens, tokens, 0)
@@ -183,7 +205,8 @@ def test_patching_value_input_changes_outputs_of_its_group_only(built, layout):
     n_heads, n_kv = hf.config.num_attention_heads, hf.config.num_key_value_heads
     tokens = lens.to_tokens(TEXT)
     names = ["blocks.0.attn.hook_pattern", "blocks.0.attn.hook_z"]
-    _, clean = lens.run_with_cache(tokens, names=names)
+    with lens.split_qkv():  # same mode as the patched run
+        _, clean = lens.run_with_cache(tokens, names=names)
     g = n_kv - 1
     with lens.patch_kv_input(0, g, torch.zeros_like, which="v"):
         _, patched = lens.run_with_cache(tokens, names=names)

@@ -25,9 +25,11 @@ from typing import Any
 import pytest
 from jupyterlab_harness import (
     JupyterLabServer,
+    assert_clean,
     kernel_eval,
     launch_chromium,
     open_and_run,
+    watch_page,
     write_notebook,
 )
 
@@ -74,9 +76,12 @@ def chromium(playwright) -> Iterator[Any]:
 def jupyter_page(jupyter_server, chromium, request) -> Iterator[Callable[..., Any]]:
     """``jupyter_page(cells, name=None) -> Page``: a notebook opened in JupyterLab, all run.
 
-    Module-scoped: open a notebook once in a module-scoped fixture and share its page."""
+    Module-scoped: open a notebook once in a module-scoped fixture and share its page. Every
+    page is watched from the start: a console error, failed request or request off this
+    machine fails the run (right after the notebook ran, and again when the module ends)."""
     counter = itertools.count()
     contexts: list[Any] = []
+    pages: list[Any] = []
 
     def open_notebook(cells: list[str], name: str | None = None) -> Any:
         stem = name or f"{request.node.name}-{next(counter)}".replace("[", "-").strip("]")
@@ -86,9 +91,14 @@ def jupyter_page(jupyter_server, chromium, request) -> Iterator[Callable[..., An
         contexts.append(context)
         page = context.new_page()
         page.lensnb_notebook = nb
-        return open_and_run(page, jupyter_server, nb)
+        watch_page(page)
+        pages.append(page)
+        open_and_run(page, jupyter_server, nb)
+        assert_clean(page)
+        return page
 
     yield open_notebook
+    problems = [p for page in pages for p in page.lensnb_problems]
     for context in contexts:
         context.close()
     for session in jupyter_server.api("api/sessions"):  # free the kernels
@@ -98,6 +108,7 @@ def jupyter_page(jupyter_server, chromium, request) -> Iterator[Callable[..., An
                                      method="DELETE",
                                      headers={"Authorization": f"token {jupyter_server.token}"})
         urllib.request.urlopen(req, timeout=10).close()
+    assert not problems, "; ".join(problems[:10])
 
 
 class LabKernel:

@@ -176,9 +176,54 @@ def launch_chromium(playwright: Any) -> Any:
                                       headless=True)
 
 
-def open_and_run(page: Any, server: JupyterLabServer, name: str, *,
-                 timeout_ms: float = 300_000) -> Any:
-    """Open notebook ``name`` in JupyterLab, run all cells, wait for the last one."""
+def _is_local(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.scheme in ("data", "blob", "about") or parts.hostname in ("127.0.0.1",
+                                                                           "localhost")
+
+
+def watch_page(page: Any) -> list[str]:
+    """Record every console error, uncaught page error, failed request, HTTP error response and
+    request that leaves this machine, on ``page`` from now on (``page.lensnb_problems``).
+
+    A notebook opened offline must show none of them: ``assert_clean(page)``."""
+    problems: list[str] = []
+
+    def console(msg: Any) -> None:
+        if msg.type == "error":
+            problems.append(f"console error: {msg.text}")
+
+    def response(r: Any) -> None:
+        if r.status >= 400:
+            problems.append(f"HTTP {r.status}: {r.url}")
+
+    def request(r: Any) -> None:
+        if not _is_local(r.url):
+            problems.append(f"request off this machine: {r.url}")
+
+    page.route(lambda url: not _is_local(url), lambda route: route.abort())  # stay offline
+    page.on("console", console)
+    page.on("pageerror", lambda err: problems.append(f"page error: {err}"))
+    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} ({r.failure})"))
+    page.on("response", response)
+    page.on("request", request)
+    page.lensnb_problems = problems
+    return problems
+
+
+def assert_clean(page: Any) -> None:
+    """No console error, page error, failed or off-machine request since ``watch_page``."""
+    problems = getattr(page, "lensnb_problems", None)
+    assert problems is not None, "watch_page(page) was not called"
+    assert not problems, (f"{getattr(page, 'lensnb_notebook', 'page')}: "
+                          + "; ".join(problems[:10]))
+
+
+def open_notebook(page: Any, server: JupyterLabServer, name: str, *,
+                  timeout_ms: float = 300_000) -> Any:
+    """Open notebook ``name`` in JupyterLab and wait until its kernel is idle (nothing run)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     page.set_default_timeout(timeout_ms)  # a busy 2-core machine makes every step slow
@@ -195,6 +240,15 @@ def open_and_run(page: Any, server: JupyterLabServer, name: str, *,
         select.wait_for(state="detached")
     except PlaywrightTimeout:
         pass
+    return page
+
+
+def open_and_run(page: Any, server: JupyterLabServer, name: str, *,
+                 timeout_ms: float = 300_000) -> Any:
+    """Open notebook ``name`` in JupyterLab, run all cells, wait for the last one."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    open_notebook(page, server, name, timeout_ms=timeout_ms)
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
     done = page.get_by_text(DONE_MARK, exact=True)

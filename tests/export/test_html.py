@@ -36,9 +36,9 @@ def _external_refs(text: str) -> list[tuple[str, str]]:
 
 
 def _payload(text: str) -> dict:
-    match = re.search(r'<script type="application/json" id="lensnb-data">(.*?)</script>', text,
-                      re.S)
-    assert match, "the page has no #lensnb-data script"
+    match = re.search(r'<script type="application/json" class="lensnb-data">(.*?)</script>',
+                      text, re.S)
+    assert match, "the page has no .lensnb-data script"
     return json.loads(match.group(1))
 
 
@@ -55,7 +55,7 @@ def test_widget_html_embeds_module_state_and_exact_replies(tmp_path, tiny_widget
     tiny_widget.index = 1
     text = save(tiny_widget, tmp_path / "w.html").read_text(encoding="utf-8")
     assert _external_refs(text) == []
-    assert "</script" not in text.split('id="lensnb-data">', 1)[1].split("</script>", 1)[0]
+    assert "</script" not in text.split('class="lensnb-data">', 1)[1].split("</script>", 1)[0]
     data = _payload(text)
     assert "export default" in data["esm"] and "function unpack" in data["esm"]
     assert data["state"]["index"] == 1 and data["state"]["label"] == "tiny <b>label</b>"
@@ -113,8 +113,8 @@ def test_widget_html_works_offline_in_chromium(tmp_path, tiny_widget, playwright
                     else attempted.append(req.url))
             page.on("pageerror", lambda err: page_errors.append(str(err)))
             page.goto(path.as_uri())
-            page.wait_for_selector("#lensnb-root[data-lensnb-ready=true]", timeout=15000)
-            root = page.locator("#lensnb-root")
+            page.wait_for_selector(".lensnb-static-root[data-lensnb-ready=true]", timeout=15000)
+            root = page.locator(".lensnb-static-root")
             assert page.locator(".tiny-title").text_content() == "tiny <b>label</b>"
             assert root.locator("b").count() == 0  # token-like text stays text
 
@@ -130,7 +130,7 @@ def test_widget_html_works_offline_in_chromium(tmp_path, tiny_widget, playwright
                 page.click(".tiny-next")
 
             # row 3 was never pre-computed: the widget shows an error instead of hanging
-            sync_api.expect(page.locator("#lensnb-root .lensnb-error")).to_contain_text(
+            sync_api.expect(page.locator(".lensnb-static-root .lensnb-error")).to_contain_text(
                 "no answer for request", timeout=10000)
             assert attempted == [], f"the export tried to reach the network: {attempted}"
             # positive control: a request the page does make is seen (and refused)
@@ -173,12 +173,12 @@ def test_shipped_widgets_render_offline_from_their_html_export(tmp_path, demo_le
                     LOCAL_SCHEMES) else (attempted.append(r.request.url), r.abort()))
                 page.on("pageerror", lambda err, errs=page_errors: errs.append(str(err)))
                 page.goto(path.as_uri())
-                page.wait_for_selector("#lensnb-root[data-lensnb-ready=true]", timeout=20000)
+                page.wait_for_selector(".lensnb-static-root[data-lensnb-ready=true]", timeout=20000)
                 page.wait_for_timeout(1000)  # let the first requests settle
-                assert page.locator("#lensnb-errors").text_content() == "", name
-                assert page.locator("#lensnb-root .lensnb-error").all_text_contents() in (
+                assert page.locator(".lensnb-standalone-errors").text_content() == "", name
+                assert page.locator(".lensnb-static-root .lensnb-error").all_text_contents() in (
                     [], [""]), name
-                assert page.locator("#lensnb-root").inner_text().strip(), name
+                assert page.locator(".lensnb-static-root").inner_text().strip(), name
                 assert page_errors == [], name
                 page.close()
         finally:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 import traitlets
+from mllama_fixtures import hf_mllama, mllama_dir, vision_lens  # noqa: F401
 
-from lensnb import AttentionExplorer
+from lensnb import AttentionExplorer, UnsupportedFeatureError
 from lensnb.widgets import attention as attention_module
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -155,3 +157,56 @@ def test_bytes_sent_counts_replies(explorer):
                                          "request": {"kind": "row", "layer": 1, "head": 0,
                                                      "pos": 0}}, [])
     assert explorer.bytes_sent - before >= 4 * len(explorer.tokens)
+
+
+# --------------------------------------------------------------------- Llama 3.2 Vision lenses
+VISION_TEXT = f"def f(x):\n    return x  # {XSS}"
+
+
+@pytest.fixture(scope="module")
+def vision_explorer(vision_lens):  # noqa: F811
+    return AttentionExplorer(vision_lens, VISION_TEXT)
+
+
+def test_vision_lens_shows_its_self_attention_layers(vision_explorer, vision_lens, hf_mllama):  # noqa: F811
+    """Layers 1 and 3 of the tiny Mllama are cross-attention: the explorer keeps 0 and 2, per
+    query head and KV group, equal to HF's eager attentions of those layers (text alone)."""
+    e = vision_explorer
+    assert e.layers == [0, 2] and e.layer == 0
+    assert (e.n_heads, e.n_kv) == (4, 2)
+    assert "ImageAttention" in e.notice and "[1, 3]" in e.notice
+    ids = vision_lens.to_tokens(VISION_TEXT)
+    with torch.no_grad():
+        want = hf_mllama(input_ids=ids, output_attentions=True).attentions  # self layers only
+    assert len(want) == 2
+    for layer, ref in zip(e.layers, want, strict=True):
+        torch.testing.assert_close(e.kept.pattern(layer), ref[0], atol=1e-5, rtol=0)
+        reply, (buf,) = e.answer({"kind": "tile", "layer": layer, "head": 3})
+        np.testing.assert_allclose(decode(reply, buf), ref[0, 3].numpy(),
+                                   atol=reply["vmax"] / 510 + 1e-6)
+    reply, bufs = e.answer({"kind": "group", "layer": 2, "kv_group": 1})
+    assert [p["name"] for p in reply["panels"]] == ["H2", "H3", "mean", "max", "spread"]
+    assert len(bufs) == 5
+
+
+def test_text_lens_has_no_notice(explorer):
+    assert explorer.notice == ""
+
+
+@pytest.mark.parametrize("layers", [[1], [0, 3], [-1]])
+def test_cross_attention_layer_points_to_image_attention(vision_lens, layers):  # noqa: F811
+    with pytest.raises(UnsupportedFeatureError,
+                       match=r"cross-attention layer .*ImageAttention.*self-attention layers "
+                             r"\[0, 2\]"):
+        AttentionExplorer(vision_lens, VISION_TEXT, layers=layers)
+
+
+def test_selecting_a_cross_attention_layer_says_where_it_is(vision_explorer):
+    with pytest.raises(traitlets.TraitError, match="cross-attention layer.*ImageAttention"):
+        vision_explorer.layer = 1
+    assert vision_explorer.layer == 0
+
+
+def test_image_token_in_text_points_to_image_attention(vision_lens):  # noqa: F811
+    with pytest.raises(UnsupportedFeatureError, match=r"<\|image\|>.*ImageAttention"):
+        AttentionExplorer(vision_lens, "<|image|>a picture of")

@@ -11,9 +11,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from mllama_fixtures import mllama_dir, vision_lens  # noqa: F401
 
 import lensnb
-from lensnb import rope
+from lensnb import UnsupportedFeatureError, rope
 from lensnb.backend.facts import catalogue
 from lensnb.widgets.base import STATIC
 
@@ -192,3 +193,14 @@ def test_paper_figure_and_frontend_files(widget):
     assert "innerHTML" not in esm  # labels are untrusted text: textContent only
     assert widget._esm.endswith(esm)
     assert repr(widget).startswith("<RopeSpectrum")
+
+
+def test_vision_lens_spectrum_without_usage(vision_lens):  # noqa: F811
+    """Llama 3.2 Vision: the spectrum from its config; no per-head usage tab (its
+    cross-attention layers have no RoPE), and asking for one raises up front."""
+    w = lensnb.RopeSpectrum(vision_lens)
+    assert not w.has_usage
+    w.figure()
+    for kwargs in ({"text": "def f(x):"}, {"tab": "usage"}):
+        with pytest.raises(UnsupportedFeatureError, match=r"frequency usage .*text_only\(\)"):
+            lensnb.RopeSpectrum(vision_lens, **kwargs)

@@ -39,10 +39,15 @@ def load_mllama(path: str | os.PathLike, name: str, *, dtype: torch.dtype,
 
 
 def _no_compatibility(compatibility: bool) -> None:
+    """Raise ``UnsupportedFeatureError`` (a ``ValueError``) before anything loads."""
     if compatibility:
-        raise ValueError(
-            "compatibility mode (folded norms, centred weights) is not available for Llama 3.2 "
-            "Vision models; load without compatibility=True (numbers are the raw HF weights')"
+        from ..lens import UnsupportedFeatureError
+
+        raise UnsupportedFeatureError(
+            "compatibility mode (folded norms, centred weights) is not supported on Llama 3.2 "
+            "Vision models: load without compatibility=True (numbers are the raw HF weights'), "
+            "or, for the language model alone, lensnb.save_text_only(lens, folder) and then "
+            "lensnb.load(folder, compatibility=True)"
         )
 
 

@@ -1,22 +1,23 @@
 // lensnb standalone export: runs a lensnb widget's own ES module with no kernel and no network.
-// lensnb/export/html.py inlines this file into static/standalone.html together with a JSON blob
-// (#lensnb-data) holding the widget's ES module and CSS, its synced state at export time, and the
-// replies Python gave to the requests listed by the widget's export_requests().
+// lensnb/export/html.py inlines this file into static/host.html, the container of one exported
+// view: a standalone page (static/standalone.html) holds one; a notebook output's static
+// fallback (text/html beside the live widget view) is one, and a converted notebook may hold
+// many, so everything here is found from the host element, never by a page-wide id. The host
+// holds a JSON blob (.lensnb-data) with the widget's ES module and CSS, its synced state at
+// export time, and the replies Python gave to the requests listed by export_requests(); the
+// inline module script that follows this file calls start(host).
 //
 // The model below implements the part of the anywidget model API lensnb widgets use (get, set,
 // on, off, send, save_changes). A frontend request ({kind: "request", id, request}, see
 // common.js) is answered from the pre-computed replies, matched by deep equality of the request;
-// a request that was not pre-computed gets an error reply, shown in the page.
+// a request that was not pre-computed gets an error reply, shown in the host.
 
-const DATA = JSON.parse(document.getElementById("lensnb-data").textContent);
-const ROOT = document.getElementById("lensnb-root");
-const ERRORS = document.getElementById("lensnb-errors");
-
-function showError(message) {
+/** Show a message in the host's error line (as text: messages may quote token text). */
+function showError(host, message) {
   const line = document.createElement("div");
   line.className = "lensnb-standalone-error";
-  line.textContent = message; // never markup: messages may quote token text
-  ERRORS.appendChild(line);
+  line.textContent = message;
+  host.querySelector(".lensnb-standalone-errors").appendChild(line);
 }
 
 function base64ToBytes(b64) {
@@ -54,7 +55,8 @@ function setPath(obj, path, value) {
 }
 
 class StandaloneModel {
-  constructor(state, replies) {
+  constructor(host, state, replies) {
+    this._host = host;
     this._state = state;
     this._replies = replies;
     this._listeners = new Map();
@@ -93,7 +95,7 @@ class StandaloneModel {
       if (!found) {
         const message = "This standalone export has no answer for request "
           + `${JSON.stringify(content.request)}; open the notebook to compute it.`;
-        showError(message);
+        showError(this._host, message);
         return [{ kind: "reply", id: content.id, error: message }, []];
       }
       const buffers = await Promise.all(found.buffers.map(decodeBuffer));
@@ -107,30 +109,48 @@ class StandaloneModel {
       try {
         callback(...args);
       } catch (err) {
-        showError(`${err}`);
+        showError(this._host, `${err}`);
       }
     }
   }
 }
 
-async function main() {
+/** Add a widget's CSS to the document once (a page may hold many views of one widget). */
+function addStyle(css) {
+  if (!css) return;
+  const have = [...document.head.querySelectorAll("style[data-lensnb-css]")];
+  if (have.some((node) => node.textContent === css)) return;
   const style = document.createElement("style");
-  style.textContent = DATA.css || "";
+  style.dataset.lensnbCss = "";
+  style.textContent = css;
   document.head.appendChild(style);
+}
 
-  const state = DATA.state;
-  const stateBuffers = await Promise.all(DATA.state_buffers.map(decodeBuffer));
-  DATA.buffer_paths.forEach((path, i) => setPath(state, path, stateBuffers[i]));
-  const model = new StandaloneModel(state, DATA.replies);
+async function run(host) {
+  const data = JSON.parse(host.querySelector("script.lensnb-data").textContent);
+  addStyle(data.css);
+  const root = host.querySelector(".lensnb-static-root");
+  const state = data.state;
+  const stateBuffers = await Promise.all(data.state_buffers.map(decodeBuffer));
+  data.buffer_paths.forEach((path, i) => setPath(state, path, stateBuffers[i]));
+  const model = new StandaloneModel(host, state, data.replies);
 
-  const url = URL.createObjectURL(new Blob([DATA.esm], { type: "text/javascript" }));
+  const url = URL.createObjectURL(new Blob([data.esm], { type: "text/javascript" }));
   const mod = await import(url);
   let widget = mod.default ?? mod;
   if (typeof widget === "function") widget = await widget();
   if (widget.initialize) await widget.initialize({ model });
   const render = widget.render ?? mod.render;
-  await render({ model, el: ROOT });
-  ROOT.dataset.lensnbReady = "true";
+  await render({ model, el: root });
+  // the picture shown where scripts do not run (GitHub) is not needed once the view is live
+  for (const picture of host.querySelectorAll(".lensnb-static-picture")) picture.remove();
+  root.dataset.lensnbReady = "true";
+  host.dataset.lensnbReady = "true";
 }
 
-main().catch((err) => showError(`lensnb standalone export failed: ${err?.stack || err}`));
+/** Run the view in ``host`` (once, however many times this file is included). */
+function start(host) {
+  if (!host || host.dataset.lensnbStarted) return;
+  host.dataset.lensnbStarted = "true";
+  run(host).catch((err) => showError(host, `lensnb standalone export failed: ${err?.stack || err}`));
+}

@@ -139,7 +139,9 @@ function render({ model, el: root }) {
   body.append(grid, main);
   const hoverLine = el("div", "lensnb-attn-hover", "hover a cell: query, key and weight");
   const errorLine = el("div", "lensnb-error");
-  root.append(bar, body, hoverLine, errorLine);
+  const notice = el("div", "lensnb-attn-note lensnb-attn-notice", model.get("notice") || "");
+  notice.hidden = !model.get("notice"); // Llama 3.2 Vision: where the cross-attention layers are
+  root.append(bar, notice, body, hoverLine, errorLine);
 
   const showError = (err) => { errorLine.textContent = String(err && err.message ? err.message : err); };
   const ask = (req) => request(model, req);
