@@ -8,9 +8,17 @@ ratios to Hugging Face ``generate``. Variants:
 * ``lensnb``: ``lens.generate`` with no hooks.
 * ``lensnb_cache1``: caching ``blocks.1.hook_resid_post`` at every step.
 * ``lensnb_patch``: patching ``blocks.1.hook_resid_post`` at one prompt position.
+* ``lensnb_pattern``: a hook on ``blocks.1.attn.hook_pattern`` (exists only in the
+  TransformerBridge, so the bridge path, with its KV cache): the hook checks each step's
+  pattern has prompt + step keys, i.e. that the cache is used.
 * ``nnsight_save1``: nnsight ``generate`` saving block 1's output at every step.
 * ``nnsight_save1_first``: nnsight saving it on the first (prompt) step only.
 * ``bridge``: TransformerBridge's own ``generate`` (context).
+
+Then, on the vision demo (``--vision-model demo-vision``; ``""`` to skip): a caption up to EOS,
+``lens.generate`` with one picture (KV cache, cross-attention keys/values computed once) vs
+Hugging Face ``MllamaForConditionalGeneration.generate``, without and with a cross-attention
+pattern hook.
 
     .venv/bin/python bench/generation.py [--model demo] [--tokens 64] [--rounds 15]
         [--write BENCHMARKS.md]
@@ -78,12 +86,18 @@ def variants(model: str, n: int) -> tuple[dict[str, Callable[[], torch.Tensor]],
         return lens.bridge.generate(ids, max_new_tokens=n, do_sample=False, stop_at_eos=False,
                                     verbose=False, return_type="tokens")
 
+    keys: list[tuple[int, int]] = []
+
+    def read_pattern(t: torch.Tensor, ctx) -> None:
+        keys.append((ctx.step, t.shape[-1]))  # [batch, head, query, key]
+
     runs = {
         "hf": run_hf,
         "lensnb": run_lens(),
         "lensnb_cache1": run_lens(cache=name),
         "lensnb_patch": run_lens(hooks=[lensnb.patch(LAYER, "hook_resid_post", position=2,
                                                      value=value)]),
+        "lensnb_pattern": run_lens(hooks=[(f"blocks.{LAYER}.attn.hook_pattern", read_pattern)]),
         "nnsight_save1": run_nnsight(True),
         "nnsight_save1_first": run_nnsight(False),
         "bridge": run_bridge,
@@ -94,9 +108,54 @@ def variants(model: str, n: int) -> tuple[dict[str, Callable[[], torch.Tensor]],
     # every variant generates the same tokens (the patch writes zeros, so not that one)
     want = run_hf()
     assert want.shape == (1, ids.shape[1] + n), f"hf stopped early: {tuple(want.shape)}"
-    for key in ("lensnb", "lensnb_cache1", "bridge"):
+    for key in ("lensnb", "lensnb_cache1", "lensnb_pattern"):
         got = runs[key]()
         assert torch.equal(got.cpu(), want.cpu()), f"{key} generated other tokens than hf"
+    # TransformerBridge's own generate is context only (wrong on transformers 5.24: say so)
+    facts["bridge_ok"] = torch.equal(runs["bridge"]().cpu(), want.cpu())
+    p = ids.shape[1]
+    assert keys == [(s, p + s) for s in range(n)], f"the pattern hook saw keys {keys[:4]}..."
+    keys.clear()
+    return runs, facts
+
+
+def vision_variants(model: str, n: int) -> tuple[dict[str, Callable[[], torch.Tensor]], dict]:
+    """HF Mllama ``generate`` vs ``lens.generate`` with one picture (a red disc)."""
+    from PIL import Image, ImageDraw
+    from transformers import GenerationConfig, MllamaForConditionalGeneration
+
+    import lensnb
+
+    lens = lensnb.load(model)
+    hf = MllamaForConditionalGeneration.from_pretrained(
+        lens.hf_model.name_or_path, attn_implementation="eager", dtype=lens.dtype
+    ).to(lens.device).eval()
+    img = Image.new("RGB", (56, 56), (235, 235, 235))
+    ImageDraw.Draw(img).ellipse((4, 4, 17, 17), fill=(220, 30, 30))
+    prompt = "<|image|>"
+    ids, kwargs = lens._inputs(prompt, [img], {})
+    # a caption ends at EOS (the demo's generation config): both sides stop there
+    config = GenerationConfig(max_new_tokens=n, do_sample=False,
+                              eos_token_id=lens.tokenizer.eos_token_id,
+                              pad_token_id=lens.tokenizer.pad_token_id or 0)
+    cross = lens.facts.cross_attention_layers[-1]
+
+    def run_hf() -> torch.Tensor:
+        with torch.no_grad():
+            return hf.generate(input_ids=ids, **kwargs, generation_config=config)
+
+    def run_lens(**kw) -> Callable[[], torch.Tensor]:
+        return lambda: lens.generate(prompt, n, images=[img], **kw).tokens
+
+    runs = {"hf": run_hf, "lensnb": run_lens(),
+            "lensnb_cross": run_lens(cache=f"blocks.{cross}.attn.hook_pattern")}
+    want = run_hf()
+    for key in ("lensnb", "lensnb_cross"):
+        assert torch.equal(runs[key]().cpu(), want.cpu()), f"vision {key} differs from hf"
+    facts = {"model": model, "params": sum(p.numel() for p in hf.parameters()),
+             "prompt_tokens": ids.shape[1], "new_tokens": want.shape[1] - ids.shape[1],
+             "cross": cross, "caption": lens.tokenizer.decode(want[0, ids.shape[1]:],
+                                                              skip_special_tokens=True)}
     return runs, facts
 
 
@@ -125,16 +184,19 @@ def report(medians: dict[str, float], facts: dict, rounds: int, threads: int) ->
         "lensnb": "`lens.generate`, no hooks",
         "lensnb_cache1": "`lens.generate`, caching one hook every step",
         "lensnb_patch": "`lens.generate`, one `lensnb.patch`",
+        "lensnb_pattern": "`lens.generate`, a `hook_pattern` hook (bridge path, KV cache)",
         "nnsight_save1": "nnsight `generate`, saving one activation every step",
         "nnsight_save1_first": "nnsight `generate`, saving one activation on the first step",
-        "bridge": "TransformerBridge `generate` (context)",
+        "bridge": "TransformerBridge `generate` (context)" if facts["bridge_ok"] else
+                  "TransformerBridge `generate` (context; **its tokens differ from HF's**)",
     }
     where = (f"{facts['device']}, {threads} torch threads" if facts["device"] == "cpu"
              else facts["device"])
     lines = [
         f"{facts['model']} ({facts['params'] / 1e6:.1f}M parameters, {facts['dtype']}), "
         f"{facts['prompt_tokens']}-token prompt, {facts['new_tokens']} new tokens, greedy, "
-        f"{rounds} interleaved rounds, medians; {where}, {platform.machine()}.",
+        f"{rounds} interleaved rounds, medians; {where}, {platform.machine()}; "
+        f"{versions()}.",
         "",
         "| variant | median s | × HF generate |",
         "|---|---|---|",
@@ -148,8 +210,37 @@ def report(medians: dict[str, float], facts: dict, rounds: int, threads: int) ->
         f"lensnb {medians['lensnb_cache1'] / base:.2f}× vs nnsight "
         f"{medians['nnsight_save1'] / base:.2f}× (every step) / "
         f"{medians['nnsight_save1_first'] / base:.2f}× (first step only).",
+        f"- Bridge path (a `hook_pattern` hook, KV cache; tokens equal HF's, pattern keys = "
+        f"prompt + step checked): **{medians['lensnb_pattern'] / base:.2f}×** HF.",
     ]
     return "\n".join(lines)
+
+
+def vision_report(medians: dict[str, float], facts: dict) -> str:
+    base = medians["hf"]
+    label = {"hf": "Hugging Face Mllama `generate` (peer)",
+             "lensnb": "`lens.generate(images=[img])`, no hooks",
+             "lensnb_cross": f"… caching cross-attention layer {facts['cross']}'s pattern every "
+                             "step"}
+    lines = [
+        "",
+        f"Vision: {facts['model']} ({facts['params'] / 1e6:.1f}M parameters), one 56×56 "
+        f"picture, {facts['prompt_tokens']}-token prompt, {facts['new_tokens']} new tokens up to "
+        f"EOS (\"{facts['caption']}\", the same tokens as HF checked), same rounds.",
+        "",
+        "| variant | median s | × HF generate |",
+        "|---|---|---|",
+    ]
+    for k, v in medians.items():
+        lines.append(f"| {label[k]} | {v:.4f} | {v / base:.2f}× |")
+    return "\n".join(lines)
+
+
+def versions() -> str:
+    import importlib.metadata as md
+
+    return ", ".join(f"{p} {md.version(p)}" for p in ("torch", "transformers",
+                                                      "transformer-lens"))
 
 
 def write_section(path: Path, body: str) -> None:
@@ -168,12 +259,20 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--vision-model", default="demo-vision")
+    ap.add_argument("--vision-tokens", type=int, default=16)
     ap.add_argument("--write", type=Path, default=None, help="update this BENCHMARKS.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
     runs, facts = variants(args.model, args.tokens)
     medians = measure(runs, args.rounds)
     body = report(medians, facts, args.rounds, args.threads)
+    if args.vision_model:
+        vruns, vfacts = vision_variants(args.vision_model, args.vision_tokens)
+        body += "\n" + vision_report(measure(vruns, args.rounds), vfacts)
+    body += (f"\n\nLoad average (1 min) {load_before:.1f} before, {os.getloadavg()[0]:.1f} after "
+             f"the run, on {os.cpu_count()} cores (other jobs may share them).")
     print(body)
     if args.write:
         write_section(args.write, body)

@@ -4,15 +4,19 @@
 end and returns a ``Generation``. Hooks keep TransformerLens names and see a ``HookContext``
 (step, absolute positions per row; see ``patching.py``).
 
-Two ways to run, same numbers:
+Three ways to run, same numbers as Hugging Face ``generate``:
 
-* **fast**: the plain Hugging Face model (a second module tree sharing the bridge's weight
-  tensors, so no copy) with its KV cache. Hooks whose TransformerLens name maps onto a Hugging
-  Face module (residual stream, attention/MLP outputs, q/k/v/z, norms, embed, unembed; see
-  ``SITES``) become plain torch forward hooks, registered only where a hook was asked for. With
-  no hooks this is as cheap as Hugging Face's own decoding loop.
+* **fast**: the plain Hugging Face model (``fast_path``: a second module tree sharing the
+  bridge's weight tensors) with its KV cache; hooks that map onto its modules become torch
+  forward hooks. With no hooks this is as cheap as Hugging Face's own decoding loop.
 * **bridge**: anything else (``hook_pattern``, ``hook_rot_q``, ...) runs through the
   TransformerBridge with its HookPoints, also with the KV cache.
+* Llama 3.2 Vision lenses run lensnb's ``HookedMllama`` (reported as ``"bridge"``): its own KV
+  cache for self-attention, cross-attention keys/values computed once from the image and
+  reused, cross-attention layers skipped for text-only prompts as in Hugging Face.
+
+The KV cache is spoken to only through ``kv_cache`` (``cache=`` on transformers >= 5.24,
+``past_key_values=`` before); after every forward the cache must hold exactly the tokens fed.
 """
 
 from __future__ import annotations
@@ -20,229 +24,29 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from . import hooks as hooknames
-from .patching import HookContext, HookFn, Patch, position_axis
+from . import kv_cache
+from .fast_path import fast_site, layer_of, plain_model, torch_hook
+from .generation_results import Generation, LogitLensStep, Step
+from .hook_context import HookContext, HookFn, Patch, position_axis
+from .vision.hooked import HookedMllama
 
 if TYPE_CHECKING:
     from .lens import Lens
 
+__all__ = ["Generation", "LogitLensStep", "Step", "fast_site", "generate", "layer_of",
+           "plain_model", "steps"]
+
 Prompt = str | Sequence[str] | torch.Tensor
 HookSpec = Patch | tuple[str, HookFn]
 Path = Literal["auto", "fast", "bridge"]
-
-# Families whose Hugging Face layout (model.layers.{i}.self_attn.q_proj, ...) the table below
-# describes; tests check every entry against the bridge's own hooks.
-FAST_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2"})
-
-# TransformerLens hook name (per block, after "blocks.{i}.") -> (Hugging Face module path,
-# "in" = the module's first input | "out" = its output, whether to view it per head).
-_L = "model.layers.{i}"
-_BLOCK_SITES: dict[str, tuple[str, str, bool]] = {
-    "hook_resid_pre": (_L, "in", False),
-    "hook_in": (_L, "in", False),
-    "hook_resid_post": (_L, "out", False),
-    "hook_out": (_L, "out", False),
-    "ln1.hook_in": (f"{_L}.input_layernorm", "in", False),
-    "ln1.hook_out": (f"{_L}.input_layernorm", "out", False),
-    "attn.hook_q": (f"{_L}.self_attn.q_proj", "out", True),
-    "attn.q.hook_out": (f"{_L}.self_attn.q_proj", "out", True),
-    "attn.hook_k": (f"{_L}.self_attn.k_proj", "out", True),
-    "attn.k.hook_out": (f"{_L}.self_attn.k_proj", "out", True),
-    "attn.hook_v": (f"{_L}.self_attn.v_proj", "out", True),
-    "attn.v.hook_out": (f"{_L}.self_attn.v_proj", "out", True),
-    "attn.hook_z": (f"{_L}.self_attn.o_proj", "in", True),
-    "attn.o.hook_in": (f"{_L}.self_attn.o_proj", "in", True),
-    "hook_attn_out": (f"{_L}.self_attn.o_proj", "out", False),
-    "attn.hook_out": (f"{_L}.self_attn.o_proj", "out", False),
-    "attn.o.hook_out": (f"{_L}.self_attn.o_proj", "out", False),
-    "hook_resid_mid": (f"{_L}.post_attention_layernorm", "in", False),
-    "ln2.hook_in": (f"{_L}.post_attention_layernorm", "in", False),
-    "ln2.hook_out": (f"{_L}.post_attention_layernorm", "out", False),
-    "mlp.hook_in": (f"{_L}.mlp", "in", False),
-    "mlp.hook_pre": (f"{_L}.mlp.gate_proj", "out", False),
-    "mlp.gate.hook_out": (f"{_L}.mlp.gate_proj", "out", False),
-    "mlp.hook_pre_linear": (f"{_L}.mlp.up_proj", "out", False),
-    "mlp.in.hook_out": (f"{_L}.mlp.up_proj", "out", False),
-    "mlp.hook_post": (f"{_L}.mlp.down_proj", "in", False),
-    "mlp.out.hook_in": (f"{_L}.mlp.down_proj", "in", False),
-    "hook_mlp_out": (f"{_L}.mlp", "out", False),
-    "mlp.hook_out": (f"{_L}.mlp", "out", False),
-    "mlp.out.hook_out": (f"{_L}.mlp", "out", False),
-}
-_GLOBAL_SITES: dict[str, tuple[str, str, bool]] = {
-    "hook_embed": ("model.embed_tokens", "out", False),
-    "embed.hook_out": ("model.embed_tokens", "out", False),
-    "ln_final.hook_in": ("model.norm", "in", False),
-    "ln_final.hook_out": ("model.norm", "out", False),
-    "unembed.hook_in": ("lm_head", "in", False),
-    "unembed.hook_out": ("lm_head", "out", False),
-    "hook_unembed": ("lm_head", "out", False),
-}
-
-
-def fast_site(name: str) -> tuple[str, str, bool] | None:
-    """The Hugging Face module, side and per-head view that TransformerLens hook ``name`` is,
-    or ``None`` when only the bridge has it."""
-    if name in _GLOBAL_SITES:
-        return _GLOBAL_SITES[name]
-    parts = name.split(".", 2)
-    if len(parts) == 3 and parts[0] == "blocks" and parts[1].isdigit():
-        site = _BLOCK_SITES.get(parts[2])
-        if site:
-            return site[0].format(i=parts[1]), site[1], site[2]
-    return None
-
-
-def layer_of(name: str) -> int | None:
-    parts = name.split(".", 2)
-    return int(parts[1]) if len(parts) > 2 and parts[0] == "blocks" and parts[1].isdigit() else None
-
-
-# ---------------------------------------------------------------------------- the plain HF model
-def plain_model(lens: Lens) -> tuple[torch.nn.Module | None, str]:
-    """A plain Hugging Face module tree sharing ``lens``'s weights (built once, cached on the
-    lens), or ``(None, why not)``."""
-    cached = lens.__dict__.get("_lensnb_plain_model")
-    if cached is not None:
-        return cached
-    result = _build_plain_model(lens)
-    lens.__dict__["_lensnb_plain_model"] = result
-    return result
-
-
-def _build_plain_model(lens: Lens) -> tuple[torch.nn.Module | None, str]:
-    import accelerate
-    from transformers import AutoModelForCausalLM
-
-    config = lens.hf_config
-    if lens.compatibility:
-        return None, "compatibility mode changes the weights"
-    if getattr(config, "model_type", None) not in FAST_MODEL_TYPES:
-        return None, f"model type {getattr(config, 'model_type', None)!r} is not mapped"
-    if len(set((getattr(lens.hf_model, "hf_device_map", None) or {0: 0}).values())) > 1:
-        return None, "the model is split over several devices"
-    shared: dict[str, torch.Tensor] = {}
-    for n, p in lens.hf_model.named_parameters(remove_duplicate=False):
-        shared.setdefault(n.replace("._original_component", ""), p)
-    try:
-        with accelerate.init_empty_weights():
-            plain = AutoModelForCausalLM.from_config(
-                config, attn_implementation=config._attn_implementation, dtype=lens.dtype)
-    except Exception as err:  # an architecture AutoModel cannot build: use the bridge
-        return None, f"cannot rebuild the Hugging Face model ({err})"
-    own = dict(plain.named_parameters())
-    missing = [k for k in own if k not in shared or shared[k].shape != own[k].shape]
-    if missing:
-        return None, f"weights not found in the bridge: {missing[:3]}"
-    plain.load_state_dict({k: shared[k] for k in own}, assign=True, strict=False)
-    plain.to(lens.device).eval()
-    plain.generation_config = lens.hf_model.generation_config
-    return plain, ""
-
-
-# ---------------------------------------------------------------------------------- results
-@dataclass
-class LogitLensStep:
-    """Top tokens of each layer's residual stream (``hook_resid_post``) at the new position, read
-    through the final norm and the unembedding."""
-
-    top_ids: torch.Tensor  # [batch, n_layers, k]
-    top_probs: torch.Tensor  # [batch, n_layers, k]
-    chosen_probs: torch.Tensor  # [batch, n_layers] probability of the token actually chosen
-
-
-@dataclass
-class Step:
-    """One generated token (per row of the batch).
-
-    Attributes:
-        index: 0 for the first new token.
-        positions: ``[batch]`` absolute position the new token takes.
-        token_ids: ``[batch]``; ``texts``: their decoded text.
-        top_ids / top_probs: ``[batch, k]`` the k most likely next tokens and probabilities.
-        cache: hook name -> activation at the position that predicted this token
-            (``[batch, ...]``, the position axis removed).
-        logit_lens: a ``LogitLensStep`` when asked for.
-        logits: ``[batch, d_vocab]`` when asked for (``return_logits=True``).
-        finished: ``[batch]`` rows that have stopped (EOS or stop string) with this token.
-    """
-
-    index: int
-    positions: torch.Tensor
-    token_ids: torch.Tensor
-    texts: list[str]
-    top_ids: torch.Tensor
-    top_probs: torch.Tensor
-    top_texts: list[list[str]]
-    finished: torch.Tensor
-    cache: dict[str, torch.Tensor] = field(default_factory=dict)
-    logit_lens: LogitLensStep | None = None
-    logits: torch.Tensor | None = None
-
-    @property
-    def token(self) -> int:
-        """The new token id (one prompt)."""
-        self._one()
-        return int(self.token_ids[0])
-
-    @property
-    def text(self) -> str:
-        self._one()
-        return self.texts[0]
-
-    @property
-    def top_k(self) -> list[tuple[str, float]]:
-        """``[(token text, probability), ...]`` (one prompt)."""
-        self._one()
-        return list(zip(self.top_texts[0], self.top_probs[0].tolist(), strict=True))
-
-    def _one(self) -> None:
-        if len(self.texts) != 1:
-            raise ValueError(f"this step holds a batch of {len(self.texts)}: use .texts / "
-                             ".token_ids / .top_probs[row]")
-
-    def __repr__(self) -> str:
-        return f"Step({self.index}: {self.texts!r})"
-
-
-@dataclass
-class Generation:
-    """The result of ``generate``.
-
-    Attributes:
-        tokens: ``[batch, pos]`` prompt (left-padded) + generated tokens (pad after a row ends).
-        prompt_lengths: real prompt length of each row.
-        new_tokens: ``[batch, n_new]``.
-        texts: each row's generated text (special tokens dropped).
-        steps: the ``Step``s when activations, logit lens or steps were asked for.
-        logits: ``[batch, n_new, d_vocab]`` when ``return_logits=True``.
-        stop_reason: ``"eos"``, ``"stop"`` (stop string), ``"max_new_tokens"``.
-        path: ``"fast"`` (plain Hugging Face modules) or ``"bridge"``.
-    """
-
-    tokens: torch.Tensor
-    prompt_lengths: list[int]
-    new_tokens: torch.Tensor
-    texts: list[str]
-    stop_reason: str
-    path: str
-    steps: list[Step] = field(default_factory=list)
-    logits: torch.Tensor | None = None
-
-    @property
-    def text(self) -> str:
-        if len(self.texts) != 1:
-            raise ValueError(f"a batch of {len(self.texts)}: use .texts")
-        return self.texts[0]
-
-    def __repr__(self) -> str:
-        return (f"Generation({self.new_tokens.shape[1]} new tokens, {self.stop_reason}, "
-                f"{self.path}: {self.texts!r})")
+# per-token model inputs of Mllama (position on axis 1), left-padded with the ids
+_PER_TOKEN = ("cross_attention_mask",)
 
 
 # ---------------------------------------------------------------------------------- the runner
@@ -251,9 +55,11 @@ class _Run:
 
     def __init__(self, lens: Lens, prompt: Prompt, *, hooks: Sequence[HookSpec],
                  cache: hooknames.NameFilter | Literal[False], logit_lens: int,
-                 max_new_tokens: int, path: Path):
+                 max_new_tokens: int, path: Path, images: Any = None):
         self.lens = lens
-        self.ids, self.mask, self.prompt_lengths = _tokenize(lens, prompt)
+        self.vision = isinstance(lens.bridge, HookedMllama)
+        self.ids, self.mask, self.prompt_lengths, self.image_kwargs = _inputs(lens, prompt,
+                                                                              images)
         self.batch = self.ids.shape[0]
         lens._check_length(self.ids.shape[1] + max_new_tokens)
         self.padded = bool((self.mask == 0).any())
@@ -272,16 +78,20 @@ class _Run:
         names = set(self.user) | set(self.cache_names) | set(self.lens_names)
         self.model, self.path = self._choose_path(names, path)
         self.all_logits = any(n.startswith(("unembed.", "hook_unembed")) for n in names)
-        self.keep_kw = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        self.keep_kw = (not self.vision and
+                        "logits_to_keep" in inspect.signature(self.model.forward).parameters)
+        self.cross_layers = set(getattr(lens.bridge.cfg, "cross_attention_layers", []) or [])
         # per-forward state read by the hooks
         self.step = 0
         self.abs_pos = torch.where(self.mask.bool(), self.mask.cumsum(1) - 1, -1)  # [batch, pos]
-        self.n_new = self.ids.shape[1]
         self.step_cache: dict[str, torch.Tensor] = {}
         self.resid: dict[int, torch.Tensor] = {}
-        from transformers import DynamicCache
-
-        self.kv = DynamicCache(config=lens.hf_config)
+        if self.vision:
+            self.kv = lens.bridge.new_cache()
+            self.kv_store, self.kv_layers = self.kv.kv, self.kv.self_layers
+        else:
+            self.kv = self.kv_store = kv_cache.new_cache(lens.hf_config)
+            self.kv_layers = list(range(lens.n_layers))
 
     def _choose_path(self, names: set[str], path: Path) -> tuple[torch.nn.Module, str]:
         if path not in ("auto", "fast", "bridge"):
@@ -305,11 +115,15 @@ class _Run:
         layer = layer_of(name)
         lens_layer = layer if name in self.lens_names else None
         axis = position_axis(name)
+        cross = (layer in self.cross_layers and name.endswith(("attn.hook_pattern",
+                                                               "attn.hook_attn_scores")))
+        text = name.startswith(("blocks.", "hook_embed", "ln_final.", "unembed.", "hook_unembed",
+                                "embed.", "rotary_emb.", "pos_embed."))
 
         def run(act: torch.Tensor) -> torch.Tensor | None:
             changed = False
             if fns:
-                ctx = self.context(name, layer, axis, act.shape[axis])
+                ctx = self.context(name, layer, axis, act, cross=cross, text=text)
                 for fn in fns:
                     out = fn(act, ctx)
                     if out is not None:
@@ -322,10 +136,24 @@ class _Run:
 
         return run
 
-    def context(self, name: str, layer: int | None, axis: int, n: int) -> HookContext:
+    def context(self, name: str, layer: int | None, axis: int, act: torch.Tensor, *,
+                cross: bool = False, text: bool = True) -> HookContext:
+        """What a hook on ``name`` sees. Cross-attention maps: keys are image tokens
+        (``key_positions`` = their index); vision-tower hooks: positions index the tensor's
+        own axes (there are no text positions there)."""
+        n = act.shape[axis]
+        if not text:
+            own = torch.arange(n, device=act.device).expand(act.shape[0], n)
+            return HookContext(name=name, layer=layer, step=self.step, positions=own,
+                               key_positions=own, prompt_lengths=self.prompt_lengths_t,
+                               pos_axis=axis, cross_attention=False)
+        keys = self.abs_pos
+        if cross:
+            keys = torch.arange(act.shape[-1], device=act.device).expand(act.shape[0], -1)
         return HookContext(name=name, layer=layer, step=self.step,
-                           positions=self.abs_pos[:, -n:], key_positions=self.abs_pos,
-                           prompt_lengths=self.prompt_lengths_t, pos_axis=axis)
+                           positions=self.abs_pos[:, -n:], key_positions=keys,
+                           prompt_lengths=self.prompt_lengths_t, pos_axis=axis,
+                           cross_attention=cross)
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
@@ -339,9 +167,11 @@ class _Run:
                 for name in names:
                     module_path, side, heads = fast_site(name)  # type: ignore[misc]
                     module = self.model.get_submodule(module_path)
-                    handle = _torch_hook(module, side, heads, d_head, self._chain(name))
+                    handle = torch_hook(module, side, heads, d_head, self._chain(name))
                     stack.callback(handle.remove)
             else:
+                if not self.vision:
+                    stack.enter_context(kv_cache.bridge_cache_alias(self.lens.bridge))
                 fwd = [(n, _tl_hook(self._chain(n))) for n in names]
                 stack.enter_context(self.lens.bridge.hooks(fwd_hooks=fwd))
             yield
@@ -349,20 +179,25 @@ class _Run:
     # -- one forward ------------------------------------------------------------------------
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """Feed ``ids [batch, n]`` (the prompt, then one token); logits ``[batch, d_vocab]``."""
-        self.n_new = ids.shape[1]
         self.step_cache = {}
         self.resid = {}
-        kwargs: dict[str, Any] = {"past_key_values": self.kv, "use_cache": True}
+        kwargs: dict[str, Any] = {}
         if self.keep_kw and not self.all_logits:
             kwargs["logits_to_keep"] = 1
-        if self.padded:
+        if self.padded or self.vision:
             kwargs["attention_mask"] = self.mask
             kwargs["position_ids"] = self.abs_pos[:, -ids.shape[1]:].clamp(min=0)
-        if self.path == "fast":
+        if self.vision:
+            if self.step == 0:
+                kwargs.update(self.image_kwargs)
+            logits = self.lens.bridge(ids, cache=self.kv, **kwargs)
+        elif self.path == "fast":
+            kwargs.update(kv_cache.cache_kwargs(self.model, self.kv))
             logits = self.model(input_ids=ids, **kwargs).logits
         else:
-            logits, self.kv = self.lens.bridge.forward(ids, return_type="logits_and_cache",
-                                                       **kwargs)
+            kwargs.update(kv_cache.cache_kwargs(self.lens.hf_model, self.kv))
+            logits = self.lens.bridge.forward(ids, return_type="logits", **kwargs)
+        kv_cache.check_filled(self.kv_store, self.mask.shape[1], self.kv_layers)
         return logits[:, -1]
 
     def append(self, token: torch.Tensor) -> None:
@@ -372,7 +207,13 @@ class _Run:
         self.abs_pos = torch.cat([self.abs_pos, self.abs_pos[:, -1:] + 1], dim=1)
 
     def logit_lens_step(self, chosen: torch.Tensor) -> LogitLensStep:
-        resid = torch.stack([self.resid[i] for i in range(self.lens.n_layers)], 1)  # [b, L, d]
+        # a layer that did not run (a cross-attention layer without an image) passes its
+        # input on unchanged: its output is the previous layer's
+        rows, last = [], None
+        for i in range(self.lens.n_layers):
+            last = self.resid.get(i, last)
+            rows.append(last)
+        resid = torch.stack(rows, 1)  # [batch, n_layers, d_model]
         norm, unembed = _final_modules(self.lens)
         with torch.no_grad():
             probs = unembed(norm(resid)).float().softmax(-1)  # [batch, n_layers, d_vocab]
@@ -385,37 +226,11 @@ class _Run:
 def _final_modules(lens: Lens) -> tuple[torch.nn.Module, torch.nn.Module]:
     """Final norm and unembedding without any hooks (the originals under the bridge)."""
     b = lens.bridge
+    if isinstance(b, HookedMllama):
+        return b.final_modules()
     if lens.compatibility:
         return b.ln_final, b.unembed
     return b.ln_final._original_component, b.unembed._original_component
-
-
-def _torch_hook(module: torch.nn.Module, side: str, heads: bool, d_head: int,
-                run: Callable[[torch.Tensor], torch.Tensor | None]) -> Any:
-    def view(t: torch.Tensor) -> torch.Tensor:
-        return t.unflatten(-1, (-1, d_head)) if heads else t  # [batch, pos, n_heads, d_head]
-
-    def back(t: torch.Tensor) -> torch.Tensor:
-        return t.flatten(-2) if heads else t
-
-    if side == "out":
-        def out_hook(_m: Any, _args: Any, output: Any) -> Any:
-            t = output[0] if isinstance(output, tuple) else output
-            new = run(view(t))
-            if new is None:
-                return None
-            return (back(new), *output[1:]) if isinstance(output, tuple) else back(new)
-
-        return module.register_forward_hook(out_hook)
-
-    def in_hook(_m: Any, args: tuple, kwargs: dict) -> Any:
-        if args:
-            new = run(view(args[0]))
-            return None if new is None else ((back(new), *args[1:]), kwargs)
-        new = run(view(kwargs["hidden_states"]))
-        return None if new is None else (args, {**kwargs, "hidden_states": back(new)})
-
-    return module.register_forward_pre_hook(in_hook, with_kwargs=True)
 
 
 def _tl_hook(run: Callable[[torch.Tensor], torch.Tensor | None]) -> Callable:
@@ -437,6 +252,36 @@ def _resolve_hook(lens: Lens, spec: HookSpec, prompt_lengths: list[int],
     name, fn = spec
     keep = hooknames.name_filter(name, lens.bridge.hook_dict)
     return [(n, fn) for n in lens.bridge.hook_dict if keep(n)]
+
+
+def _inputs(lens: Lens, prompt: Prompt, images: Any
+            ) -> tuple[torch.Tensor, torch.Tensor, list[int], dict[str, torch.Tensor]]:
+    """Left-padded ids ``[batch, pos]``, mask ``[batch, pos]``, each row's real length, and the
+    image inputs of a vision model (``{}`` without images)."""
+    if images is None:
+        return (*_tokenize(lens, prompt), {})
+    from .vision.images import model_inputs
+
+    ids, kwargs = model_inputs(lens, prompt, images)
+    mask = kwargs.pop("attention_mask", None)
+    if mask is None:
+        mask = torch.ones_like(ids)
+    lengths = [int(n) for n in mask.sum(1).tolist()]
+    # generation appends on the right, so any padding goes to the left
+    real = mask.bool()
+    ids, mask = _left_align(ids, real), _left_align(mask, real)
+    for key in _PER_TOKEN:
+        if key in kwargs:
+            kwargs[key] = _left_align(kwargs[key], real)
+    return ids, mask, lengths, kwargs
+
+
+def _left_align(t: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Each row of ``t [batch, pos, ...]`` with its padding (``~real [batch, pos]``) moved to
+    the left, real entries kept in order."""
+    if bool(real[:, -1].all()):
+        return t  # already left-padded (or no padding)
+    return torch.stack([torch.cat([row[~r], row[r]]) for row, r in zip(t, real, strict=True)])
 
 
 def _tokenize(lens: Lens, prompt: Prompt) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
@@ -526,6 +371,7 @@ def steps(
     stop_at_eos: bool = True,
     return_logits: bool = False,
     path: Path = "auto",
+    images: Any = None,
 ) -> Iterator[Step]:
     """Generate token by token with the KV cache, yielding a ``Step`` per new token.
 
@@ -541,13 +387,18 @@ def steps(
         stop_at_eos: stop a row at its end-of-sequence token (later tokens are padding).
         path: ``"auto"`` (plain Hugging Face modules when every hook maps onto one),
             ``"fast"`` (insist) or ``"bridge"`` (the TransformerBridge's HookPoints).
+        images: Llama 3.2 Vision: PIL images (or paths), one per ``<|image|>`` in the prompt
+            (a list per prompt for a batch). The image is encoded once; every step's
+            cross-attention reads those keys/values (``blocks.{i}.attn.hook_pattern`` of a
+            cross-attention layer is ``[batch, n_heads, 1, image_tokens]`` per step).
 
     Bad arguments raise here, before anything runs. Closing the generator (``break``,
     ``.close()``, KeyboardInterrupt) removes every hook.
     """
     stops = _check_args(max_new_tokens, top_k, stop)
     run = _Run(lens, prompt, hooks=hooks, cache=cache, max_new_tokens=max_new_tokens,
-               logit_lens=(5 if logit_lens is True else int(logit_lens)), path=path)
+               logit_lens=(5 if logit_lens is True else int(logit_lens)), path=path,
+               images=images)
     return _iterate(run, max_new_tokens, top_k=top_k, do_sample=do_sample,
                     temperature=temperature, sample_top_k=sample_top_k, top_p=top_p, seed=seed,
                     stops=stops, stop_at_eos=stop_at_eos, return_logits=return_logits)
@@ -643,16 +494,18 @@ def generate(
     return_steps: bool = False,
     return_logits: bool = False,
     path: Path = "auto",
+    images: Any = None,
 ) -> Generation:
     """Generate up to ``max_new_tokens`` tokens (fewer at EOS or a stop string) with ``hooks``.
 
-    Takes the arguments of ``steps``. The ``Step``s are kept (``.steps``) when activations are
-    cached, the logit lens is on, or ``return_steps=True``; otherwise no per-step extras are
-    computed. ``return_logits=True`` keeps ``[batch, n_new, d_vocab]`` logits.
+    Takes the arguments of ``steps`` (``images=`` too). The ``Step``s are kept (``.steps``)
+    when activations are cached, the logit lens is on, or ``return_steps=True``; otherwise no
+    per-step extras are computed. ``return_logits=True`` keeps ``[batch, n_new, d_vocab]`` logits.
     """
     stops = _check_args(max_new_tokens, top_k, stop)
     run = _Run(lens, prompt, hooks=hooks, cache=cache, max_new_tokens=max_new_tokens,
-               logit_lens=(5 if logit_lens is True else int(logit_lens)), path=path)
+               logit_lens=(5 if logit_lens is True else int(logit_lens)), path=path,
+               images=images)
     keep_steps = bool(cache) or bool(logit_lens) or return_steps
     ids0, prompt_lengths = run.ids, run.prompt_lengths
     tokens: list[torch.Tensor] = []

@@ -57,15 +57,21 @@ class LensWidget(anywidget.AnyWidget):
 
     _esm_file: ClassVar[str] = ""
     _css_file: ClassVar[str] = ""
+    # front-end parts shared by several widgets (e.g. the picture overlay), placed between
+    # common.js/.css and the widget's own file
+    _shared_files: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         if cls.__dict__.get("_esm_file"):
+            shared = cls._shared_files
             cls._esm = "\n".join(
-                (STATIC / f).read_text(encoding="utf-8") for f in ("common.js", cls._esm_file)
+                (STATIC / f).read_text(encoding="utf-8")
+                for f in ("common.js", *(f"{n}.js" for n in shared), cls._esm_file)
             )
             cls._css = "\n".join(
                 (STATIC / f).read_text(encoding="utf-8")
-                for f in ("common.css", cls.__dict__.get("_css_file", ""))
+                for f in ("common.css", *(f"{n}.css" for n in shared),
+                          cls.__dict__.get("_css_file", ""))
                 if f and (STATIC / f).is_file()
             )
         super().__init_subclass__(**kwargs)

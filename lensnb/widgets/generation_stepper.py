@@ -4,6 +4,11 @@ Step / Run / Stop buttons drive ``lens.steps`` one token per frontend request (s
 the frontend not asking again; the kernel is never blocked by a long loop). Python owns the
 state: the steps so far, the active patches, and the generator, which is closed (hooks removed)
 whenever the run is restarted.
+
+On a Llama 3.2 Vision lens with ``image=``, it is a captioning stepper: every step keeps the
+cross-attention row of the position that wrote the new token (``[n_heads, image_tokens]`` per
+cross-attention layer, from the generation's own hooks), and the frontend draws it over the
+picture with ImageAttention's overlay (``image_overlay``), per layer and head.
 """
 
 from __future__ import annotations
@@ -12,12 +17,23 @@ import html
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 import traitlets
 
 from ..backend.generation import Step, steps
 from ..backend.patching import Patch, patch
+from ..backend.vision.hooked import HookedMllama
+from ..backend.vision.images import IMAGE_TOKEN, ImageLayout, image_layout, open_image
 from .base import Buffers, LensWidget, pack
+from .image_overlay import (
+    MODES,
+    SHARED_FILES,
+    data_url,
+    head_weights,
+    overlay_geometry,
+    picture_grid,
+)
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -38,10 +54,17 @@ class GenerationStepper(LensWidget):
     each layer's residual stream gives the token finally chosen) and the new token's attention
     per head. Patches (``add_patch``) restart generation from the prompt. From Python:
     ``step()``, ``run()``, ``reset()``, ``.steps``, ``.text``, ``attention_explorer()``.
+
+    ``GenerationStepper(vision_lens, "<|image|>", image=img)`` (Llama 3.2 Vision; the prompt
+    holds one ``<|image|>``): also the picture with each new token's cross-attention over it,
+    for cross-attention layer ``cross_layer`` and ``cross_mode`` ``"head"`` (``cross_head``),
+    ``"kv_group"`` (``cross_kv_group``) or ``"mean"`` (synced traits); from Python
+    ``cross_attention(step)`` and ``cross_grid(step)``.
     """
 
     _esm_file = "generation_stepper.js"
     _css_file = "generation_stepper.css"
+    _shared_files = SHARED_FILES
 
     prompt = traitlets.Unicode().tag(sync=True)
     max_new_tokens = traitlets.Int(32).tag(sync=True)
@@ -54,9 +77,20 @@ class GenerationStepper(LensWidget):
     n_layers = traitlets.Int(1).tag(sync=True)
     n_heads = traitlets.Int(1).tag(sync=True)
     hook_choices = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    attention_layers = traitlets.List(traitlets.Int()).tag(sync=True)  # self-attention layers
+    # captioning (a vision lens with an image)
+    vision = traitlets.Bool(False).tag(sync=True)
+    cross_layers = traitlets.List(traitlets.Int()).tag(sync=True)
+    n_kv_heads = traitlets.Int(1).tag(sync=True)
+    picture = traitlets.Unicode("").tag(sync=True)  # data: URL of a PNG preview
+    geometry = traitlets.Dict().tag(sync=True)
+    cross_layer = traitlets.Int(-1).tag(sync=True)
+    cross_mode = traitlets.Enum(MODES, default_value="mean").tag(sync=True)
+    cross_head = traitlets.Int(0).tag(sync=True)
+    cross_kv_group = traitlets.Int(0).tag(sync=True)
 
     def __init__(self, lens: Lens, prompt: str, *, max_new_tokens: int = 32,
-                 top_k: int = 8) -> None:
+                 top_k: int = 8, image: Any = None) -> None:
         if not isinstance(prompt, str) or not prompt:
             raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
         if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
@@ -67,16 +101,71 @@ class GenerationStepper(LensWidget):
         self._patches: list[Patch] = []
         self.steps: list[Step] = []
         self._gen: Iterator[Step] | None = None
+        cross = list(getattr(lens.bridge.cfg, "cross_attention_layers", []) or [])
+        traits: dict[str, Any] = {}
+        self._image = None
+        self._image_kwargs: dict[str, torch.Tensor] = {}
+        if image is not None or IMAGE_TOKEN in prompt:
+            traits = self._set_image(lens, prompt, image, cross)
+            ids = self._prompt_ids
+        else:
+            ids = lens.to_tokens(prompt)
+            self._prompt_ids = ids.cpu()
         super().__init__(prompt=prompt, max_new_tokens=max_new_tokens, top_k=top_k,
-                         prompt_tokens=lens.to_str_tokens(prompt), n_layers=lens.n_layers,
-                         n_heads=lens.n_heads, hook_choices=list(PATCH_HOOKS))
+                         prompt_tokens=[lens.tokenizer.decode([t]) for t in ids[0].tolist()],
+                         n_layers=lens.n_layers, n_heads=lens.n_heads,
+                         n_kv_heads=lens.n_key_value_heads, hook_choices=list(PATCH_HOOKS),
+                         attention_layers=[i for i in range(lens.n_layers) if i not in cross],
+                         **traits)
+
+    def _set_image(self, lens: Lens, prompt: str, image: Any, cross: list[int]) -> dict:
+        """Check and keep the picture; the traits the captioning view needs."""
+        bridge = lens.bridge
+        if not isinstance(bridge, HookedMllama) or not bridge.has_vision:
+            raise TypeError(f"image= needs a Llama 3.2 Vision model; {lens.name!r} has no "
+                            "cross-attention to images")
+        if image is None:
+            raise ValueError(f"the prompt holds {IMAGE_TOKEN} but no image was given: pass "
+                             "image=PIL.Image (or a file path)")
+        if prompt.count(IMAGE_TOKEN) != 1:
+            raise ValueError(f"the prompt must hold exactly one {IMAGE_TOKEN} (where the "
+                             f"picture goes), e.g. '{IMAGE_TOKEN}' or '{IMAGE_TOKEN}a photo of'")
+        self._image = open_image(image, "image")
+        ids, kwargs = lens._inputs(prompt, [self._image], {})
+        self._prompt_ids = ids.cpu()
+        self._image_kwargs = kwargs
+        patch_px = bridge.original_model.config.vision_config.patch_size
+        self._layout: ImageLayout = image_layout(bridge.processor.image_processor, patch_px,
+                                                 self._image)
+        return {"vision": True, "cross_layers": cross, "cross_layer": cross[-1],
+                "picture": data_url(self._image), "geometry": overlay_geometry(self._layout)}
+
+    @traitlets.validate("cross_layer")
+    def _valid_cross_layer(self, proposal: dict) -> int:
+        v = proposal["value"]
+        if self.vision and v not in self.cross_layers:
+            raise traitlets.TraitError(f"cross_layer {v} is not a cross-attention layer; "
+                                       f"cross-attention layers are {self.cross_layers}")
+        return v
+
+    @traitlets.validate("cross_head")
+    def _valid_cross_head(self, proposal: dict) -> int:
+        return self.lens._check_head(proposal["value"])
+
+    @traitlets.validate("cross_kv_group")
+    def _valid_cross_kv_group(self, proposal: dict) -> int:
+        return self.lens._check_kv_head(proposal["value"])
 
     # ------------------------------------------------------------------ stepping
     def _generator(self) -> Iterator[Step]:
         if self._gen is None:
+            extra: dict[str, Any] = {}
+            if self._image is not None:  # keep each step's cross-attention rows
+                extra = {"images": [self._image],
+                         "cache": [f"blocks.{i}.attn.hook_pattern" for i in self.cross_layers]}
             self._gen = steps(self.lens, self.prompt, self.max_new_tokens,
                               hooks=list(self._patches), top_k=self.top_k,
-                              logit_lens=LOGIT_LENS_K)
+                              logit_lens=LOGIT_LENS_K, **extra)
         return self._gen
 
     def step(self) -> Step | None:
@@ -134,7 +223,7 @@ class GenerationStepper(LensWidget):
     def tokens(self) -> torch.Tensor:
         """``[1, pos]`` ids of the prompt and the generated tokens."""
         new = torch.tensor([[s.token for s in self.steps]], dtype=torch.long)
-        return torch.cat([self.lens.to_tokens(self.prompt).cpu(), new], dim=1)
+        return torch.cat([self._prompt_ids, new], dim=1)
 
     # ------------------------------------------------------------------ patches
     def add_patch(self, layer: int, hook: str = "hook_resid_post", *, position: int | None = -1,
@@ -184,11 +273,60 @@ class GenerationStepper(LensWidget):
     # ------------------------------------------------------------------ attention
     def attention(self, layer: int) -> torch.Tensor:
         """``[n_heads, pos]``: where the newest token attends, per head (unpatched model, on
-        the current text)."""
+        the current text; self-attention layers)."""
         name = self.lens.hook_name("attn.hook_pattern", layer)
-        tokens = self.tokens[:, :-1] if self.steps else self.tokens
-        _, cache = self.lens.run_with_cache(tokens.to(self.lens.device), names=[name])
+        if layer % self.n_layers not in self.attention_layers:
+            raise ValueError(f"layer {layer} is a cross-attention layer (its keys are image "
+                             f"tokens: see cross_attention()); self-attention layers are "
+                             f"{self.attention_layers}")
+        tokens = (self.tokens[:, :-1] if self.steps else self.tokens).to(self.lens.device)
+        if self._image is None:
+            _, cache = self.lens.run_with_cache(tokens, names=[name])
+        else:
+            with torch.no_grad():
+                _, cache = self.lens.bridge.run_with_cache(
+                    tokens, names_filter=[name], **self._image_inputs(tokens.shape[1]))
         return cache[name][0, :, -1].float().cpu()
+
+    def _image_inputs(self, n: int) -> dict[str, torch.Tensor]:
+        """The image inputs for ``n`` tokens (prompt + generated): generated tokens see what
+        the last prompt token saw, as in generation."""
+        out = dict(self._image_kwargs)
+        extra = n - self._prompt_ids.shape[1]
+        if extra > 0:
+            mask = out["attention_mask"]
+            out["attention_mask"] = torch.cat([mask, mask[:, -1:].expand(-1, extra)], 1)
+            cam = out["cross_attention_mask"]
+            out["cross_attention_mask"] = torch.cat([cam, cam[:, -1:].expand(-1, extra, -1, -1)],
+                                                    1)
+        return out
+
+    # ------------------------------------------------------------------ cross-attention
+    def cross_attention(self, step: int = -1, *, layer: int | None = None,
+                        mode: str | None = None, head: int | None = None,
+                        kv_group: int | None = None) -> torch.Tensor:
+        """``[image_tokens]``: where the position that wrote step ``step``'s token looked in
+        the picture (cross-attention layer ``layer``; head choice as the traits), with the
+        active patches."""
+        if self._image is None:
+            raise ValueError("no image: build the stepper with image=... on a Llama 3.2 "
+                             "Vision model")
+        if not self.steps:
+            raise ValueError("no step yet: call step() first")
+        if not -len(self.steps) <= step < len(self.steps):
+            raise IndexError(f"step {step} is out of range: {len(self.steps)} steps so far")
+        layer = self.cross_layer if layer is None else layer
+        if layer not in self.cross_layers:
+            raise ValueError(f"layer {layer} is not a cross-attention layer "
+                             f"({self.cross_layers})")
+        row = self.steps[step].cache[f"blocks.{layer}.attn.hook_pattern"][0]  # [heads, tokens]
+        return head_weights(self.lens, row.float(), self.cross_mode if mode is None else mode,
+                            self.cross_head if head is None else head,
+                            self.cross_kv_group if kv_group is None else kv_group)
+
+    def cross_grid(self, step: int = -1, **choice: Any) -> tuple[np.ndarray, dict]:
+        """``cross_attention`` as a grid over the picture's patches, and where the rest went."""
+        return picture_grid(self._layout, self.cross_attention(step, **choice))
 
     def attention_explorer(self, layers: Any = None) -> Any:
         """An ``AttentionExplorer`` on the current text (prompt + generated tokens)."""
@@ -258,25 +396,54 @@ class GenerationStepper(LensWidget):
         if kind == "explorer":
             self.explorer = self.attention_explorer()
             return {"ok": True}, []
+        if kind == "cross":
+            step = int(request.get("step", -1))
+            choice: dict[str, Any] = {k: int(request[k]) for k in ("layer", "head", "kv_group")
+                                      if k in request}
+            if "mode" in request:
+                choice["mode"] = str(request["mode"])
+            grid, summary = self.cross_grid(step, **choice)
+            meta, buf = pack(grid, "float32")
+            s = self.steps[step]
+            return {"grid": meta, "step": s.index, "token": s.text, **summary}, [buf]
         raise ValueError(f"unknown request kind {kind!r}: expected state, step, reset, "
-                         "add_patch, clear_patches, attention or explorer")
+                         "add_patch, clear_patches, attention, explorer or cross")
 
     def export_requests(self) -> list[dict]:
-        """The state and, once there are steps, the attention the view draws first."""
-        return [{"kind": "state"}] + ([{"kind": "attention", "layer": self.n_layers - 1}]
-                                      if self.steps else [])
+        """The state and, once there are steps, what the view draws first: the newest
+        token's attention (last self-attention layer) and each step's picture overlay."""
+        reqs: list[dict] = [{"kind": "state"}]
+        if self.steps and self.attention_layers:
+            reqs.append({"kind": "attention", "layer": self.attention_layers[-1]})
+        if self._image is not None:
+            base = {"kind": "cross", "layer": self.cross_layer, "mode": self.cross_mode,
+                    "head": self.cross_head, "kv_group": self.cross_kv_group}
+            reqs += [{**base, "step": i} for i in range(len(self.steps))]
+        return reqs
 
     # ------------------------------------------------------------------ static figure
-    def figure(self, *, style: str | None = None) -> go.Figure:
-        """Logit-lens heatmap (layer × step) beside the latest step's top-k bar chart."""
+    def figure(self, *, style: str | None = None, max_pictures: int = 6) -> go.Figure:
+        """Logit-lens heatmap (layer × step) beside the latest step's top-k bar chart; with a
+        picture, a second row shows where the model looked while writing each of the last
+        ``max_pictures`` tokens (``cross_layer``, the current head choice)."""
         import plotly.graph_objects as go
         from plotly.subplots import make_subplots
 
         from ..export.style import SEQUENTIAL, apply_style
 
-        fig = make_subplots(rows=1, cols=2, column_widths=[0.65, 0.35], horizontal_spacing=0.12,
-                            subplot_titles=("logit lens: P(chosen token) per layer",
-                                            "top next tokens (last step)"))
+        shown = self.steps[-max_pictures:] if self._image is not None else []
+        # with pictures: the logit lens, a gap column (its colour bar), the top-k chart
+        cols = max(4, len(shown)) if shown else 2
+        span = cols - 2 if shown else 1
+        titles = ["logit lens: P(chosen token) per layer", "top next tokens (last step)"]
+        specs: list[list[dict | None]] = [[{"colspan": span}] + [None] * (cols - 2) + [{}]]
+        if shown:
+            titles += [f"{s.index}: {html.escape(_show(s.text)[:10])}" for s in shown]
+            specs.append([{} for _ in shown] + [None] * (cols - len(shown)))
+        fig = make_subplots(rows=len(specs), cols=cols, specs=specs, subplot_titles=titles,
+                            horizontal_spacing=0.06 if shown else 0.12,
+                            vertical_spacing=0.4, row_heights=[0.6, 0.4] if shown else None)
+        bar_x = fig.layout.xaxis.domain[1] + 0.01 if shown else 0.58
         if self.steps:
             z = torch.stack([s.logit_lens.chosen_probs[0] for s in self.steps], 1)  # [L, steps]
             top1 = [[html.escape(self.lens.tokenizer.decode([int(s.logit_lens.top_ids[0, l, 0])]))
@@ -284,7 +451,8 @@ class GenerationStepper(LensWidget):
             labels = [f"{s.index}:{html.escape(_show(s.text))}" for s in self.steps]
             fig.add_trace(go.Heatmap(z=z.numpy(), x=labels, y=list(range(self.n_layers)),
                                      customdata=top1, colorscale=SEQUENTIAL, zmin=0, zmax=1,
-                                     colorbar=dict(title="P", x=0.58),
+                                     colorbar=dict(title="P", x=bar_x, len=0.45 if shown else 1,
+                                                   y=0.8 if shown else 0.5),
                                      hovertemplate="layer %{y}, step %{x}<br>P(chosen) %{z:.3f}"
                                      "<br>layer's top token %{customdata}<extra></extra>"),
                           row=1, col=1)
@@ -292,12 +460,39 @@ class GenerationStepper(LensWidget):
             fig.add_trace(go.Bar(x=last.top_probs[0].tolist()[::-1],
                                  y=[html.escape(_show(t)) for t in last.top_texts[0]][::-1],
                                  orientation="h", marker_color="#3b528b", showlegend=False),
-                          row=1, col=2)
+                          row=1, col=cols)
         fig.update_xaxes(title_text="step: token", row=1, col=1)
         fig.update_yaxes(title_text="layer", row=1, col=1)
-        fig.update_xaxes(title_text="probability", range=[0, 1], row=1, col=2)
-        fig.update_layout(title=html.escape(_show(self.text[-120:])))
-        return apply_style(fig, style)
+        fig.update_xaxes(title_text="probability", range=[0, 1], row=1, col=cols)
+        for j, s in enumerate(shown, start=1):
+            self._add_picture(fig, s.index, row=2, col=j)
+        fig.update_layout(title=html.escape(_show(self.text[-120:])),
+                          meta={"cross_layer": self.cross_layer, "cross_mode": self.cross_mode}
+                          if shown else None)
+        fig = apply_style(fig, style)
+        if shown and fig.layout.height:  # room for the row of pictures
+            fig.update_layout(height=fig.layout.height * 1.6)
+        return fig
+
+    def _add_picture(self, fig: go.Figure, step: int, *, row: int, col: int) -> None:
+        """The picture with step ``step``'s cross-attention over it (one subplot)."""
+        import plotly.graph_objects as go
+
+        geo = self.geometry
+        grid, _ = self.cross_grid(step)
+        xs = (np.arange(geo["cols"]) + 0.5) * geo["patch_w"]
+        ys = (np.arange(geo["rows"]) + 0.5) * geo["patch_h"]
+        fig.add_trace(go.Image(source=self.picture, dx=1, dy=1, hoverinfo="skip"), row=row,
+                      col=col)
+        fig.add_trace(go.Heatmap(x=xs, y=ys, z=grid, colorscale="Viridis", opacity=0.55, zmin=0,
+                                 showscale=False, name=f"step {step}",
+                                 hovertemplate="x %{x:.0f}px, y %{y:.0f}px: %{z:.3f}"
+                                 "<extra></extra>"), row=row, col=col)
+        fig.update_xaxes(range=[0, geo["width"]], showgrid=False, showticklabels=False, row=row,
+                         col=col)
+        x_axis = fig.get_subplot(row, col).xaxis.plotly_name.replace("axis", "")  # "x3"
+        fig.update_yaxes(range=[geo["height"], 0], showgrid=False, showticklabels=False,
+                         scaleanchor=x_axis, row=row, col=col)
 
 
 def _show(text: str) -> str:

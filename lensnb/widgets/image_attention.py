@@ -12,8 +12,6 @@ it shows (float32 buffers), and ``figure()`` exports the same grid.
 
 from __future__ import annotations
 
-import base64
-import io
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,14 +21,20 @@ import traitlets
 from ..backend.vision.hooked import HookedMllama
 from ..backend.vision.images import IMAGE_TOKEN, ImageLayout, image_layout, open_image
 from .base import Buffers, LensWidget, pack
+from .image_overlay import (
+    MODES,
+    SHARED_FILES,
+    data_url,
+    head_weights,
+    overlay_geometry,
+    picture_grid,
+)
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
     from ..backend.lens import Lens
 
-MODES = ("head", "kv_group", "mean")
-PREVIEW_PX = 384  # longest side of the picture sent to the browser
 MAX_EXPORT_REQUESTS = 2000
 
 
@@ -47,6 +51,7 @@ class ImageAttention(LensWidget):
 
     _esm_file = "image_attention.js"
     _css_file = "image_attention.css"
+    _shared_files = SHARED_FILES
 
     layer = traitlets.Int().tag(sync=True)
     token = traitlets.Int().tag(sync=True)
@@ -95,7 +100,7 @@ class ImageAttention(LensWidget):
             gates=[[float(cache[f"blocks.{i}.hook_attn_gate"].reshape(-1)[0]),
                     float(cache[f"blocks.{i}.hook_mlp_gate"].reshape(-1)[0])] for i in cross],
             n_heads=lens.n_heads, n_kv_heads=lens.n_key_value_heads,
-            picture=_data_url(self._image), geometry=self._geometry(),
+            picture=data_url(self._image), geometry=overlay_geometry(self._layout),
             layer=layer, token=token % ids.shape[1], head=head, kv_group=kv_group, mode=mode,
         )
 
@@ -127,15 +132,6 @@ class ImageAttention(LensWidget):
         return proposal["value"]
 
     # ------------------------------------------------------------------ data
-    def _geometry(self) -> dict:
-        lay = self._layout
-        grid, pw, ph = lay.picture_grid(np.zeros(lay.n_tokens, dtype=np.float32))
-        sx, sy = lay.width / lay.resized_w, lay.height / lay.resized_h
-        return {"width": lay.width, "height": lay.height, "rows": grid.shape[0],
-                "cols": grid.shape[1], "patch_w": pw, "patch_h": ph,
-                "tile_w": lay.tile * sx, "tile_h": lay.tile * sy,
-                "tiles_h": lay.tiles_h, "tiles_w": lay.tiles_w}
-
     def weights(self, *, layer: int | None = None, token: int | None = None,
                 mode: str | None = None, head: int | None = None,
                 kv_group: int | None = None) -> torch.Tensor:
@@ -148,26 +144,13 @@ class ImageAttention(LensWidget):
             raise ValueError(f"layer {layer} is not a cross-attention layer "
                              f"({self.cross_layers})")
         p = self._patterns[self.cross_layers.index(layer), :, token]  # [n_heads, image_tokens]
-        if mode == "head":
-            return p[self._lens._check_head(self.head if head is None else head)]
-        if mode == "kv_group":
-            g = self.kv_group if kv_group is None else kv_group
-            return p[self._lens.heads_of_kv(g)].mean(0)
-        if mode == "mean":
-            return p.mean(0)
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        return head_weights(self._lens, p, mode, self.head if head is None else head,
+                            self.kv_group if kv_group is None else kv_group)
 
     def grid(self, **choice: Any) -> tuple[np.ndarray, dict]:
         """The heatmap ``[rows, cols]`` over the picture's patches and a summary: attention on
         the picture's patches, on class tokens, on padding."""
-        w = self.weights(**choice)
-        lay = self._layout
-        grid, _, _ = lay.picture_grid(w)
-        per_tile = w.reshape(lay.max_tiles, lay.tokens_per_tile)
-        used = lay.tiles_h * lay.tiles_w
-        summary = {"on_picture": float(grid.sum()), "on_class_tokens": float(
-            per_tile[:used, 0].sum()), "total": float(w.sum())}
-        return grid, summary
+        return picture_grid(self._layout, self.weights(**choice))
 
     def answer(self, request: dict) -> tuple[dict, Buffers]:
         if request.get("kind") != "grid":
@@ -239,18 +222,3 @@ class ImageAttention(LensWidget):
         from ..export.style import apply_style
 
         return apply_style(fig, style)
-
-
-def _data_url(image: Any) -> str:
-    """A PNG data URL of ``image`` scaled to at most ``PREVIEW_PX`` on its longer side (the
-    heatmap geometry stays in original pixels)."""
-    from PIL import Image
-
-    im = image.convert("RGB")
-    scale = PREVIEW_PX / max(im.size)
-    if scale < 1:
-        im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
-                       Image.Resampling.BILINEAR)
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

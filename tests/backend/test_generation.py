@@ -6,13 +6,16 @@ model (eager attention), and full-sequence forwards without any cache, recompute
 
 from __future__ import annotations
 
+import logging
+import warnings
+
 import pytest
 import torch
-from conftest import DEMO_DIR
+from conftest import DEMO_DIR, LAYOUTS
 from transformers import AutoModelForCausalLM
 
 import lensnb
-from lensnb.backend import generation
+from lensnb.backend import generation, kv_cache
 from lensnb.backend.hooks import UnknownHookError
 
 PROMPT = "def add(a, b):\n    return"
@@ -67,6 +70,25 @@ def test_greedy_equals_hf_generate_tiny(make_tiny_model, model_type, overrides):
     got = lens.generate(PROMPT, 12)
     assert got.path == "fast"
     assert len(set(got.new_tokens[0].tolist())) > 3  # a varied continuation, not one repeat
+    assert torch.equal(got.tokens, want)
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_bridge_path_greedy_equals_hf_generate_every_layout(make_tiny_model, layout):
+    """Every attention layout lensnb supports, through the bridge's own attention (a
+    ``hook_pattern`` hook) with the KV cache: HF ``generate``'s tokens, and the pattern grows
+    by one key per step."""
+    model_type, overrides = LAYOUTS[layout]
+    path = make_tiny_model(model_type, seed=2, **overrides)
+    lens = lensnb.load(path)
+    ref = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").eval()
+    ids = lens.to_tokens(PROMPT)
+    want = ref.generate(ids, max_new_tokens=8, **_greedy(ref))
+    keys = []
+    got = lens.generate(PROMPT, 8, hooks=[("blocks.1.attn.hook_pattern",
+                                           lambda t, ctx: keys.append(t.shape[-1]))])
+    assert got.path == "bridge"
+    assert keys == [ids.shape[1] + s for s in range(8)]
     assert torch.equal(got.tokens, want)
 
 
@@ -130,6 +152,77 @@ def test_hook_context_positions_on_pattern(tiny):
     assert out.path == "bridge"
     assert seen[0] == (0, 2, [list(range(n))], [list(range(n))], (1, lens.n_heads, n, n))
     assert seen[2] == (2, 2, [[n + 1]], [list(range(n + 2))], (1, lens.n_heads, 1, n + 2))
+
+
+@pytest.mark.parametrize("path", ["fast", "bridge"])
+def test_no_cache_deprecation_warning(tiny, path):
+    """transformers >= 5.24 warns (FutureWarning, and a log line) when handed
+    ``past_key_values``; neither path may trigger it (nor read ``output.past_key_values``)."""
+    import transformers.utils.logging as tf_logging
+
+    lens, _, _ = tiny
+    tf_logging.warning_once.cache_clear()  # it logs each message once per process
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    handler = Keep(level=logging.WARNING)
+    logging.getLogger("transformers").addHandler(handler)
+    hooks = [("blocks.0.attn.hook_pattern", lambda t, ctx: None)] if path == "bridge" else []
+    try:
+        with warnings.catch_warnings():
+            for category in (FutureWarning, DeprecationWarning):
+                warnings.filterwarnings("error", message=".*(past_key_values|cache).*",
+                                        category=category)
+            out = lens.generate(PROMPT, 4, hooks=hooks, path=path)
+    finally:
+        logging.getLogger("transformers").removeHandler(handler)
+    assert out.path == path
+    assert not [m for m in records if "deprecated" in m and ("cache" in m or "past_key" in m)]
+
+
+def test_pattern_has_prompt_plus_step_keys_every_step(tiny):
+    """On the bridge path every layer's pattern at step s has prompt_len + s keys (the KV
+    cache is read and extended), one query after the prompt, and matches ctx.key_positions."""
+    lens, _, _ = tiny
+    n = lens.to_tokens(PROMPT).shape[1]
+    seen: dict[tuple[int, int], tuple[int, int, int]] = {}
+
+    def record(t, ctx):
+        seen[(ctx.layer, ctx.step)] = (t.shape[-2], t.shape[-1], ctx.key_positions.shape[-1])
+
+    lens.generate(PROMPT, 5, hooks=[("blocks.*.attn.hook_pattern", record)])
+    assert len(seen) == lens.n_layers * 5
+    for (_layer, step), (q, k, kp) in seen.items():
+        assert q == (n if step == 0 else 1)
+        assert k == kp == n + step
+
+
+def test_cache_not_filled_raises_instead_of_wrong_tokens(tiny, monkeypatch):
+    """A planted fault: the bridge's attention stops storing keys (what transformers 5.24 did
+    to TransformerLens 4.3's attention). Generation must stop with an error, not continue
+    attending to the new token alone."""
+    from transformer_lens.model_bridge.generalized_components.attention import AttentionBridge
+
+    lens, _, _ = tiny
+    monkeypatch.setattr(AttentionBridge, "_update_kv_cache", lambda self, k, v, **kw: (k, v))
+    with pytest.raises(kv_cache.CacheNotFilledError, match="holds 0 positions"):
+        lens.generate(PROMPT, 3, hooks=[("blocks.0.attn.hook_pattern", lambda t, ctx: None)])
+
+
+def test_cache_argument_follows_the_signature():
+    class New(torch.nn.Module):
+        def forward(self, input_ids, cache=None, use_cache=None):
+            pass
+
+    class Old(torch.nn.Module):
+        def forward(self, input_ids, past_key_values=None, **kwargs):
+            pass
+
+    assert kv_cache.cache_kwargs(New(), "C") == {"cache": "C", "use_cache": True}
+    assert kv_cache.cache_kwargs(Old(), "C") == {"past_key_values": "C", "use_cache": True}
 
 
 @pytest.mark.parametrize("with_patch", [False, True])

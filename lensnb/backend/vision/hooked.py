@@ -41,6 +41,12 @@ Vision (``image_batch = batch * n_images``; ``vision_pos = tiles * padded patche
 
 Vision attention patterns are read after the fact (editing them does not change the output);
 everything else is edited in place.
+
+Generation (``lens.generate``/``lens.steps``) passes a ``decoding.MllamaCache``: self-attention
+keys/values are appended per step (hooks see the new positions only, ``hook_pattern``
+``[batch, n_heads, new, cached + new]``); a cross-attention layer's ``hook_k``/``hook_v`` fire on
+the pass with the image only, later steps reuse those keys/values, and its ``hook_pattern`` is
+``[batch, n_heads, new, image_tokens]`` every step.
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ import torch
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 from transformer_lens.HookedRootModule import HookedRootModule
+
+from .decoding import MllamaCache, causal_mask
 
 
 class ImageTokenError(ValueError):
@@ -220,24 +228,47 @@ class HookedMllama(HookedRootModule):
             ids = torch.cat([torch.full((ids.shape[0], 1), bos, dtype=ids.dtype), ids], dim=1)
         return ids
 
+    # ------------------------------------------------------------------ generation
+    def new_cache(self) -> MllamaCache:
+        """An empty decoding state for ``forward(..., cache=...)`` (``lens.generate`` makes one
+        per generation)."""
+        return MllamaCache.empty(_parts(self.original_model)[0].config)
+
+    def final_modules(self) -> tuple[nn.Module, nn.Module]:
+        """The final norm and the unembedding (Hugging Face modules, no hooks)."""
+        text, _, _, lm_head = _parts(self.original_model)
+        return text.norm, lm_head
+
     # ------------------------------------------------------------------ forward
     def forward(
         self,
         input_ids: torch.Tensor,
         *,
         attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
         aspect_ratio_ids: torch.Tensor | None = None,
         aspect_ratio_mask: torch.Tensor | None = None,
         cross_attention_mask: torch.Tensor | None = None,
+        cache: MllamaCache | None = None,
         return_type: str | None = "logits",
     ) -> torch.Tensor:
-        """Logits ``[batch, pos, d_vocab]``. Without ``pixel_values`` the cross-attention layers
-        are skipped, as in Hugging Face's forward. ``pixel_values`` etc. come from the Mllama
-        processor (``images.model_inputs``)."""
+        """Logits ``[batch, pos, d_vocab]``. Without ``pixel_values`` (and no image in ``cache``)
+        the cross-attention layers are skipped, as in Hugging Face's forward. ``pixel_values``
+        etc. come from the Mllama processor (``images.model_inputs``).
+
+        With ``cache`` (``new_cache()``): ``input_ids`` are the new tokens only; self-attention
+        keys/values are appended to it, cross-attention keys/values are computed on the pass
+        that has ``pixel_values`` and reused after; ``attention_mask`` covers cached + new
+        positions; ``cross_attention_mask`` (new positions) defaults to repeating the last
+        fed token's row. ``position_ids`` default to ``len(cache) + arange(pos)``.
+        """
+        if return_type not in ("logits", None):
+            raise ValueError(f"return_type {return_type!r} is not supported: use 'logits'")
         text, vision, projector, lm_head = _parts(self.original_model)
         if input_ids.ndim == 1:
             input_ids = input_ids.unsqueeze(0)
+        seen_image = cache is not None and cache.has_image
         n_image_tokens = (0 if self.image_token_id is None
                           else int((input_ids == self.image_token_id).sum()))
         if pixel_values is None and n_image_tokens:
@@ -247,44 +278,53 @@ class HookedMllama(HookedRootModule):
             )
         if pixel_values is not None and vision is None:
             raise ImageTokenError("this is a text-only model: it takes no images")
+        if pixel_values is not None and seen_image:
+            raise ValueError("this cache already holds an image; images come with the prompt, "
+                             "on the first pass only")
         if input_ids.max() >= text.embed_tokens.num_embeddings or input_ids.min() < 0:
             raise ValueError(f"token ids must lie in 0..{text.embed_tokens.num_embeddings - 1}")
 
-        cross_states = cross_mask = row_mask = None
+        x = self.hook_embed(text.embed_tokens(input_ids))  # [batch, pos, d_model]
+        b, p, _ = x.shape
+        cross_states = None
         if pixel_values is not None:
             if cross_attention_mask is None or aspect_ratio_ids is None:
                 raise ValueError("pixel_values need aspect_ratio_ids and cross_attention_mask "
                                  "(use the Mllama processor: lens(text, images=[...]))")
             cross_states = self._vision(vision, projector, pixel_values, aspect_ratio_ids,
                                         aspect_ratio_mask, text.config.hidden_size)
+        elif seen_image and cross_attention_mask is None:
+            cross_attention_mask = cache.cross_row.expand(-1, p, -1, -1)  # type: ignore[union-attr]
+        cross_mask = row_mask = None
+        if cross_states is not None or seen_image:
             from transformers.models.mllama.modeling_mllama import _prepare_cross_attention_mask
 
             cross_mask, row_mask = _prepare_cross_attention_mask(
-                cross_attention_mask, num_vision_tokens=vision.num_patches,
-                dtype=cross_states.dtype)
+                cross_attention_mask, num_vision_tokens=vision.num_patches, dtype=x.dtype)
+            if cache is not None:
+                cache.cross_row = cross_attention_mask[:, -1:]
 
-        x = self.hook_embed(text.embed_tokens(input_ids))  # [batch, pos, d_model]
-        b, p, _ = x.shape
-        position_ids = torch.arange(p, device=x.device).unsqueeze(0)
+        past = len(cache) if cache is not None else 0
+        if position_ids is None:
+            position_ids = torch.arange(past, past + p, device=x.device).unsqueeze(0)
         cos, sin = text.rotary_emb(x, position_ids=position_ids)
         cos, sin = self.rotary_emb.hook_cos(cos), self.rotary_emb.hook_sin(sin)
-        causal = _causal_mask(attention_mask, b, p, x.dtype, x.device)
+        causal = causal_mask(attention_mask, b, p, past, x.dtype, x.device)
         for i, layer in enumerate(text.layers):
             hooks = self.blocks[i]
             if hooks.cross:
-                if cross_states is None:
+                if cross_mask is None:
                     continue  # as in HF: no image, no cross-attention
-                x = self._cross_block(layer, hooks, x, cross_states, cross_mask, row_mask)
+                x = self._cross_block(i, layer, hooks, x, cross_states, cross_mask, row_mask,
+                                      cache)
             else:
-                x = self._self_block(layer, hooks, x, cos, sin, causal)
+                x = self._self_block(i, layer, hooks, x, cos, sin, causal, cache)
         x = self.ln_final.hook_out(text.norm(x))
-        logits = self.unembed.hook_out(lm_head(x))  # [batch, pos, d_vocab]
-        if return_type not in ("logits", None):
-            raise ValueError(f"return_type {return_type!r} is not supported: use 'logits'")
-        return logits
+        return self.unembed.hook_out(lm_head(x))  # [batch, pos, d_vocab]
 
-    def _self_block(self, layer: nn.Module, hooks: _Block, x: torch.Tensor, cos: torch.Tensor,
-                    sin: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _self_block(self, i: int, layer: nn.Module, hooks: _Block, x: torch.Tensor,
+                    cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor,
+                    cache: MllamaCache | None) -> torch.Tensor:
         from transformers.models.mllama.modeling_mllama import apply_rotary_pos_emb
 
         attn = layer.self_attn
@@ -296,27 +336,34 @@ class HookedMllama(HookedRootModule):
         v = hooks.attn.hook_v(attn.v_proj(h).view(b, p, attn.num_key_value_heads, attn.head_dim))
         q, k = apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=2)
         q, k = hooks.attn.hook_rot_q(q), hooks.attn.hook_rot_k(k)
+        if cache is not None:
+            k, v = cache.update(i, k, v)  # [batch, past + pos, n_kv, d_head]
         z = _attend(hooks.attn, q, k, v, mask, attn.scaling)  # [batch, pos, n_heads, d_head]
         out = hooks.hook_attn_out(attn.o_proj(z.reshape(b, p, -1)))
         x = hooks.hook_resid_mid(x + out)
         m = _mlp(hooks, layer, hooks.ln2.hook_out(layer.post_attention_layernorm(x)))
         return hooks.hook_resid_post(x + hooks.hook_mlp_out(m))
 
-    def _cross_block(self, layer: nn.Module, hooks: _Block, x: torch.Tensor,
-                     cross: torch.Tensor, mask: torch.Tensor, row_mask: torch.Tensor
-                     ) -> torch.Tensor:
+    def _cross_block(self, i: int, layer: nn.Module, hooks: _Block, x: torch.Tensor,
+                     cross: torch.Tensor | None, mask: torch.Tensor, row_mask: torch.Tensor,
+                     cache: MllamaCache | None) -> torch.Tensor:
         attn = layer.cross_attn
         x = hooks.hook_resid_pre(x)
         h = hooks.ln1.hook_out(layer.input_layernorm(x))
         b, p, _ = h.shape
-        s = cross.shape[1]
         q = hooks.attn.hook_q(attn.q_proj(h).view(b, p, attn.num_heads, attn.head_dim))
-        k = hooks.attn.hook_k(
-            attn.k_proj(cross).view(b, s, attn.num_key_value_heads, attn.head_dim))
-        v = hooks.attn.hook_v(
-            attn.v_proj(cross).view(b, s, attn.num_key_value_heads, attn.head_dim))
+        if cross is None:  # a later step: the image's keys/values were kept
+            k, v = cache.cross[i]  # type: ignore[union-attr]
+        else:
+            s = cross.shape[1]
+            k = hooks.attn.hook_k(
+                attn.k_proj(cross).view(b, s, attn.num_key_value_heads, attn.head_dim))
+            v = hooks.attn.hook_v(
+                attn.v_proj(cross).view(b, s, attn.num_key_value_heads, attn.head_dim))
+            k = hooks.attn.hook_k_normed(attn.k_norm(k))
+            if cache is not None:
+                cache.cross[i] = (k, v)
         q = hooks.attn.hook_q_normed(attn.q_norm(q))
-        k = hooks.attn.hook_k_normed(attn.k_norm(k))
         z = _attend(hooks.attn, q, k, v, mask, attn.scaling)  # [batch, pos, n_heads, d_head]
         gate_a = hooks.hook_attn_gate(layer.cross_attn_attn_gate.tanh())  # [1]
         out = hooks.hook_attn_out(gate_a * attn.o_proj(z.reshape(b, p, -1)))
@@ -362,17 +409,6 @@ class HookedMllama(HookedRootModule):
         out = self.vision_encoder.hook_out(out)  # [batch, n_images, tiles, patches, d_out]
         b = out.shape[0]
         return self.vision_projector.hook_out(projector(out).reshape(b, -1, d_model))
-
-
-def _causal_mask(attention_mask: torch.Tensor | None, b: int, p: int, dtype: torch.dtype,
-                 device: torch.device) -> torch.Tensor:
-    """Additive mask ``[batch, 1, pos, pos]``: 0 where allowed, the dtype's minimum elsewhere."""
-    allowed = torch.ones(p, p, dtype=torch.bool, device=device).tril()[None, None]
-    if attention_mask is not None:
-        allowed = allowed & attention_mask.bool()[:, None, None, :]
-    allowed = allowed.expand(b, 1, p, p)
-    return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(
-        ~allowed, torch.finfo(dtype).min)
 
 
 def _attend(hooks: _Attn, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,

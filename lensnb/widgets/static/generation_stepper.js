@@ -1,6 +1,8 @@
-// GenerationStepper frontend (lensnb/widgets/generation_stepper.py). common.js is concatenated in
-// front: request, unpack, viridis, el are in scope. Token text is untrusted: it reaches the DOM
-// only through textContent.
+// GenerationStepper frontend (lensnb/widgets/generation_stepper.py). common.js and
+// image_overlay.js are concatenated in front: request, unpack, viridis, el, imageOverlay,
+// headPicker, ... are in scope. Token text is untrusted: it reaches the DOM only through
+// textContent. On a vision lens with a picture, each new token's cross-attention is drawn over
+// it (the overlay ImageAttention uses), for the chosen cross-attention layer and head.
 
 /** A token with whitespace made visible (for labels; the text view keeps real whitespace). */
 function visibleToken(tok, max = 14) {
@@ -22,7 +24,11 @@ function decodeStep(step, buffers) {
 function render({ model, el: root }) {
   root.classList.add("lensnb", "lensnb-gen");
   root.replaceChildren();
-  const state = { steps: [], running: false, attentionLayer: model.get("n_layers") - 1 };
+  const selfLayers = model.get("attention_layers");
+  // crossStep: the step whose cross-attention is shown (null = always the newest)
+  const state = { steps: [], running: false, attentionLayer: selfLayers[selfLayers.length - 1],
+    crossStep: null };
+  const vision = model.get("vision");
 
   // -- controls -----------------------------------------------------------------------------
   const bar = el("div", "lensnb-gen-bar");
@@ -61,7 +67,7 @@ function render({ model, el: root }) {
   const attnTitle = el("div", "lensnb-gen-title", "New token's attention per head");
   const attnBar = el("div", "lensnb-gen-attn-bar");
   const attnLayer = el("select", "lensnb-gen-attn-layer");
-  for (let l = 0; l < model.get("n_layers"); l++) {
+  for (const l of selfLayers) {
     const o = el("option", "", `layer ${l}`);
     o.value = String(l);
     attnLayer.append(o);
@@ -73,6 +79,36 @@ function render({ model, el: root }) {
   const attnNote = el("div", "lensnb-gen-note");
   attnBox.append(attnTitle, attnBar, attnCanvas, attnNote);
   panels.append(topBox, lensBox, attnBox);
+
+  // -- the picture: where the new token looks (vision lenses with an image) -------------------
+  let cross = null;
+  if (vision) {
+    const box = el("div", "lensnb-gen-box lensnb-gen-cross");
+    const crossBar = el("div", "lensnb-gen-attn-bar");
+    const layerSel = el("select", "lensnb-gen-cross-layer");
+    for (const l of model.get("cross_layers")) {
+      const o = el("option", "", `cross-attention layer ${l}`); o.value = String(l); layerSel.append(o);
+    }
+    const headSel = headPicker(model.get("n_heads"), model.get("n_kv_heads"), "lensnb-gen-cross-head");
+    const follow = el("button", "lensnb-gen-cross-follow", "Follow newest");
+    crossBar.append(layerSel, headSel, follow);
+    const overlay = imageOverlay(model.get("geometry"), model.get("picture"), "lensnb-gen-cross");
+    const caption = el("div", "lensnb-gen-note lensnb-gen-cross-caption");
+    const opLabel = el("label", "lensnb-gen-note"); opLabel.append(el("span", "", "overlay "), overlay.opacity);
+    box.append(el("div", "lensnb-gen-title", "Where the model looks as it writes"), crossBar, overlay.stage,
+      caption, opLabel);
+    panels.prepend(box);
+    layerSel.addEventListener("change", () => { model.set("cross_layer", Number(layerSel.value)); model.save_changes(); });
+    headSel.addEventListener("change", () => {
+      const choice = headChoice(headSel.value);
+      model.set("cross_mode", choice.mode);
+      if (choice.mode === "head") model.set("cross_head", choice.head);
+      if (choice.mode === "kv_group") model.set("cross_kv_group", choice.kv_group);
+      model.save_changes();
+    });
+    follow.addEventListener("click", () => { state.crossStep = null; drawCross(); drawText(); });
+    cross = { box, layerSel, headSel, overlay, caption, seq: 0 };
+  }
 
   // -- patch panel --------------------------------------------------------------------------
   const patchBox = el("details", "lensnb-gen-patches");
@@ -114,12 +150,51 @@ function render({ model, el: root }) {
   function drawText() {
     promptSpan.textContent = model.get("prompt");
     newSpan.replaceChildren();
-    for (const s of state.steps) {
+    const shown = crossShown();
+    state.steps.forEach((s, i) => {
       const t = el("span", "lensnb-gen-token", s.token);
-      t.title = `#${s.position} id ${s.id}`;
+      t.title = `#${s.position} id ${s.id}` + (vision ? " (click: where it looked)" : "");
+      if (vision) {
+        t.classList.toggle("selected", i === shown);
+        t.addEventListener("click", () => { state.crossStep = i; drawCross(); drawText(); });
+      }
       newSpan.append(t);
-    }
+    });
     root.dataset.nSteps = String(state.steps.length);
+  }
+
+  /** Index of the step whose cross-attention is on the picture (-1: none yet). */
+  function crossShown() {
+    if (!state.steps.length) return -1;
+    return state.crossStep === null ? state.steps.length - 1 : Math.min(state.crossStep, state.steps.length - 1);
+  }
+
+  async function drawCross() {
+    if (!cross) return;
+    const mine = ++cross.seq;
+    const req = { kind: "cross", step: crossShown(), layer: model.get("cross_layer"),
+      mode: model.get("cross_mode"), head: model.get("cross_head"), kv_group: model.get("cross_kv_group") };
+    cross.layerSel.value = String(req.layer);
+    cross.headSel.value = headChoiceValue(req.mode, req.head, req.kv_group);
+    if (req.step < 0) {
+      cross.overlay.paint(null);
+      cross.caption.textContent = "Press Step: each new token's attention over the picture shows here.";
+      delete root.dataset.crossReady;
+      return;
+    }
+    try {
+      const { reply, buffers } = await request(model, req);
+      if (mine !== cross.seq) return;
+      const grid = unpack(reply.grid, buffers[0]);
+      cross.overlay.paint(grid);
+      const [row, col] = overlayArgmax(grid);
+      cross.box.dataset.argmaxRow = String(row);
+      cross.box.dataset.argmaxCol = String(col);
+      cross.caption.textContent = `writing step ${reply.step} “${visibleToken(reply.token, 24)}”: `
+        + `${(100 * reply.on_picture).toFixed(1)}% of layer ${req.layer}'s attention on the picture's patches, `
+        + `${(100 * reply.on_class_tokens).toFixed(1)}% on tile class tokens`;
+      root.dataset.crossReady = `${reply.step}:${req.layer}:${req.mode}:${req.head}:${req.kv_group}`;
+    } catch (err) { errorLine.textContent = String(err.message || err); }
   }
 
   function drawTopK() {
@@ -211,7 +286,7 @@ function render({ model, el: root }) {
     progress.classList.toggle("active", state.running);
   }
 
-  function drawAll() { drawText(); drawTopK(); drawLens(); drawPatches(); drawStatus(); drawAttention(); }
+  function drawAll() { drawText(); drawTopK(); drawLens(); drawPatches(); drawStatus(); drawAttention(); drawCross(); }
 
   function loadState(reply, buffers) {
     state.steps = reply.steps.map((s) => decodeStep(s, buffers.slice(s.buffers[0], s.buffers[1])));
@@ -233,7 +308,7 @@ function render({ model, el: root }) {
     const got = await call({ kind: "step" });
     if (!got) return false;
     if (got.reply.step) state.steps.push(decodeStep(got.reply.step, got.buffers));
-    drawText(); drawTopK(); drawLens(); drawStatus();
+    drawText(); drawTopK(); drawLens(); drawStatus(); drawCross();
     return got.reply.step !== null && !got.reply.done;
   }
 
@@ -283,6 +358,8 @@ function render({ model, el: root }) {
     }
   };
   model.on("change:generated", onGenerated);
+  const crossTraits = ["cross_layer", "cross_mode", "cross_head", "cross_kv_group"];
+  if (vision) for (const n of crossTraits) model.on(`change:${n}`, drawCross);
 
   drawAll();
   call({ kind: "state" }).then((got) => got && loadState(got.reply, got.buffers));
@@ -291,6 +368,7 @@ function render({ model, el: root }) {
     model.off("change:patches", onChange);
     model.off("change:done", onChange);
     model.off("change:generated", onGenerated);
+    if (vision) for (const n of crossTraits) model.off(`change:${n}`, drawCross);
   };
 }
 

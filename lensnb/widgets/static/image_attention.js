@@ -1,11 +1,10 @@
-// ImageAttention frontend (lensnb/widgets/image_attention.py). common.js is concatenated in front:
-// request, unpack, viridis, el are in scope. Python computes every number; this file draws the
-// picture, a canvas heatmap of the chosen token's cross-attention over it (grid in original
-// pixels, tile edges dotted) and an SVG bar chart of the gates. Token text only via textContent.
+// ImageAttention frontend (lensnb/widgets/image_attention.py). common.js and image_overlay.js
+// are concatenated in front: request, unpack, el, imageOverlay, headPicker, ... are in scope.
+// Python computes every number; this file draws the picture with the chosen token's
+// cross-attention over it (the shared overlay) and an SVG bar chart of the gates. Token text
+// only via textContent.
 
 const IA_SVG = "http://www.w3.org/2000/svg";
-const IA_VIEW = 384; // longest side of the drawn picture, CSS px
-const IA_ALPHA = 0.6;
 
 function iaSvg(tag, attrs = {}, text) {
   const node = document.createElementNS(IA_SVG, tag);
@@ -58,8 +57,6 @@ function render({ model, el: root }) {
   const box = el("div", "lensnb lensnb-imgattn");
   root.appendChild(box);
   const geo = model.get("geometry");
-  const scale = IA_VIEW / Math.max(geo.width, geo.height);
-  const viewW = Math.round(geo.width * scale), viewH = Math.round(geo.height * scale);
 
   // -- controls
   const bar = el("div", "lensnb-imgattn-bar");
@@ -68,21 +65,12 @@ function render({ model, el: root }) {
     const o = el("option", "", `cross-attention layer ${l}`); o.value = String(l); layerSel.appendChild(o);
   }
   layerSel.addEventListener("change", () => { model.set("layer", Number(layerSel.value)); model.save_changes(); });
-  const headSel = el("select", "lensnb-imgattn-head");
-  const nHeads = model.get("n_heads"), nKv = model.get("n_kv_heads"), group = nHeads / nKv;
-  for (let h = 0; h < nHeads; h++) {
-    const o = el("option", "", `head ${h} (KV group ${Math.floor(h / group)})`); o.value = `head:${h}`; headSel.appendChild(o);
-  }
-  if (nKv < nHeads) for (let g = 0; g < nKv; g++) {
-    const o = el("option", "", `KV group ${g} (heads ${g * group}–${(g + 1) * group - 1}, mean)`);
-    o.value = `kv_group:${g}`; headSel.appendChild(o);
-  }
-  const meanOpt = el("option", "", "mean over heads"); meanOpt.value = "mean:0"; headSel.appendChild(meanOpt);
+  const headSel = headPicker(model.get("n_heads"), model.get("n_kv_heads"), "lensnb-imgattn-head");
   headSel.addEventListener("change", () => {
-    const [mode, idx] = headSel.value.split(":");
-    model.set("mode", mode);
-    if (mode === "head") model.set("head", Number(idx));
-    if (mode === "kv_group") model.set("kv_group", Number(idx));
+    const choice = headChoice(headSel.value);
+    model.set("mode", choice.mode);
+    if (choice.mode === "head") model.set("head", choice.head);
+    if (choice.mode === "kv_group") model.set("kv_group", choice.kv_group);
     model.save_changes();
   });
   bar.append(layerSel, headSel);
@@ -104,18 +92,11 @@ function render({ model, el: root }) {
 
   // -- picture + heatmap, gates
   const main = el("div", "lensnb-imgattn-main");
-  const stage = el("div", "lensnb-imgattn-stage");
-  stage.style.width = `${viewW}px`; stage.style.height = `${viewH}px`;
-  const img = el("img", "lensnb-imgattn-picture");
-  img.src = model.get("picture"); img.width = viewW; img.height = viewH; img.alt = "input picture";
-  const canvas = el("canvas", "lensnb-imgattn-heat");
-  canvas.width = viewW; canvas.height = viewH;
-  stage.append(img, canvas);
+  const overlay = imageOverlay(geo, model.get("picture"), "lensnb-imgattn");
+  const stage = overlay.stage, opacity = overlay.opacity;
   const side = el("div", "lensnb-imgattn-side");
   const gatesHost = el("div", "lensnb-imgattn-gatebox");
   const summary = el("div", "lensnb-imgattn-summary");
-  const opacity = el("input"); Object.assign(opacity, { type: "range", min: 0, max: 1, step: 0.05, value: IA_ALPHA });
-  opacity.className = "lensnb-imgattn-opacity";
   const opLabel = el("label", "lensnb-imgattn-oplabel"); opLabel.append(el("span", "", "overlay "), opacity);
   side.append(el("div", "lensnb-imgattn-title", "gates per cross-attention layer"), gatesHost, summary, opLabel);
   main.append(stage, side);
@@ -123,52 +104,22 @@ function render({ model, el: root }) {
   const status = el("div", "lensnb-imgattn-status");
   box.appendChild(status);
 
-  let last = null;
-  function paint() {
-    const ctx = canvas.getContext("2d");
-    ctx.clearRect(0, 0, viewW, viewH);
-    if (!last) return;
-    const { data, shape } = last;
-    const [rows, cols] = shape;
-    let max = 0;
-    for (const v of data) max = Math.max(max, v);
-    const alpha = Number(opacity.value);
-    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) {
-      const v = data[r * cols + c];
-      const [R, G, B] = viridis(max > 0 ? v / max : 0);
-      ctx.fillStyle = `rgba(${R | 0},${G | 0},${B | 0},${alpha * (0.25 + 0.75 * (max > 0 ? v / max : 0))})`;
-      const x0 = c * geo.patch_w * scale, y0 = r * geo.patch_h * scale;
-      ctx.fillRect(x0, y0, geo.patch_w * scale + 0.5, geo.patch_h * scale + 0.5);
-    }
-    ctx.strokeStyle = "rgba(255,255,255,0.9)"; ctx.setLineDash([3, 3]); ctx.lineWidth = 1;
-    for (let k = 1; k < geo.tiles_w; k++) {
-      const x = Math.min(k * geo.tile_w, geo.width) * scale;
-      ctx.beginPath(); ctx.moveTo(x, 0); ctx.lineTo(x, viewH); ctx.stroke();
-    }
-    for (let k = 1; k < geo.tiles_h; k++) {
-      const y = Math.min(k * geo.tile_h, geo.height) * scale;
-      ctx.beginPath(); ctx.moveTo(0, y); ctx.lineTo(viewW, y); ctx.stroke();
-    }
-  }
-
   async function update() {
     const mine = ++seq;
     const req = { kind: "grid", layer: model.get("layer"), token: model.get("token"),
       mode: model.get("mode"), head: model.get("head"), kv_group: model.get("kv_group") };
     layerSel.value = String(req.layer);
-    headSel.value = req.mode === "head" ? `head:${req.head}` : req.mode === "kv_group" ? `kv_group:${req.kv_group}` : "mean:0";
+    headSel.value = headChoiceValue(req.mode, req.head, req.kv_group);
     tokenEls.forEach((s, i) => s.classList.toggle("selected", i === req.token));
     drawGates(gatesHost, model.get("cross_layers"), model.get("gates"), req.layer);
     try {
       const { reply, buffers } = await request(model, req);
       if (disposed || mine !== seq) return;
-      last = unpack(reply.grid, buffers[0]);
-      paint();
-      let arg = 0;
-      for (let i = 1; i < last.data.length; i++) if (last.data[i] > last.data[arg]) arg = i;
-      const cols = last.shape[1];
-      box.dataset.argmaxRow = String(Math.floor(arg / cols));
-      box.dataset.argmaxCol = String(arg % cols);
+      const grid = unpack(reply.grid, buffers[0]);
+      overlay.paint(grid);
+      const [argRow, argCol] = overlayArgmax(grid);
+      box.dataset.argmaxRow = String(argRow);
+      box.dataset.argmaxCol = String(argCol);
       box.dataset.onPicture = String(reply.on_picture);
       const tok = model.get("tokens")[req.token];
       summary.textContent = `token ${req.token} “${tok}”: ${(100 * reply.on_picture).toFixed(1)}% of its attention on the picture's patches, ${(100 * reply.on_class_tokens).toFixed(1)}% on tile class tokens`
@@ -180,7 +131,6 @@ function render({ model, el: root }) {
     }
   }
 
-  opacity.addEventListener("input", paint);
   const names = ["layer", "token", "mode", "head", "kv_group"];
   for (const n of names) model.on(`change:${n}`, update);
   update();

@@ -78,3 +78,25 @@ def test_demo_cross_attention_looks_at_the_shape(demo, task):
         under = over_y[:, None] & over_x[None, :]
         ratios.append((grid[under].sum() / grid.sum()) / under.mean())
     assert float(torch.tensor(ratios).median()) > 2.0, ratios
+
+
+def test_demo_generate_with_image_equals_hf_generate(demo, task):
+    """``lens.generate(..., images=[img])`` (KV cache, cross-attention keys computed once) gives
+    Hugging Face ``generate``'s greedy tokens on the trained demo, caption by caption."""
+    from transformers import MllamaForConditionalGeneration
+
+    hf = MllamaForConditionalGeneration.from_pretrained(
+        REPO / "lensnb" / "assets" / "demo_vision", attn_implementation="eager").eval()
+    rng = random.Random(7)
+    for _ in range(4):
+        img, caption, _ = task.sample(rng)
+        ids, kwargs = demo._inputs("<|image|>", [img], {})
+        with torch.no_grad():
+            want = hf.generate(input_ids=ids, **kwargs, max_new_tokens=8, do_sample=False,
+                               pad_token_id=demo.tokenizer.eos_token_id)
+        got = demo.generate("<|image|>", 8, images=[img])
+        n = min(got.tokens.shape[1], want.shape[1])  # both stop at EOS
+        assert torch.equal(got.tokens[:, :n], want[:, :n]), (got.text, caption)
+        assert got.stop_reason == "eos"
+        said, truth = got.text.split(), caption.split()
+        assert said[:2] == truth[:2] and said[3:] == truth[3:]  # colour and place (see above)
