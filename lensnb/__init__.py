@@ -32,7 +32,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "group_summaries": (".backend.gqa", "group_summaries"),
     "IDENTITY_PROMPT": (".backend.patching", "IDENTITY_PROMPT"),
     "Step": (".backend.generation", "Step"),
-    "patch": (".backend.patching", "patch"),
+    "patch": (".backend.hook_context", "patch"),
     "patchscope": (".backend.patching", "patchscope"),
     "save_text_only": (".backend.vision.text_only", "save_text_only"),
     "UnsupportedFeatureError": (".backend.lens", "UnsupportedFeatureError"),
@@ -77,6 +77,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .backend.facts import ModelFacts, facts, model_table
     from .backend.generation import Step
     from .backend.gqa import group_summaries
+    from .backend.hook_context import patch
     from .backend.lens import Lens, UnsupportedFeatureError
     from .backend.loading import (
         ModelNotFoundError,
@@ -86,7 +87,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         supported_architectures,
     )
     from .backend.meta import hook_shapes
-    from .backend.patching import IDENTITY_PROMPT, patch, patchscope
+    from .backend.patching import IDENTITY_PROMPT, patchscope
     from .backend.selfcheck import CheckResult, check
     from .backend.vision.text_only import save_text_only
     from .export import save

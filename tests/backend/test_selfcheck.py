@@ -40,8 +40,6 @@ def test_passes_on_the_installed_stack(result):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="generation on Llama 3.2 Vision lands with branch gen (issue 14 "
-                          "items 1-2); drop this marker once it is merged", strict=False)
 def test_vision_generation_passes(result):
     for invariant, layout in VISION_GENERATION:
         row = result.row(invariant, layout)
