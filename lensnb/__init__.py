@@ -29,6 +29,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "cached_path": (".backend.loading", "cached_path"),
     "ModelNotFoundError": (".backend.loading", "ModelNotFoundError"),
     "UnsupportedArchitectureError": (".backend.loading", "UnsupportedArchitectureError"),
+    "MissingModelPackageError": (".backend.sources", "MissingModelPackageError"),
     "group_summaries": (".backend.gqa", "group_summaries"),
     "IDENTITY_PROMPT": (".backend.patching", "IDENTITY_PROMPT"),
     "Step": (".backend.generation", "Step"),
@@ -47,7 +48,8 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
 
 __all__ = [
     "IDENTITY_PROMPT", "AttentionExplorer", "GenerationStepper", "ImageAttention", "Lens",
-    "ModelFacts", "ModelNotFoundError", "RopeSpectrum", "Step", "UnsupportedArchitectureError",
+    "MissingModelPackageError", "ModelFacts", "ModelNotFoundError", "RopeSpectrum", "Step",
+    "UnsupportedArchitectureError",
     "cached_path", "export", "facts", "group_summaries", "hook_shapes", "load", "model_table",
     "patch", "patchscope", "rope", "save", "save_text_only", "supported_architectures",
 ]
@@ -82,6 +84,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     )
     from .backend.meta import hook_shapes
     from .backend.patching import IDENTITY_PROMPT, patch, patchscope
+    from .backend.sources import MissingModelPackageError
     from .backend.vision.text_only import save_text_only
     from .export import save
     from .widgets.attention import AttentionExplorer
