@@ -192,7 +192,17 @@ def load(
     else:
         kwargs["device"] = device or ("cuda" if torch.cuda.is_available() else "cpu")
     bridge = TransformerBridge.boot_transformers(str(path), **kwargs)
-    return _finish(bridge, name, compatibility)
+    return _finish(bridge, name, compatibility, _own_tokenizer(path, trust_remote_code))
+
+
+def _own_tokenizer(path: Path, trust_remote_code: bool) -> Any:
+    """The model's own tokenizer, as ``AutoTokenizer.from_pretrained(path)`` makes it. The
+    bridge reloads its copy with ``add_bos_token=True`` (SmolLM2 would get ``<|im_start|>``
+    first; a Qwen2 directory with a plain tokenizer.json a ``Qwen2Tokenizer`` that drops the
+    file's own BOS), so the ``Lens`` tokenizes with this one."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
 
 
 def _load_module(model: torch.nn.Module, tokenizer: Any, device: Any, compatibility: bool,
@@ -223,12 +233,15 @@ def _load_module(model: torch.nn.Module, tokenizer: Any, device: Any, compatibil
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     name = getattr(model.config, "name_or_path", "") or type(model).__name__
-    return _finish(bridge, name, compatibility)
+    return _finish(bridge, name, compatibility, tokenizer)
 
 
-def _finish(bridge: Any, name: str, compatibility: bool) -> Lens:
+def _finish(bridge: Any, name: str, compatibility: bool, tokenizer: Any) -> Lens:
     bridge.eval()
     if compatibility:
         bridge.enable_compatibility_mode(disable_warnings=True)
-    return Lens(bridge, read_facts(bridge.original_model.config), name=name,
-                compatibility=compatibility)
+    lens = Lens(bridge, read_facts(bridge.original_model.config), name=name,
+                compatibility=compatibility, tokenizer=tokenizer)
+    # the bridge's own to_tokens (a user may call it) then follows the same BOS rule
+    bridge.cfg.default_prepend_bos = lens._special_rule()[0]
+    return lens
