@@ -3,7 +3,7 @@ loaded at most once per test session (a module-level cache, whichever test modul
 through lensnb (converted into lensnb's cache on first use) and, as the independent reference,
 through transformers' own GGUF loading (dequantised to float32, eager attention).
 
-    from real_fixtures import gguf_reference, real_lens  # noqa: F401  (fixtures)
+    from real_fixtures import load_real, load_reference
 """
 
 from __future__ import annotations
@@ -43,12 +43,13 @@ def load_real(name: str) -> Any:
     return _LENSES[name]
 
 
-def load_reference(name: str) -> tuple[Any, Any]:
+def load_reference(name: str) -> Any:
     """transformers' own GGUF-loaded model (float32, eager attention, so it returns attention
-    weights) and its GGUF tokenizer, once per session."""
+    weights), once per session. (Its GGUF tokenizer is not built: for Gemma 3 that alone takes
+    a minute; the converted tokenizer is tested against the file in test_tokens.py.)"""
     import tempfile
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     from lensnb.backend.sources.gguf import gguf_file
 
@@ -56,21 +57,7 @@ def load_reference(name: str) -> tuple[Any, Any]:
         model = require_named(name)
         with tempfile.TemporaryDirectory(prefix="lensnb-gguf-") as tmp:
             path = gguf_file(model, Path(tmp))
-            hf = AutoModelForCausalLM.from_pretrained(
+            _REFERENCES[name] = AutoModelForCausalLM.from_pretrained(
                 path.parent, gguf_file=path.name, dtype=torch.float32,
                 attn_implementation="eager").eval()
-            tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-        _REFERENCES[name] = (hf, tok)
     return _REFERENCES[name]
-
-
-@pytest.fixture(scope="session")
-def real_lens():
-    """``real_lens("smollm2-135m")``: the model through ``lensnb.load`` (float32)."""
-    return load_real
-
-
-@pytest.fixture(scope="session")
-def gguf_reference():
-    """``gguf_reference("gemma3-270m")``: ``(hf_model, hf_tokenizer)`` from the GGUF file."""
-    return load_reference
