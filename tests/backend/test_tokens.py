@@ -174,3 +174,15 @@ def test_batches_are_padded_like_the_tokenizer_pads(demo_lens, side):
 def test_bad_padding_side_is_refused(demo_lens):
     with pytest.raises(ValueError, match="padding_side must be 'left' or 'right'"):
         demo_lens.to_tokens(["a", "bb"], padding_side="middle")
+
+
+def test_text_part_of_a_vision_model_keeps_its_bos(tmp_path):
+    """The processor puts BOS first; the text part alone (and its saved checkpoint, through
+    AutoTokenizer) tokenizes the same way, so its logits equal the vision model's."""
+    lens = lensnb.load("demo-vision")
+    text = "a red circle at the"
+    assert _ids(lens.text_only(), text) == _ids(lens, text)
+    path = lensnb.save_text_only(lens, tmp_path)
+    assert AutoTokenizer.from_pretrained(path)(text)["input_ids"] == _ids(lens, text)
+    assert torch.equal(lensnb.load(path)(text), lens(text))
+    assert lens.tokenizer(text)["input_ids"][0] != lens.tokenizer.bos_token_id  # not mutated
