@@ -17,7 +17,7 @@ from lensnb.backend.sources import NAMED, converted_path
 pytestmark = [pytest.mark.slow, pytest.mark.real_model]
 
 PROMPT = "The capital of France is"
-LOGIT_TOL = 1e-4  # the bound; measured max |diff|: SmolLM2 2.6e-5, Gemma 3 see note
+LOGIT_TOL = 1e-4  # the bound; measured: 0.0 on both vs the eager reference (2.6e-5 vs sdpa)
 PATTERN_TOL = 1e-5  # float32 softmax of the same scores computed in another order
 
 
