@@ -39,15 +39,26 @@ def random_ids(lens: lensnb.Lens, n: int) -> torch.Tensor:
     return torch.cat([half, half]).unsqueeze(0)  # repeated: the induction heads have work
 
 
+def plain_hf(lens: lensnb.Lens, attn: str = "sdpa") -> torch.nn.Module:
+    """A separate, plain Hugging Face model from the same directory: the bridge rewires (and
+    switches to eager attention) the model it wraps, so ``lens.hf_model`` is no baseline."""
+    from transformers import AutoModelForCausalLM
+
+    from lensnb.backend.sources import NAMED, converted_path
+
+    return AutoModelForCausalLM.from_pretrained(converted_path(NAMED[lens.name]),
+                                                dtype=torch.float32,
+                                                attn_implementation=attn).eval()
+
+
 def explorer_rows(lens: lensnb.Lens, lengths: list[int], repeat: int) -> list[str]:
     import circuitsvis
 
-    hf = lens.hf_model
+    hf = plain_hf(lens)
     rows = ["| tokens | HF forward (sdpa) s | explorer build s | explorer / forward | "
             "CircuitsVis, 1 layer s | CircuitsVis / explorer |", "|---|---|---|---|---|---|"]
     for n in lengths:
         ids = random_ids(lens, n)
-        hf.config._attn_implementation = "sdpa"
         with torch.no_grad():
             forward = best(lambda ids=ids: hf(ids), repeat)
         build = best(lambda ids=ids: lensnb.AttentionExplorer(lens, ids), repeat)
@@ -66,7 +77,7 @@ def explorer_rows(lens: lensnb.Lens, lengths: list[int], repeat: int) -> list[st
 
 
 def generation_rows(lens: lensnb.Lens, repeat: int, n_new: int = 64) -> list[str]:
-    hf = lens.hf_model
+    hf = plain_hf(lens)
     prompt = "The capital of France is Paris. The capital of Japan is"
     ids = lens.to_tokens(prompt)
     keep: list[torch.Tensor] = []
