@@ -29,6 +29,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "cached_path": (".backend.loading", "cached_path"),
     "ModelNotFoundError": (".backend.loading", "ModelNotFoundError"),
     "UnsupportedArchitectureError": (".backend.loading", "UnsupportedArchitectureError"),
+    "MissingModelPackageError": (".backend.sources", "MissingModelPackageError"),
     "group_summaries": (".backend.gqa", "group_summaries"),
     "IDENTITY_PROMPT": (".backend.patching", "IDENTITY_PROMPT"),
     "Step": (".backend.generation", "Step"),
@@ -51,10 +52,11 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
 
 __all__ = [
     "AttentionExplorer", "CheckResult", "GenerationStepper", "IDENTITY_PROMPT",
-    "ImageAttention", "Lens", "ModelFacts", "ModelNotFoundError", "RopeSpectrum", "Step",
-    "UnsupportedArchitectureError", "UnsupportedFeatureError", "cached_path", "check", "export",
-    "facts", "group_summaries", "hook_shapes", "load", "model_table", "options", "patch",
-    "patchscope", "rope", "save", "save_text_only", "supported_architectures",
+    "ImageAttention", "Lens", "MissingModelPackageError", "ModelFacts", "ModelNotFoundError",
+    "RopeSpectrum", "Step", "UnsupportedArchitectureError", "UnsupportedFeatureError",
+    "cached_path", "check", "export", "facts", "group_summaries", "hook_shapes", "load",
+    "model_table", "options", "patch", "patchscope", "rope", "save", "save_text_only",
+    "supported_architectures",
 ]
 
 
@@ -89,6 +91,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .backend.meta import hook_shapes
     from .backend.patching import IDENTITY_PROMPT, patchscope
     from .backend.selfcheck import CheckResult, check
+    from .backend.sources import MissingModelPackageError
     from .backend.vision.text_only import save_text_only
     from .export import save
     from .settings import options

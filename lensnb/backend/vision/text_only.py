@@ -70,12 +70,28 @@ def _hf_vision_model(lens: Any) -> torch.nn.Module:
     return lens.hf_model
 
 
+def text_tokenizer(tokenizer: Any) -> Any:
+    """The tokenizer of the text part: Llama 3.2 Vision's processor puts ``<|begin_of_text|>``
+    first, so the text part alone must get it from its tokenizer (as Llama 3's own tokenizer
+    does). A copy that adds BOS when ``tokenizer`` itself does not; else ``tokenizer``."""
+    import copy
+
+    if tokenizer.bos_token_id is None:
+        return tokenizer
+    ids = tokenizer("a")["input_ids"]
+    if ids[:1] == [tokenizer.bos_token_id]:
+        return tokenizer
+    out = copy.deepcopy(tokenizer)
+    out.add_bos_token = True
+    return out
+
+
 def text_only(lens: Any) -> Any:
     """A ``Lens`` over the language model alone (a plain Llama through TransformerBridge)."""
     from ..loading import load
 
     model = text_only_model(_hf_vision_model(lens))
-    out = load(model, tokenizer=lens.tokenizer, compatibility=lens.compatibility)
+    out = load(model, tokenizer=text_tokenizer(lens.tokenizer), compatibility=lens.compatibility)
     out.name = f"{lens.name} (text only)"
     out.text_source = lens  # the bridge rewires the model it wraps; save from the source
     return out
@@ -92,5 +108,5 @@ def save_text_only(lens: Any, path: str | os.PathLike) -> Path:
         raise TypeError(f"{lens.name!r} is not a Llama 3.2 Vision model or its text part")
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
-    lens.tokenizer.save_pretrained(path)
+    text_tokenizer(lens.tokenizer).save_pretrained(path)
     return path
