@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from .attention_mode import attention_for
+
 if TYPE_CHECKING:
     from .lens import Lens, TextOrTokens
 
@@ -131,8 +133,8 @@ class KeptQK:
             hooks.append((lens.hook_name("attn.hook_rot_q", layer), keep(q, layer)))
             hooks.append((lens.hook_name("attn.hook_rot_k", layer),
                           keep(k, layer, stop=layer == last)))
-        try:
-            with torch.no_grad():
+        try:  # memory-efficient attention: no layer builds its N^2 scores
+            with torch.no_grad(), attention_for(lens, (), tokens):
                 lens.bridge.run_with_hooks(tokens, fwd_hooks=hooks, stop_at_layer=last + 1,
                                            return_type=None)
         except _Enough:
