@@ -30,6 +30,11 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "ModelNotFoundError": (".backend.loading", "ModelNotFoundError"),
     "UnsupportedArchitectureError": (".backend.loading", "UnsupportedArchitectureError"),
     "group_summaries": (".backend.gqa", "group_summaries"),
+    "attention_patterns": (".backend.patterns", "attention_patterns"),
+    "KeptQK": (".backend.patterns", "KeptQK"),
+    "long_context_profile": (".backend.longcontext", "long_context_profile"),
+    "LongContextProfile": (".backend.longcontext", "LongContextProfile"),
+    "PatternMemoryError": (".backend.attention_mode", "PatternMemoryError"),
     "IDENTITY_PROMPT": (".backend.patching", "IDENTITY_PROMPT"),
     "Step": (".backend.generation", "Step"),
     "patch": (".backend.patching", "patch"),
@@ -46,7 +51,9 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
 }
 
 __all__ = [
-    "IDENTITY_PROMPT", "AttentionExplorer", "GenerationStepper", "ImageAttention", "Lens",
+    "IDENTITY_PROMPT", "AttentionExplorer", "GenerationStepper", "ImageAttention", "KeptQK",
+    "Lens", "LongContextProfile", "PatternMemoryError", "attention_patterns",
+    "long_context_profile",
     "ModelFacts", "ModelNotFoundError", "RopeSpectrum", "Step", "UnsupportedArchitectureError",
     "cached_path", "export", "facts", "group_summaries", "hook_shapes", "load", "model_table",
     "patch", "patchscope", "rope", "save", "save_text_only", "supported_architectures",
@@ -69,6 +76,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs
     from . import export, rope
+    from .backend.attention_mode import PatternMemoryError
     from .backend.facts import ModelFacts, facts, model_table
     from .backend.generation import Step
     from .backend.gqa import group_summaries
@@ -80,8 +88,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         load,
         supported_architectures,
     )
+    from .backend.longcontext import LongContextProfile, long_context_profile
     from .backend.meta import hook_shapes
     from .backend.patching import IDENTITY_PROMPT, patch, patchscope
+    from .backend.patterns import KeptQK, attention_patterns
     from .backend.vision.text_only import save_text_only
     from .export import save
     from .widgets.attention import AttentionExplorer
