@@ -126,8 +126,12 @@ class KeptQK:
 
     @classmethod
     def from_lens(cls, lens: Lens, text: TextOrTokens, layers: Sequence[int] | None = None,
-                  ) -> KeptQK:
-        """Run ``lens`` once on one text, keeping ``hook_rot_q``/``hook_rot_k`` of ``layers``."""
+                  *, progress: bool | None = None) -> KeptQK:
+        """Run ``lens`` once on one text, keeping ``hook_rot_q``/``hook_rot_k`` of ``layers``.
+
+        ``progress``: a bar over the layers run (default: from ``PROGRESS_MIN_TOKENS`` tokens).
+        An interrupt leaves the model as it was (no hook or attention switch stays behind).
+        """
         layers = list(range(lens.n_layers)) if layers is None else list(layers)
         if not layers:
             raise ValueError("layers is empty: pass at least one layer index")
@@ -142,10 +146,19 @@ class KeptQK:
         q: dict[int, torch.Tensor] = {}
         k: dict[int, torch.Tensor] = {}
         last = max(layers)
+        from .lens import PROGRESS_MIN_TOKENS
+
+        bar = None
+        if progress or (progress is None and tokens.shape[-1] >= PROGRESS_MIN_TOKENS):
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(layers), desc=f"{lens.name}: keeping q/k", leave=False)
 
         def keep(store: dict[int, torch.Tensor], layer: int, stop: bool = False):
             def hook(tensor: torch.Tensor, hook: Any) -> None:
                 store[layer] = tensor[0].detach().clone()  # [pos, heads, d_head]
+                if bar is not None and store is k:
+                    bar.update(1)
                 if stop:  # nothing after the last kept keys is needed: skip its N^2 scores
                     raise _Enough
             return hook
@@ -161,6 +174,9 @@ class KeptQK:
                                            return_type=None)
         except _Enough:
             pass
+        finally:
+            if bar is not None:
+                bar.close()
         missing = [la for la in layers if la not in q or la not in k]
         if missing:
             raise RuntimeError(f"hook_rot_q/hook_rot_k did not fire for layers {missing}")
@@ -203,7 +219,8 @@ class KeptQK:
         rows = max(step, (CHUNK_BYTES // per_row) // step * step)
         kv_of = [h // self.group_size for h in heads]
         groups = [(kv, [i for i, g in enumerate(kv_of) if g == kv]) for kv in sorted(set(kv_of))]
-        full = q0 == 0 and q1 == self.n_pos
+        full = q0 == 0 and q1 == self.n_pos  # then the rows' normalisers are kept
+        lses = {h: torch.empty(self.n_pos, device=q_all.device) for h in heads} if full else {}
         for start in range(q0, q1, rows):
             stop = min(q1, start + rows)
             if len(groups) == 1:
@@ -216,10 +233,11 @@ class KeptQK:
                     qh = q_all[start:stop, [heads[i] for i in idx]].transpose(0, 1)
                     s[idx] = scores_block(qh, k_all[:, kv], spec, start, stop)
             lse = torch.logsumexp(s, dim=-1)  # [h, rows]
-            if full:
-                for j, h in enumerate(heads):
-                    self._store_lse(layer, h, start, lse[j])
+            for j, h in enumerate(lses):
+                lses[h][start:stop] = lse[j]
             yield start, s, lse
+        for h, t in lses.items():  # only a pass that ran to the end (not interrupted) counts
+            self._lse[(layer, h)] = t
 
     def _rows(self, layer: int, heads: Sequence[int], q0: int, q1: int, step: int = 1,
               ) -> Iterator[tuple[int, torch.Tensor]]:
@@ -228,13 +246,6 @@ class KeptQK:
             out = s.new_zeros(s.shape[0], s.shape[1], self.n_pos)
             torch.exp(s - lse[..., None], out=out[..., :s.shape[-1]])
             yield start, out
-
-    def _store_lse(self, layer: int, head: int, start: int, lse: torch.Tensor) -> None:
-        key = (layer, head)
-        if start == 0:
-            self._lse[key] = torch.empty(self.n_pos, device=lse.device)
-        if key in self._lse:
-            self._lse[key][start:start + lse.shape[0]] = lse
 
     def normalisers(self, layer: int, head: int) -> torch.Tensor:
         """Log-sum-exp of every row's scores ``[pos]`` (one pass over the head; then cached)."""

@@ -2,7 +2,8 @@
 
 A widget is an anywidget: a Python class with synced traitlets plus one ES module. The module is
 assembled from real files in ``static/``: ``common.js`` (helpers every widget uses: buffer
-decoding, requests to Python, HTML escaping, colour maps) followed by the widget's own file.
+decoding, requests to Python, HTML escaping, colour maps) followed by the widget's own file (or
+files: ``_esm_file = ("helpers.js", "widget.js")``, one scope, the last one exports render).
 
 State flows one way: Python owns the data; the frontend asks for what it shows with
 ``request(model, {...})`` and Python answers in ``answer()`` with JSON plus binary buffers
@@ -52,13 +53,14 @@ class LensWidget(anywidget.AnyWidget):
     ``export_requests()`` for standalone HTML.
     """
 
-    _esm_file: ClassVar[str] = ""
+    _esm_file: ClassVar[str | tuple[str, ...]] = ""  # a tuple: concatenated in that order
     _css_file: ClassVar[str] = ""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         if cls.__dict__.get("_esm_file"):
+            files = cls._esm_file if isinstance(cls._esm_file, tuple) else (cls._esm_file,)
             cls._esm = "\n".join(
-                (STATIC / f).read_text(encoding="utf-8") for f in ("common.js", cls._esm_file)
+                (STATIC / f).read_text(encoding="utf-8") for f in ("common.js", *files)
             )
             cls._css = "\n".join(
                 (STATIC / f).read_text(encoding="utf-8")
