@@ -156,10 +156,17 @@ class LongContextProfile:
     per_layer: dict[int, HeadStats] = field(default_factory=dict, repr=False)
 
     def table(self) -> pd.DataFrame:
-        """One row per (layer, head): sink mass, median reach per fraction, mass at d >= 1k."""
+        """One row per (layer, head): sink mass, median reach per fraction, mass at d >= 1k,
+        and (with RoPE) how many rotary pairs turn at most once within the 90 % reach, with
+        the original and with the model's (smoothed) frequencies: the pairs that still tell
+        positions that far apart without wrapping around."""
         import pandas as pd
 
         far = self.edges[:-1] >= 1024
+        waves = {} if self.spectrum is None else {
+            "original": self.spectrum["base_wavelength"].to_numpy(),
+            "smoothed": self.spectrum["wavelength"].to_numpy()}
+        top = max(self.reach) if self.reach else None
         rows = []
         for li, layer in enumerate(self.layers):
             for h in range(self.sink.shape[1]):
@@ -167,6 +174,8 @@ class LongContextProfile:
                 for f, r in self.reach.items():
                     row[f"reach_{round(f * 100)}"] = int(r[li, h])
                 row["mass_beyond_1k"] = float(self.distance[li, h, far].sum())
+                for name, w in waves.items():
+                    row[f"pairs_unwrapped_{name}"] = int((w >= float(self.reach[top][li, h])).sum())
                 rows.append(row)
         return pd.DataFrame(rows)
 

@@ -69,6 +69,9 @@ def test_profile_table_and_figure(demo_lens, kept):
     # the wavelengths shown are rope.spectrum's, original and smoothed
     spec = lensnb.rope.spectrum(demo_lens)
     assert prof.spectrum["wavelength"].tolist() == spec["wavelength"].tolist()
+    row = table.query("layer == 0 and head == 5").iloc[0]
+    for col, name in (("base_wavelength", "original"), ("wavelength", "smoothed")):
+        assert row[f"pairs_unwrapped_{name}"] == sum(w >= row.reach_90 for w in spec[col])
     fig = prof.figure(3)
     assert len(fig.layout.updatemenus[0].buttons) == 2
     names = {t.name for t in fig.data}
