@@ -34,6 +34,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "KeptQK": (".backend.patterns", "KeptQK"),
     "long_context_profile": (".backend.longcontext", "long_context_profile"),
     "LongContextProfile": (".backend.longcontext", "LongContextProfile"),
+    "stdlib_tokens": (".backend.longcontext", "stdlib_tokens"),
     "PatternMemoryError": (".backend.attention_mode", "PatternMemoryError"),
     "IDENTITY_PROMPT": (".backend.patching", "IDENTITY_PROMPT"),
     "Step": (".backend.generation", "Step"),
@@ -53,7 +54,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
 __all__ = [
     "IDENTITY_PROMPT", "AttentionExplorer", "GenerationStepper", "ImageAttention", "KeptQK",
     "Lens", "LongContextProfile", "PatternMemoryError", "attention_patterns",
-    "long_context_profile",
+    "long_context_profile", "stdlib_tokens",
     "ModelFacts", "ModelNotFoundError", "RopeSpectrum", "Step", "UnsupportedArchitectureError",
     "cached_path", "export", "facts", "group_summaries", "hook_shapes", "load", "model_table",
     "patch", "patchscope", "rope", "save", "save_text_only", "supported_architectures",
@@ -88,7 +89,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         load,
         supported_architectures,
     )
-    from .backend.longcontext import LongContextProfile, long_context_profile
+    from .backend.longcontext import LongContextProfile, long_context_profile, stdlib_tokens
     from .backend.meta import hook_shapes
     from .backend.patching import IDENTITY_PROMPT, patch, patchscope
     from .backend.patterns import KeptQK, attention_patterns

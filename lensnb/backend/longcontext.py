@@ -118,19 +118,19 @@ def head_stats(kept: KeptQK, layer: int, heads: Sequence[int] | None = None, *,
     dist = torch.zeros(len(hs), len(edges) - 1, dtype=torch.float64)
     sink = torch.zeros(len(hs), dtype=torch.float64)
     reach = {f: torch.empty(len(hs), q1 - q0, dtype=torch.int64) for f in fractions}
-    for j, head in enumerate(hs):
-        for start, s, lse in kept._scores(layer, [head], q0, q1):
-            p = torch.exp(s[0] - lse[0, :, None])  # [rows, n_keys]
-            cs = torch.cumsum(p.double(), dim=-1)  # cs[i, x] = mass on keys 0..x
-            rows = torch.arange(start, start + p.shape[0])[:, None]  # query positions
-            idx = rows - e[None, :]  # key index at each distance edge [rows, n_edges]
-            at = cs.gather(-1, idx.clamp(min=0)) * (idx >= 0)  # C(i - e), C(<0) = 0
-            dist[j] += (at[:, :-1] - at[:, 1:]).sum(0)  # mass with lo <= d < hi
-            sink[j] += cs[:, min(n_sink, p.shape[-1]) - 1].sum()
-            total = cs.gather(-1, rows)  # [rows, 1] the whole row's mass (1 up to rounding)
-            for f in fractions:  # smallest D: mass on keys i-D..i >= f
-                count = torch.searchsorted(cs, total - f * total, right=True)  # keys <= target
-                reach[f][j, start - q0:start - q0 + p.shape[0]] = (rows - count)[:, 0]
+    for start, sc, lse in kept._scores(layer, hs, q0, q1):  # all heads of a block at once
+        p = torch.exp(sc - lse[..., None])  # [heads, rows, n_keys]
+        cs = torch.cumsum(p, dim=-1, out=p)  # cs[h, i, x] = mass on keys 0..x (float32)
+        n_rows = cs.shape[1]
+        rows = torch.arange(start, start + n_rows)[:, None]  # query positions [rows, 1]
+        idx = (rows - e[None, :]).expand(len(hs), -1, -1)  # key index at each distance edge
+        at = cs.gather(-1, idx.clamp(min=0)).double() * (idx >= 0)  # C(i - e), C(<0) = 0
+        dist += (at[..., :-1] - at[..., 1:]).sum(1)  # mass with lo <= d < hi
+        sink += cs[..., min(n_sink, cs.shape[-1]) - 1].double().sum(1)
+        total = cs.gather(-1, rows.expand(len(hs), -1, -1))  # [heads, rows, 1] ~1
+        for f in fractions:  # smallest D: mass on keys i-D..i >= f
+            count = torch.searchsorted(cs, total - f * total, right=True)  # keys <= target
+            reach[f][:, start - q0:start - q0 + n_rows] = (rows[None] - count)[..., 0]
     n_q = q1 - q0
     return HeadStats(edges, (dist / n_q).float(), (sink / n_q).float(), reach, n_sink, (q0, q1))
 

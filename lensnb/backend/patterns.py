@@ -156,7 +156,8 @@ class KeptQK:
 
         def keep(store: dict[int, torch.Tensor], layer: int, stop: bool = False):
             def hook(tensor: torch.Tensor, hook: Any) -> None:
-                store[layer] = tensor[0].detach().clone()  # [pos, heads, d_head]
+                # [pos, heads, d_head], row-major (the sdpa path hands a transposed view)
+                store[layer] = tensor[0].detach().clone(memory_format=torch.contiguous_format)
                 if bar is not None and store is k:
                     bar.update(1)
                 if stop:  # nothing after the last kept keys is needed: skip its N^2 scores
@@ -361,7 +362,7 @@ class KeptQK:
 
 
 def attention_patterns(lens: Lens, text: TextOrTokens, layers: Sequence[int] | None = None,
-                       ) -> KeptQK:
+                       *, progress: bool | None = None) -> KeptQK:
     """Exact attention patterns of one text at any length, without the ``pos^2`` matrices.
 
     Runs ``lens`` once (memory-efficient attention, up to the last of ``layers``; all by
@@ -369,8 +370,9 @@ def attention_patterns(lens: Lens, text: TextOrTokens, layers: Sequence[int] | N
     ``.column(layer, head, k)``, ``.pattern(layer, heads, rows=slice(..))`` (rows),
     ``.block(layer, heads, q0, q1, k0, k1)`` (a window) and ``.pooled(layer, heads, size=512)``
     (a max-pooled overview) recompute what ``hook_pattern`` holds, block by block.
+    ``progress``: a bar over layers (default: on from 2,048 tokens).
     """
-    return KeptQK.from_lens(lens, text, layers)
+    return KeptQK.from_lens(lens, text, layers, progress=progress)
 
 
 def summaries_pooled(kept: KeptQK, layer: int, kv_group: int, size: int = 256,
