@@ -31,6 +31,12 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "UnsupportedArchitectureError": (".backend.loading", "UnsupportedArchitectureError"),
     "MissingModelPackageError": (".backend.sources", "MissingModelPackageError"),
     "group_summaries": (".backend.gqa", "group_summaries"),
+    "attention_patterns": (".backend.patterns", "attention_patterns"),
+    "KeptQK": (".backend.patterns", "KeptQK"),
+    "long_context_profile": (".backend.longcontext", "long_context_profile"),
+    "LongContextProfile": (".backend.longcontext", "LongContextProfile"),
+    "stdlib_tokens": (".backend.longcontext", "stdlib_tokens"),
+    "PatternMemoryError": (".backend.attention_mode", "PatternMemoryError"),
     "IDENTITY_PROMPT": (".backend.patching", "IDENTITY_PROMPT"),
     "Step": (".backend.generation", "Step"),
     "patch": (".backend.hook_context", "patch"),
@@ -52,11 +58,12 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
 
 __all__ = [
     "AttentionExplorer", "CheckResult", "GenerationStepper", "IDENTITY_PROMPT",
-    "ImageAttention", "Lens", "MissingModelPackageError", "ModelFacts", "ModelNotFoundError",
-    "RopeSpectrum", "Step", "UnsupportedArchitectureError", "UnsupportedFeatureError",
+    "ImageAttention", "KeptQK", "Lens", "LongContextProfile", "MissingModelPackageError",
+    "ModelFacts", "ModelNotFoundError", "PatternMemoryError", "RopeSpectrum", "Step",
+    "UnsupportedArchitectureError", "UnsupportedFeatureError", "attention_patterns",
     "cached_path", "check", "export", "facts", "group_summaries", "hook_shapes", "load",
-    "model_table", "options", "patch", "patchscope", "rope", "save", "save_text_only",
-    "supported_architectures",
+    "long_context_profile", "model_table", "options", "patch", "patchscope", "rope", "save",
+    "save_text_only", "stdlib_tokens", "supported_architectures",
 ]
 
 
@@ -76,6 +83,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs
     from . import export, rope
+    from .backend.attention_mode import PatternMemoryError
     from .backend.facts import ModelFacts, facts, model_table
     from .backend.generation import Step
     from .backend.gqa import group_summaries
@@ -88,8 +96,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         load,
         supported_architectures,
     )
+    from .backend.longcontext import LongContextProfile, long_context_profile, stdlib_tokens
     from .backend.meta import hook_shapes
     from .backend.patching import IDENTITY_PROMPT, patchscope
+    from .backend.patterns import KeptQK, attention_patterns
     from .backend.selfcheck import CheckResult, check
     from .backend.sources import MissingModelPackageError
     from .backend.vision.text_only import save_text_only

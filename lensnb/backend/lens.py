@@ -14,6 +14,7 @@ import torch
 
 from . import gqa
 from . import hooks as hooknames
+from .attention_mode import attention_for
 from .facts import ModelFacts
 from .gqa import KVGroups
 
@@ -251,7 +252,7 @@ class Lens(KVGroups):
         """Logits ``[batch, pos, d_vocab]``. ``images``: PIL images for a Llama 3.2 Vision
         model, one per ``<|image|>`` in the text (a list of lists for a batch)."""
         tokens, kwargs = self._inputs(text_or_tokens, images, kwargs)
-        with torch.no_grad():
+        with torch.no_grad(), attention_for(self, (), tokens):
             return self.bridge(tokens, **kwargs)
 
     def _inputs(self, text_or_tokens: TextOrTokens, images: Any,
@@ -295,6 +296,10 @@ class Lens(KVGroups):
         inputs of split QKV, which are cached only when named). ``progress`` shows a bar
         over layers (default: on from ``PROGRESS_MIN_TOKENS`` tokens). ``images``: as for
         ``__call__`` (Llama 3.2 Vision).
+
+        Layers whose pattern/scores are not cached run memory-efficient attention (see
+        ``attention_mode``); caching patterns at a length where they cannot fit raises
+        ``PatternMemoryError`` before anything runs.
         """
         tokens, kwargs = self._inputs(text_or_tokens, images, kwargs)
         keep = hooknames.name_filter(names, self.bridge.hook_dict)
@@ -303,7 +308,8 @@ class Lens(KVGroups):
         keep_live = (lambda n: keep(n) and gated(n) is None) if not isinstance(names, str) else keep
         if progress is None:
             progress = tokens.shape[-1] >= PROGRESS_MIN_TOKENS
-        with torch.no_grad(), self._layer_progress(progress):
+        with (torch.no_grad(), attention_for(self, keep_live, tokens, cache=True),
+              self._layer_progress(progress)):
             return self.bridge.run_with_cache(tokens, names_filter=keep_live, **kwargs)
 
     @contextlib.contextmanager
@@ -329,12 +335,17 @@ class Lens(KVGroups):
     def run_with_hooks(self, text_or_tokens: TextOrTokens,
                        fwd_hooks: Sequence[tuple[str | Callable[[str], bool], Callable]] = (),
                        *, images: Any = None, **kwargs: Any) -> torch.Tensor:
-        """Logits with hooks ``[(name, fn(tensor, hook) -> tensor | None), ...]`` applied."""
+        """Logits with hooks ``[(name, fn(tensor, hook) -> tensor | None), ...]`` applied.
+
+        Layers without a pattern/scores hook run memory-efficient attention."""
         tokens, kwargs = self._inputs(text_or_tokens, images, kwargs)
-        for name, _fn in fwd_hooks:
-            if isinstance(name, str):
-                self.hook_name(name)
-        with torch.no_grad():
+        exact = {self.hook_name(n) for n, _fn in fwd_hooks if isinstance(n, str)}
+        preds = [n for n, _fn in fwd_hooks if not isinstance(n, str)]
+
+        def hooked(name: str) -> bool:
+            return name in exact or any(p(name) for p in preds)
+
+        with torch.no_grad(), attention_for(self, hooked, tokens):
             return self.bridge.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks), **kwargs)
 
     # ------------------------------------------------------------------ generation

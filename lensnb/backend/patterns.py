@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from .attention_mode import attention_for
+
 if TYPE_CHECKING:
     from .lens import Lens, TextOrTokens
 
@@ -65,18 +67,40 @@ def scores_block(q: torch.Tensor, k: torch.Tensor, spec: LayerAttention, q_start
 
     q: ``[heads, rows, d_head]`` (query positions ``q_start ..``); k: ``[pos, d_head]``.
     Returns ``[heads, rows, n_keys]`` float32 (``n_keys`` defaults to all keys) with ``-inf``
-    where the causal or sliding-window mask hides a key.
+    where the causal or sliding-window mask hides a key. The order of operations is HF eager's
+    (``q k^T``, then ``* scaling``, then the soft-cap); the mask is applied only to the key
+    columns it can reach (the diagonal band and, with a window, the far band).
     """
     n_keys = k.shape[0] if n_keys is None else n_keys
-    s = torch.matmul(q.float(), k[:n_keys].float().transpose(0, 1)) * spec.scaling
+    s = torch.matmul(q.float(), k[:n_keys].float().transpose(0, 1)).mul_(spec.scaling)
     if spec.softcap is not None:
-        s = torch.tanh(s / spec.softcap) * spec.softcap
-    qi = torch.arange(q_start, q_start + q.shape[1], device=s.device)[:, None]
-    kj = torch.arange(n_keys, device=s.device)[None, :]
-    hidden = kj > qi
+        s = torch.tanh(s.div_(spec.softcap)).mul_(spec.softcap)
+    rows = q.shape[1]
+    qi = torch.arange(q_start, q_start + rows, device=s.device)[:, None]
+    lo = min(q_start, n_keys)  # columns before the block's first query are never "future"
+    if lo < n_keys:
+        kj = torch.arange(lo, n_keys, device=s.device)[None, :]
+        s[..., lo:].masked_fill_(kj > qi, float("-inf"))
     if spec.window is not None:
-        hidden |= qi - kj >= spec.window
-    return s.masked_fill_(hidden, float("-inf"))
+        far = min(n_keys, max(0, q_start + rows - spec.window))  # keys some row cannot see
+        if far:
+            kj = torch.arange(far, device=s.device)[None, :]
+            s[..., :far].masked_fill_(qi - kj >= spec.window, float("-inf"))
+    return s
+
+
+def _pool_keys(s: torch.Tensor, f: int) -> torch.Tensor:
+    """Max over consecutive groups of ``f`` columns (the last one ragged).
+
+    ``[..., n] -> [..., ceil(n / f)]``."""
+    n = s.shape[-1]
+    if f == 1:
+        return s
+    full = n // f * f
+    parts = [s[..., :full].unflatten(-1, (n // f, f)).amax(-1)] if full else []
+    if full < n:
+        parts.append(s[..., full:].amax(-1, keepdim=True))
+    return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
 
 
 class KeptQK:
@@ -102,8 +126,12 @@ class KeptQK:
 
     @classmethod
     def from_lens(cls, lens: Lens, text: TextOrTokens, layers: Sequence[int] | None = None,
-                  ) -> KeptQK:
-        """Run ``lens`` once on one text, keeping ``hook_rot_q``/``hook_rot_k`` of ``layers``."""
+                  *, progress: bool | None = None) -> KeptQK:
+        """Run ``lens`` once on one text, keeping ``hook_rot_q``/``hook_rot_k`` of ``layers``.
+
+        ``progress``: a bar over the layers run (default: from ``PROGRESS_MIN_TOKENS`` tokens).
+        An interrupt leaves the model as it was (no hook or attention switch stays behind).
+        """
         layers = list(range(lens.n_layers)) if layers is None else list(layers)
         if not layers:
             raise ValueError("layers is empty: pass at least one layer index")
@@ -118,10 +146,20 @@ class KeptQK:
         q: dict[int, torch.Tensor] = {}
         k: dict[int, torch.Tensor] = {}
         last = max(layers)
+        from .lens import PROGRESS_MIN_TOKENS
+
+        bar = None
+        if progress or (progress is None and tokens.shape[-1] >= PROGRESS_MIN_TOKENS):
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(layers), desc=f"{lens.name}: keeping q/k", leave=False)
 
         def keep(store: dict[int, torch.Tensor], layer: int, stop: bool = False):
             def hook(tensor: torch.Tensor, hook: Any) -> None:
-                store[layer] = tensor[0].detach().clone()  # [pos, heads, d_head]
+                # [pos, heads, d_head], row-major (the sdpa path hands a transposed view)
+                store[layer] = tensor[0].detach().clone(memory_format=torch.contiguous_format)
+                if bar is not None and store is k:
+                    bar.update(1)
                 if stop:  # nothing after the last kept keys is needed: skip its N^2 scores
                     raise _Enough
             return hook
@@ -133,11 +171,14 @@ class KeptQK:
                           keep(k, layer, stop=layer == last)))
         # lensnb's hooked Llama 3.2 Vision has no stop_at_layer; _Enough ends its run instead
         stop_at = {} if lens.is_vision else {"stop_at_layer": last + 1}
-        try:
-            with torch.no_grad():
+        try:  # memory-efficient attention: no layer builds its N^2 scores
+            with torch.no_grad(), attention_for(lens, (), tokens):
                 lens.bridge.run_with_hooks(tokens, fwd_hooks=hooks, return_type=None, **stop_at)
         except _Enough:
             pass
+        finally:
+            if bar is not None:
+                bar.close()
         missing = [la for la in layers if la not in q or la not in k]
         if missing:
             raise RuntimeError(f"hook_rot_q/hook_rot_k did not fire for layers {missing}")
@@ -164,56 +205,95 @@ class KeptQK:
                     f"query head {h!r} is out of range: valid heads are 0..{self.n_heads - 1}"
                 )
 
-    def _rows(self, layer: int, heads: Sequence[int], q0: int, q1: int, step: int = 1,
-              ) -> Iterator[tuple[int, torch.Tensor]]:
-        """Pattern rows ``q0..q1`` of ``heads`` in blocks: ``(row_start, [heads, rows, pos])``.
+    def _scores(self, layer: int, heads: Sequence[int], q0: int, q1: int, step: int = 1,
+                ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """Masked scores of rows ``q0..q1`` of ``heads`` in blocks.
 
-        Heads are grouped by KV head so each block is one matmul per KV head. Blocks hold a
-        multiple of ``step`` rows (for aligned pooling).
+        Yields ``(row_start, scores [heads, rows, n_keys], lse [heads, rows])`` where
+        ``n_keys`` is the block's last row + 1 (causal: no row sees a later key) and ``lse`` the
+        rows' log-sum-exp (the softmax normaliser). Heads are grouped by KV head so each block
+        is one matmul per KV head; blocks hold a multiple of ``step`` rows (aligned pooling).
+        Working memory: about ``CHUNK_BYTES``.
         """
         self._check(layer, heads)
         q_all, k_all, spec = self.q[layer], self.k[layer], self.specs[layer]
-        per_row = max(1, len(heads)) * self.n_pos * 4 * 3
+        per_row = max(1, len(heads)) * self.n_pos * 4 * 2
         rows = max(step, (CHUNK_BYTES // per_row) // step * step)
         kv_of = [h // self.group_size for h in heads]
+        groups = [(kv, [i for i, g in enumerate(kv_of) if g == kv]) for kv in sorted(set(kv_of))]
+        full = q0 == 0 and q1 == self.n_pos  # then the rows' normalisers are kept
+        lses = {h: torch.empty(self.n_pos, device=q_all.device) for h in heads} if full else {}
         for start in range(q0, q1, rows):
             stop = min(q1, start + rows)
-            out = torch.zeros(len(heads), stop - start, self.n_pos, device=q_all.device)
-            n_keys = stop  # causal: no row of this block sees a key past its last row
-            for kv in sorted(set(kv_of)):
-                idx = [i for i, g in enumerate(kv_of) if g == kv]
-                qh = q_all[start:stop, [heads[i] for i in idx]].transpose(0, 1)  # [h, rows, d]
-                s = scores_block(qh, k_all[:, kv], spec, start, n_keys)  # [h, rows, n_keys]
-                lse = torch.logsumexp(s, dim=-1)  # [h, rows]
-                for j, i in enumerate(idx):
-                    self._store_lse(layer, heads[i], start, lse[j], q0 == 0 and q1 == self.n_pos)
-                out[idx, :, :n_keys] = torch.exp(s - lse[..., None])
+            if len(groups) == 1:
+                kv, idx = groups[0]
+                qh = q_all[start:stop, heads].transpose(0, 1)  # [h, rows, d]
+                s = scores_block(qh, k_all[:, kv], spec, start, stop)
+            else:
+                s = torch.empty(len(heads), stop - start, stop, device=q_all.device)
+                for kv, idx in groups:
+                    qh = q_all[start:stop, [heads[i] for i in idx]].transpose(0, 1)
+                    s[idx] = scores_block(qh, k_all[:, kv], spec, start, stop)
+            lse = torch.logsumexp(s, dim=-1)  # [h, rows]
+            for j, h in enumerate(lses):
+                lses[h][start:stop] = lse[j]
+            yield start, s, lse
+        for h, t in lses.items():  # only a pass that ran to the end (not interrupted) counts
+            self._lse[(layer, h)] = t
+
+    def _rows(self, layer: int, heads: Sequence[int], q0: int, q1: int, step: int = 1,
+              ) -> Iterator[tuple[int, torch.Tensor]]:
+        """Pattern rows ``q0..q1`` of ``heads`` in blocks: ``(row_start, [heads, rows, pos])``."""
+        for start, s, lse in self._scores(layer, heads, q0, q1, step):
+            out = s.new_zeros(s.shape[0], s.shape[1], self.n_pos)
+            torch.exp(s - lse[..., None], out=out[..., :s.shape[-1]])
             yield start, out
 
-    def _store_lse(self, layer: int, head: int, start: int, lse: torch.Tensor,
-                   full: bool) -> None:
-        if not full:
-            return
-        key = (layer, head)
-        if start == 0:
-            self._lse[key] = torch.empty(self.n_pos, device=lse.device)
-        if key in self._lse:
-            self._lse[key][start:start + lse.shape[0]] = lse
+    def normalisers(self, layer: int, head: int) -> torch.Tensor:
+        """Log-sum-exp of every row's scores ``[pos]`` (one pass over the head; then cached)."""
+        self._check(layer, [head])
+        if (layer, head) not in self._lse:
+            for _ in self._scores(layer, [head], 0, self.n_pos):
+                pass
+        return self._lse[(layer, head)]
 
     # ------------------------------------------------------------------ patterns
     def pattern(self, layer: int, heads: int | Sequence[int] | None = None,
                 rows: slice | None = None) -> torch.Tensor:
-        """Exact pattern ``[heads, rows, pos]`` (``[rows, pos]`` for one int head), float32.
+        """Exact pattern rows ``[heads, rows, pos]`` (``[rows, pos]`` for one int head), float32.
 
         Equals ``hook_pattern[0, heads, rows]``. The whole ``[n_heads, pos, pos]`` of a long
-        text is large: ask for the heads and rows you need.
+        text is large: ask for the heads and rows you need (``block`` for a window).
         """
         one = isinstance(heads, int)
-        hs = list(range(self.n_heads)) if heads is None else [heads] if one else list(heads)
+        hs = self._heads(heads)
         q0, q1, _ = (rows or slice(None)).indices(self.n_pos)
         if q1 <= q0:
             raise IndexError(f"rows {rows!r} select no query position of {self.n_pos}")
         out = torch.cat([blk for _, blk in self._rows(layer, hs, q0, q1)], dim=1)
+        return out[0] if one else out
+
+    def _heads(self, heads: int | Sequence[int] | None) -> list[int]:
+        if heads is None:
+            return list(range(self.n_heads))
+        return [heads] if isinstance(heads, int) else list(heads)
+
+    def block(self, layer: int, heads: int | Sequence[int] | None, q0: int, q1: int,
+              k0: int = 0, k1: int | None = None) -> torch.Tensor:
+        """Exact window ``pattern[heads, q0:q1, k0:k1]`` ``[heads, q1-q0, k1-k0]`` (``[q, k]``
+        for one int head), normalised over all keys, never holding more than a block of rows."""
+        one = isinstance(heads, int)
+        hs = self._heads(heads)
+        k1 = self.n_pos if k1 is None else k1
+        self._check_window(q0, q1, k0, k1)
+        parts = []
+        for _start, s, lse in self._scores(layer, hs, q0, q1):
+            out = s.new_zeros(s.shape[0], s.shape[1], k1 - k0)
+            hi = min(k1, s.shape[-1])
+            if hi > k0:
+                torch.exp(s[..., k0:hi] - lse[..., None], out=out[..., :hi - k0])
+            parts.append(out)
+        out = torch.cat(parts, dim=1)
         return out[0] if one else out
 
     def row(self, layer: int, head: int, query: int) -> torch.Tensor:
@@ -222,48 +302,78 @@ class KeptQK:
         return self.pattern(layer, head, slice(query, query + 1))[0]
 
     def column(self, layer: int, head: int, key: int) -> torch.Tensor:
-        """Weight every query position gives key ``key`` ``[pos]`` (zeros where masked)."""
+        """Weight every query position gives key ``key`` ``[pos]`` (zeros where masked).
+
+        Needs every row's normaliser: the first column of a head costs one pass over its
+        scores (``normalisers``), later ones ``pos x d_head``.
+        """
         self._check_pos(key, "key")
-        self._check(layer, [head])
-        lse = self._lse.get((layer, head))
-        if lse is None:  # one pass over all rows fills the per-row normalisers
-            for _ in self._rows(layer, [head], 0, self.n_pos):
-                pass
-            lse = self._lse[(layer, head)]
+        lse = self.normalisers(layer, head)
         spec = self.specs[layer]
         kv = head // self.group_size
-        q = self.q[layer][:, head][None]  # [1, pos, d]
-        s = scores_block(q, self.k[layer][:, kv], spec, 0)[0, :, key]  # [pos]
-        return torch.exp(s - lse)
+        q = self.q[layer][:, head].float()  # [pos, d]
+        s = torch.matmul(q, self.k[layer][key, kv].float()).mul_(spec.scaling)  # [pos]
+        if spec.softcap is not None:
+            s = torch.tanh(s / spec.softcap) * spec.softcap
+        qi = torch.arange(self.n_pos, device=s.device)
+        hidden = qi < key
+        if spec.window is not None:
+            hidden |= qi - key >= spec.window
+        return torch.exp(s - lse).masked_fill_(hidden, 0.0)
 
     def _check_pos(self, pos: int, what: str) -> None:
         if not isinstance(pos, int) or not 0 <= pos < self.n_pos:
             raise IndexError(f"{what} position {pos!r} is out of range: 0..{self.n_pos - 1}")
 
-    def pooled(self, layer: int, heads: Sequence[int], q0: int = 0, q1: int | None = None,
-               k0: int = 0, k1: int | None = None, size: int = 512,
-               ) -> tuple[torch.Tensor, tuple[int, int]]:
-        """Max-pooled window ``[q0:q1, k0:k1]`` of the patterns of ``heads``.
-
-        Returns ``([heads, ceil(rows/fq), ceil(keys/fk)], (fq, fk))``: each output cell is the
-        largest weight in a ``fq x fk`` block of cells, chosen so neither side exceeds ``size``.
-        ``fq = fk = 1`` (the exact window) when the window fits.
-        """
-        q1 = self.n_pos if q1 is None else q1
-        k1 = self.n_pos if k1 is None else k1
+    def _check_window(self, q0: int, q1: int, k0: int, k1: int) -> None:
         if not (0 <= q0 < q1 <= self.n_pos and 0 <= k0 < k1 <= self.n_pos):
             raise IndexError(
                 f"window q[{q0}:{q1}] k[{k0}:{k1}] is not inside 0..{self.n_pos} positions"
             )
+
+    def pooled(self, layer: int, heads: int | Sequence[int] | None = None, q0: int = 0,
+               q1: int | None = None, k0: int = 0, k1: int | None = None, size: int = 512,
+               ) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Max-pooled window ``[q0:q1, k0:k1]`` of the patterns of ``heads`` (an overview).
+
+        Returns ``([heads, ceil(rows/fq), ceil(keys/fk)], (fq, fk))``: each output cell is the
+        largest weight in a ``fq x fk`` block of cells (from ``q0``, ``k0``; edge blocks
+        ragged), chosen so neither side exceeds ``size``. ``fq = fk = 1`` (the exact window)
+        when the window fits. One pass over the scores; the N^2 weights are never held.
+        """
+        hs = self._heads(heads)
+        q1 = self.n_pos if q1 is None else q1
+        k1 = self.n_pos if k1 is None else k1
+        self._check_window(q0, q1, k0, k1)
         if not isinstance(size, int) or size < 1:
             raise ValueError(f"size must be a positive int, got {size!r}")
         fq, fk = math.ceil((q1 - q0) / size), math.ceil((k1 - k0) / size)
+        n_cols = math.ceil((k1 - k0) / fk)
         blocks = []
-        for _, blk in self._rows(layer, list(heads), q0, q1, step=fq):
-            win = blk[:, :, k0:k1]
-            blocks.append(F.max_pool2d(win[None], (fq, fk), ceil_mode=True)[0]
-                          if fq * fk > 1 else win)
+        for _start, s, lse in self._scores(layer, hs, q0, q1, step=fq):
+            out = s.new_zeros(s.shape[0], s.shape[1], n_cols)
+            hi = min(k1, s.shape[-1])
+            if hi > k0:  # max of exp(s - lse) over a block = exp(max(s) - lse), row by row
+                m = _pool_keys(s[..., k0:hi], fk)
+                torch.exp(m - lse[..., None], out=out[..., :m.shape[-1]])
+            if fq > 1:
+                out = F.max_pool2d(out[None], (fq, 1), ceil_mode=True)[0]
+            blocks.append(out)
         return torch.cat(blocks, dim=1), (fq, fk)
+
+
+def attention_patterns(lens: Lens, text: TextOrTokens, layers: Sequence[int] | None = None,
+                       *, progress: bool | None = None) -> KeptQK:
+    """Exact attention patterns of one text at any length, without the ``pos^2`` matrices.
+
+    Runs ``lens`` once (memory-efficient attention, up to the last of ``layers``; all by
+    default) and keeps the rotated queries and keys. Then ``.row(layer, head, q)``,
+    ``.column(layer, head, k)``, ``.pattern(layer, heads, rows=slice(..))`` (rows),
+    ``.block(layer, heads, q0, q1, k0, k1)`` (a window) and ``.pooled(layer, heads, size=512)``
+    (a max-pooled overview) recompute what ``hook_pattern`` holds, block by block.
+    ``progress``: a bar over layers (default: on from 2,048 tokens).
+    """
+    return KeptQK.from_lens(lens, text, layers, progress=progress)
 
 
 def summaries_pooled(kept: KeptQK, layer: int, kv_group: int, size: int = 256,

@@ -32,6 +32,7 @@ OVERVIEW = 512  # largest side of an overview or zoom tile sent to the browser (
 THUMB = 48  # side of a head-grid thumbnail
 GROUP_PANEL = 192  # side of a panel in the KV-group view
 CACHE_BYTES = 64 * 2**20  # overview tiles kept on the Python side (LRU)
+PRECOMPUTE_FROM = 16384  # longer texts get the first view's overview computed while building
 CIRCUITSVIS_MAX_CELLS = 4 * 1024 * 1024  # heads x pos^2 handed to CircuitsVis at most
 VIEWS = ("head", "group", "text")
 ROLES = ("query", "key")
@@ -88,7 +89,7 @@ class AttentionExplorer(LensWidget):
     one raises ``UnsupportedFeatureError`` saying so.
     """
 
-    _esm_file = "attention.js"
+    _esm_file = ("attention_draw.js", "attention_text.js", "attention.js")
     _css_file = "attention.css"
 
     layer = traitlets.Int(0).tag(sync=True)
@@ -106,20 +107,24 @@ class AttentionExplorer(LensWidget):
     notice = traitlets.Unicode("").tag(sync=True)  # shown above the view when non-empty
 
     def __init__(self, lens: Lens, text: TextOrTokens, layers: Sequence[int] | None = None, *,
-                 layer: int | None = None, head: int = 0, view: str = "head") -> None:
-        layers, notice = explorer_layers(lens, text, layers)
-        kept = KeptQK.from_lens(lens, text, layers)
+                 layer: int | None = None, head: int = 0, view: str = "head",
+                 progress: bool | None = None) -> None:
+        tokens = lens.to_tokens(text)
+        layers, notice = explorer_layers(lens, tokens, layers)
+        kept = KeptQK.from_lens(lens, tokens, layers, progress=progress)
         self._kept = kept
         self._cross = list(lens.facts.cross_attention_layers)
         self._overviews: OrderedDict[tuple[int, int], tuple[torch.Tensor, tuple[int, int]]] = (
             OrderedDict())
         self.bytes_sent = 0  # JSON + buffer bytes of every reply so far
         super().__init__(
-            tokens=lens.to_str_tokens(text), layers=kept.layers, n_heads=kept.n_heads,
+            tokens=lens.to_str_tokens(tokens), layers=kept.layers, n_heads=kept.n_heads,
             n_kv=kept.n_kv, sizes={"overview": OVERVIEW, "thumb": THUMB, "group": GROUP_PANEL},
             layer=kept.layers[0] if layer is None else layer, view=view, notice=notice,
         )
         self.head = head
+        if kept.n_pos > PRECOMPUTE_FROM:  # the first view's overview: one pass, done now
+            self._overview(self.layer, self.head)
 
     # ------------------------------------------------------------------ traits
     @property
@@ -191,7 +196,16 @@ class AttentionExplorer(LensWidget):
         return entry
 
     def answer(self, request: dict) -> tuple[dict, Buffers]:
-        """Frontend requests: ``tile``, ``thumb``, ``row``, ``column``, ``group``."""
+        """Frontend requests: ``tile``, ``thumb``, ``row``, ``column``, ``group``.
+
+        An interrupt (Kernel > Interrupt) during a long one becomes an error reply: the
+        frontend shows it and stays usable; nothing half-computed is cached."""
+        try:
+            return self._answer(request)
+        except KeyboardInterrupt:
+            raise RuntimeError("interrupted: click again to recompute") from None
+
+    def _answer(self, request: dict) -> tuple[dict, Buffers]:
         kind = request.get("kind")
         layer = int(request.get("layer", self.layer))
         if layer not in self._kept.q:

@@ -2,7 +2,8 @@
 
 A widget is an anywidget: a Python class with synced traitlets plus one ES module. The module is
 assembled from real files in ``static/``: ``common.js`` (helpers every widget uses: buffer
-decoding, requests to Python, HTML escaping, colour maps) followed by the widget's own file.
+decoding, requests to Python, HTML escaping, colour maps) followed by the widget's own file (or
+files: ``_esm_file = ("helpers.js", "widget.js")``, one scope, the last one exports render).
 
 State flows one way: Python owns the data; the frontend asks for what it shows with
 ``request(model, {...})`` and Python answers in ``answer()`` with JSON plus binary buffers
@@ -55,7 +56,7 @@ class LensWidget(anywidget.AnyWidget):
     ``export_requests()`` for standalone HTML.
     """
 
-    _esm_file: ClassVar[str] = ""
+    _esm_file: ClassVar[str | tuple[str, ...]] = ""  # a tuple: concatenated in that order
     _css_file: ClassVar[str] = ""
     # front-end parts shared by several widgets (e.g. the picture overlay), placed between
     # common.js/.css and the widget's own file
@@ -63,14 +64,14 @@ class LensWidget(anywidget.AnyWidget):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         if cls.__dict__.get("_esm_file"):
-            shared = cls._shared_files
+            files = cls._esm_file if isinstance(cls._esm_file, tuple) else (cls._esm_file,)
+            shared = tuple(f"{n}.js" for n in cls._shared_files)
             cls._esm = "\n".join(
-                (STATIC / f).read_text(encoding="utf-8")
-                for f in ("common.js", *(f"{n}.js" for n in shared), cls._esm_file)
+                (STATIC / f).read_text(encoding="utf-8") for f in ("common.js", *shared, *files)
             )
             cls._css = "\n".join(
                 (STATIC / f).read_text(encoding="utf-8")
-                for f in ("common.css", *(f"{n}.css" for n in shared),
+                for f in ("common.css", *(f"{n}.css" for n in cls._shared_files),
                           cls.__dict__.get("_css_file", ""))
                 if f and (STATIC / f).is_file()
             )

@@ -124,3 +124,48 @@ def test_bad_input_messages(demo_lens, demo_kept):
     kept_one = KeptQK.from_lens(demo_lens, TEXT, layers=[2])
     with pytest.raises(IndexError, match=r"kept layers are \[2\]"):
         kept_one.pattern(0)
+
+
+def test_public_entry_blocks_and_columns(demo_lens):
+    kept = lensnb.attention_patterns(demo_lens, TEXT, layers=[1, 3])
+    assert isinstance(kept, lensnb.KeptQK) and kept.layers == [1, 3]
+    full = kept.pattern(3)  # [heads, q, k], == HF eager (test above)
+    n = kept.n_pos
+    torch.testing.assert_close(kept.block(3, [2, 6], 4, 11, 2, 9), full[[2, 6], 4:11, 2:9])
+    torch.testing.assert_close(kept.block(3, 5, 0, n), full[5])
+    for key in (0, 7, n - 1):
+        torch.testing.assert_close(kept.column(3, 4, key), full[4, :, key])
+
+
+def test_pooled_windows_ragged_edges_equal_loop(demo_kept, monkeypatch):
+    """Pooled windows (any origin, ragged last blocks, several heads of two KV groups) equal a
+    max over the exact pattern's blocks, also with one row per computed block."""
+    import lensnb.backend.patterns as patterns
+
+    full = demo_kept.pattern(2)  # [heads, q, k]
+    heads = [1, 6]
+    for chunk in (patterns.CHUNK_BYTES, 1):
+        monkeypatch.setattr(patterns, "CHUNK_BYTES", chunk)
+        for q0, q1, k0, k1, size in ((3, 22, 1, 20, 4), (0, demo_kept.n_pos, 5, 17, 3)):
+            tile, (fq, fk) = demo_kept.pooled(2, heads, q0, q1, k0, k1, size=size)
+            assert tile.shape == (2, -(-(q1 - q0) // fq), -(-(k1 - k0) // fk))
+            for a in range(tile.shape[1]):
+                for b in range(tile.shape[2]):
+                    want = full[heads, q0 + a * fq:min(q1, q0 + (a + 1) * fq),
+                                k0 + b * fk:min(k1, k0 + (b + 1) * fk)].amax((1, 2))
+                    torch.testing.assert_close(tile[:, a, b], want, rtol=1e-6, atol=0)
+
+
+def test_sliding_window_blocks_and_columns(make_tiny_model):
+    lens = lensnb.load(str(make_tiny_model("mistral", num_attention_heads=4,
+                                           num_key_value_heads=2, sliding_window=5)))
+    kept = lensnb.attention_patterns(lens, TEXT)
+    truth = hf_attentions(lens, TEXT)[1]  # [heads, q, k] from HF eager
+    n = kept.n_pos
+    torch.testing.assert_close(kept.block(1, [0, 3], 6, n, 0, n - 2), truth[[0, 3], 6:, :n - 2],
+                               rtol=1e-5, atol=1e-6)
+    for key in (0, 9):
+        torch.testing.assert_close(kept.column(1, 2, key), truth[2, :, key], rtol=1e-5,
+                                   atol=1e-6)
+    tile, (fq, fk) = kept.pooled(1, [3], size=4)
+    assert tile[0, -1, 0] == truth[3, (tile.shape[1] - 1) * fq:, :fk].max() == 0  # far keys

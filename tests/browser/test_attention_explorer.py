@@ -83,3 +83,57 @@ def test_token_text_is_shown_literally(explorer_page):
     page.wait_for_timeout(300)
     assert page.lensnb_dialogs == []
     assert page.evaluate("window.__lensnbImgErrors") == 0
+
+
+LONG = 8192  # tokens of standard-library source, one layer: the long-text paths stay fast
+LONG_CELLS = [
+    LOAD_DEMO,
+    "from lensnb.backend.longcontext import stdlib_tokens\n"
+    f"long_tokens = stdlib_tokens(lens, {LONG})\n"
+    "long_explorer = lensnb.AttentionExplorer(lens, long_tokens, layers=[0], progress=False)\n"
+    "long_explorer",
+]
+
+
+@pytest.fixture(scope="module")
+def long_page(jupyter_page):
+    return open_widget(jupyter_page, LONG_CELLS, "attention_explorer_long", "lensnb-attn",
+                       ".lensnb-attn[data-shown-head='0']")
+
+
+def test_long_text_first_view_switch_zoom_and_virtual_text(long_page, lab_kernel):
+    page, root = long_page
+    kernel = lab_kernel(page)
+    assert float(root.get_attribute("data-first-view-ms")) < 2000  # overview made at build
+    assert str(LONG) in root.locator(".lensnb-attn-title").text_content()
+    # head switch: the new head's overview arrives and is shown
+    root.locator(".lensnb-attn-thumb[data-head='5']").click()
+    page.wait_for_selector(".lensnb-attn[data-shown-head='5']", timeout=60_000)
+    assert kernel.eval("print(long_explorer.head)") == "5"
+    # zoom in on the last 64 x 64 cells with the wheel: the exact weight under the cursor is
+    # the kernel's row, and the axis labels switch from positions to tokens
+    canvas = root.locator("canvas.lensnb-attn-heatmap")
+    spot = {"x": MARGIN + PLOT - 2, "y": MARGIN + PLOT - 2}
+    canvas.hover(position=spot)
+    for _ in range(40):
+        page.mouse.wheel(0, -100)
+    page.wait_for_timeout(400)
+    canvas.hover(position={"x": spot["x"] - 1, "y": spot["y"] - 1})
+    hover = root.locator(".lensnb-attn-hover[data-weight]")
+    hover.wait_for()
+    q, k = int(hover.get_attribute("data-q")), int(hover.get_attribute("data-k"))
+    assert q > LONG - 64 and k > LONG - 64
+    truth = float(kernel.eval(f"print(repr(long_explorer.kept.row(0, 5, {q})[{k}].item()))"))
+    assert float(hover.get_attribute("data-weight")) == pytest.approx(truth, rel=1e-5, abs=1e-8)
+    # the text view keeps at most one page of tokens in the DOM and pages through the rest
+    root.locator("button.lensnb-attn-view[data-view='text']").click()
+    box = root.locator(".lensnb-attn-tokens")
+    box.locator(".lensnb-attn-token.chosen[data-weight]").wait_for()
+    n_spans = box.locator(".lensnb-attn-token").count()
+    assert 0 < n_spans <= 1024
+    assert int(box.get_attribute("data-first")) == (LONG - 1) // 1024 * 1024  # the last token
+    root.locator(".lensnb-attn-strip").click(position={"x": 2, "y": 8})
+    page.wait_for_selector(".lensnb-attn-tokens[data-first='0']")
+    assert box.locator(".lensnb-attn-token[data-weight]").count() == n_spans
+    assert page.evaluate("document.querySelectorAll('.lensnb-attn *').length") < 4000
+    assert page.lensnb_dialogs == []

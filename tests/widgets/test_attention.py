@@ -159,6 +159,29 @@ def test_bytes_sent_counts_replies(explorer):
     assert explorer.bytes_sent - before >= 4 * len(explorer.tokens)
 
 
+def test_long_text_builds_first_overview_and_survives_interrupt(demo_lens, monkeypatch):
+    """Above PRECOMPUTE_FROM tokens the first view's overview is made while building; an
+    interrupt during a request becomes an error reply and caches nothing half-made."""
+    monkeypatch.setattr(attention_module, "PRECOMPUTE_FROM", 8)
+    ex = AttentionExplorer(demo_lens, TEXT, layers=[2], head=3)
+    assert list(ex._overviews) == [(2, 3)]
+    kept = ex.kept
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(kept, "_scores", interrupted)
+    ex.send = lambda content, buffers=None: sent.append(content)
+    sent = []
+    ex._on_frontend_msg(ex, {"kind": "request", "id": "7",
+                             "request": {"kind": "tile", "layer": 2, "head": 6}}, [])
+    assert sent[-1]["id"] == "7" and "interrupted" in sent[-1]["error"]
+    assert (2, 6) not in ex._overviews and (2, 6) not in kept._lse
+    monkeypatch.undo()
+    reply, _ = ex.answer({"kind": "tile", "layer": 2, "head": 6})  # usable afterwards
+    assert reply["vmax"] > 0
+
+
 # --------------------------------------------------------------------- Llama 3.2 Vision lenses
 VISION_TEXT = f"def f(x):\n    return x  # {XSS}"
 

@@ -1,87 +1,5 @@
-// AttentionExplorer frontend (lensnb/widgets/attention.py). common.js is concatenated in front:
-// request, unpack, viridis, el are in scope. Token text is untrusted: it only ever reaches the
-// DOM through textContent, and the canvas through fillText.
-
-const PLOT = 480; // heatmap plot area, CSS px
-const MARGIN = 84; // room for token labels left of and above the plot
-const MASKED = [236, 236, 236]; // causally hidden cells
-const MIN_WINDOW = 4; // tokens visible at the deepest zoom
-
-/** A token as a short visible label: whitespace made visible, long tokens cut. */
-function tokenLabel(tok, max = 12) {
-  const shown = String(tok).replace(/\n/g, "↵").replace(/\t/g, "⇥").replace(/\r/g, "␍");
-  return shown.length > max ? shown.slice(0, max - 1) + "…" : shown;
-}
-
-/** 256 colours for a uint8 tile scaled to vmax: byte b is weight b / 255 * vmax. */
-function colourLut(vmax, scale) {
-  const lut = new Uint8ClampedArray(256 * 3);
-  for (let b = 0; b < 256; b++) {
-    const w = (b / 255) * vmax;
-    const [r, g, bl] = viridis(scale === "sqrt" ? Math.sqrt(w) : w);
-    lut[3 * b] = r; lut[3 * b + 1] = g; lut[3 * b + 2] = bl;
-  }
-  return lut;
-}
-
-/**
- * A tile (uint8 [rows, cols], block factors fq x fk, window origin q0/k0) painted on an
- * offscreen canvas, one pixel per cell; blocks entirely above the diagonal are painted as masked.
- */
-function tileCanvas(tile, scale) {
-  const [rows, cols] = tile.shape;
-  const canvas = document.createElement("canvas");
-  canvas.width = Math.max(1, cols);
-  canvas.height = Math.max(1, rows);
-  const ctx = canvas.getContext("2d");
-  const img = ctx.createImageData(canvas.width, canvas.height);
-  const lut = colourLut(tile.vmax, scale);
-  const { fq = 1, fk = 1, q0 = 0, k0 = 0 } = tile;
-  for (let i = 0; i < rows; i++) {
-    const lastQuery = q0 + (i + 1) * fq - 1;
-    for (let j = 0; j < cols; j++) {
-      const o = 4 * (i * cols + j);
-      if (tile.causal && k0 + j * fk > lastQuery) {
-        img.data[o] = MASKED[0]; img.data[o + 1] = MASKED[1]; img.data[o + 2] = MASKED[2];
-      } else {
-        const b = 3 * tile.data[i * cols + j];
-        img.data[o] = lut[b]; img.data[o + 1] = lut[b + 1]; img.data[o + 2] = lut[b + 2];
-      }
-      img.data[o + 3] = 255;
-    }
-  }
-  ctx.putImageData(img, 0, 0);
-  return canvas;
-}
-
-/** A crisp canvas of CSS size w x h. */
-function hiDpiCanvas(w, h, className) {
-  const canvas = el("canvas", className);
-  const dpr = window.devicePixelRatio || 1;
-  canvas.width = Math.round(w * dpr);
-  canvas.height = Math.round(h * dpr);
-  canvas.style.width = `${w}px`;
-  canvas.style.height = `${h}px`;
-  const ctx = canvas.getContext("2d");
-  ctx.scale(dpr, dpr);
-  ctx.imageSmoothingEnabled = false;
-  return [canvas, ctx];
-}
-
-/** Small LRU map. */
-class Lru {
-  constructor(limit) { this.limit = limit; this.map = new Map(); }
-  get(key) {
-    const v = this.map.get(key);
-    if (v !== undefined) { this.map.delete(key); this.map.set(key, v); }
-    return v;
-  }
-  set(key, value) {
-    this.map.delete(key);
-    this.map.set(key, value);
-    while (this.map.size > this.limit) this.map.delete(this.map.keys().next().value);
-  }
-}
+// AttentionExplorer frontend (lensnb/widgets/attention.py), after attention_draw.js and
+// attention_text.js: request, unpack, viridis, el, tileCanvas, textPanel, ... are in scope.
 
 function render({ model, el: root }) {
   const t0 = performance.now();
@@ -330,8 +248,6 @@ function render({ model, el: root }) {
   }
   function onUp() { drag = null; }
 
-  function weightText(w) { return w.toPrecision(6); }
-
   async function exactRow(kind, layer, head, pos) {
     const key = `${kind}:${layer}:${head}:${pos}`;
     let r = rows.get(key);
@@ -503,59 +419,9 @@ function render({ model, el: root }) {
   }
 
   // ---------------------------------------------------------------- text view
-  const roleSel = el("select", "lensnb-attn-role");
-  for (const [v, label] of [["query", "chosen token as query: attention it sends to each token"], ["key", "chosen token as key: attention each token sends to it"]]) {
-    const o = el("option", "", label);
-    o.value = v;
-    roleSel.appendChild(o);
-  }
-  const textNote = el("div", "lensnb-attn-note");
-  const textBox = el("div", "lensnb-attn-tokens");
-  textView.append(roleSel, textNote, textBox);
-  const spans = [];
-  function buildText() {
-    textBox.replaceChildren();
-    spans.length = 0;
-    tokens().forEach((tok, i) => {
-      const s = el("span", "lensnb-attn-token", tok);
-      s.dataset.pos = String(i);
-      s.addEventListener("click", () => { model.set("text_token", i); model.save_changes(); });
-      s.addEventListener("mouseenter", () => {
-        const w = s.dataset.weight;
-        hoverLine.textContent = `token ${i} «${tokenLabel(tok, 24)}»` + (w !== undefined ? `: ${weightText(Number(w))}` : "");
-      });
-      spans.push(s);
-      textBox.appendChild(s);
-    });
-  }
-
-  async function loadText() {
-    const layer = model.get("layer"), head = model.get("head");
-    const role = model.get("text_role");
-    let pos = model.get("text_token");
-    if (pos < 0) pos = N - 1;
-    roleSel.value = role;
-    const gen = ++state.generation;
-    try {
-      const w = await exactRow(role === "query" ? "row" : "column", layer, head, pos);
-      if (gen !== state.generation) return;
-      let max = 0;
-      for (const v of w) max = Math.max(max, v);
-      spans.forEach((s, i) => {
-        const a = max > 0 ? w[i] / max : 0;
-        s.style.backgroundColor = `rgba(33, 102, 172, ${a.toFixed(3)})`;
-        s.style.color = a > 0.55 ? "#fff" : "";
-        s.dataset.weight = String(w[i]);
-        s.classList.toggle("chosen", i === pos);
-      });
-      const toks = tokens();
-      textNote.textContent = (role === "query"
-        ? `L${layer} H${head}: attention query ${pos} «${tokenLabel(toks[pos], 24)}» gives each token`
-        : `L${layer} H${head}: attention each query gives key ${pos} «${tokenLabel(toks[pos], 24)}»`)
-        + `; colour scaled to the largest weight, ${weightText(max)}. Click a token to choose it.`;
-    } catch (err) { showError(err); }
-  }
-  roleSel.addEventListener("change", () => { model.set("text_role", roleSel.value); model.save_changes(); });
+  const text = textPanel({ model, N, tokens, exactRow, hoverLine, showError, state });
+  textView.append(text.element);
+  const buildText = text.build, loadText = text.load;
 
   // ---------------------------------------------------------------- wiring
   function showView() {
