@@ -10,21 +10,15 @@ import json
 import re
 
 import pytest
+from export_chromium import needs_chromium
 
 import lensnb
-from lensnb.export import ChromiumNotFoundError, StaticFallbackWarning, chromium_path
+from lensnb.export import StaticFallbackWarning
 from lensnb.export.fallback import PNG_SCALE, static_fallback
 
 VIEW = "application/vnd.jupyter.widget-view+json"
 Image = pytest.importorskip("PIL.Image", reason="Pillow decodes the PNG fallback")
 
-try:
-    chromium_path()
-    HAVE_CHROMIUM = True
-except ChromiumNotFoundError:
-    HAVE_CHROMIUM = False
-needs_chromium = pytest.mark.skipif(not HAVE_CHROMIUM,
-                                    reason="no chromium: `make test` installs Debian's chromium")
 
 
 def _bundle(widget, **options):

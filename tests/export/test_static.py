@@ -7,20 +7,14 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import plotly.graph_objects as go
 import pytest
+from export_chromium import needs_chromium
 
 import lensnb
-from lensnb.export import ChromiumNotFoundError, chromium_path, save
+from lensnb.export import ChromiumNotFoundError, save
 
 pypdf = pytest.importorskip("pypdf", reason="pypdf (test extra) reads the exported PDFs")
 Image = pytest.importorskip("PIL.Image", reason="Pillow reads the exported PNGs")
 
-try:
-    chromium_path()
-    HAVE_CHROMIUM = True
-except ChromiumNotFoundError:
-    HAVE_CHROMIUM = False
-needs_chromium = pytest.mark.skipif(not HAVE_CHROMIUM,
-                                    reason="no chromium: `make test` installs Debian's chromium")
 
 
 @needs_chromium
