@@ -3,7 +3,8 @@
 #   make test   the whole test suite (what .ci/run calls), installed from the lock
 # More:
 #   make test-latest   the same suite in .venv-latest, on the newest versions pyproject admits
-#   make lock          re-resolve requirements/lock.txt (uv pip compile) from pyproject.toml
+#   make lock          re-resolve requirements/lock.txt (uv pip compile) from pyproject.toml,
+#                      keeping its versions where they still fit (UPGRADE=1: newest)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
@@ -98,6 +99,9 @@ test-latest: latest-env
 lock:
 	@test -x $(TOOLS)/bin/uv || { $(PYTHON) -m venv $(TOOLS) && \
 	  $(TOOLS)/bin/python -m pip install $(PIP_QUIET) "uv==$(UV_VERSION)"; }
+	@# uv keeps the versions already in the output file: only what must change moves, unless
+	@# `make lock UPGRADE=1` (then everything goes to the newest the ranges and pins admit)
+	@$(if $(UPGRADE),rm -f $(LOCK).new,cp $(LOCK) $(LOCK).new)
 	$(TOOLS)/bin/uv pip compile pyproject.toml --extra lab --extra test --extra bench \
 		--constraint $(PINS) --override $(TORCH_CPU) --find-links /opt/wheels \
 		--python-version 3.11 --python-platform x86_64-manylinux_2_28 \

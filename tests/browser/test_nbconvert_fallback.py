@@ -287,17 +287,25 @@ def test_html_png_shows_the_picture_where_scripts_do_not_run(tmp_path, chromium)
 # the tutorial's plotly figures are plotly-mimetype only, which nbconvert cannot show (not lensnb's)
 @pytest.mark.filterwarnings("ignore:Your element with mimetype:UserWarning")
 def test_quickstart_shows_its_explorer_offline_after_nbconvert(tmp_path, chromium):
-    """The first tutorial as a user shares it: executed, converted, opened with no network."""
+    """The first tutorial as a user shares it: executed, converted, opened with no network.
+    Every explorer it displays (the demo's, SmolLM2's) is there and drawn."""
     out = execute_and_convert(REPO / "notebooks" / "01_quickstart.ipynb",
                               tmp_path / "01_quickstart.html")
+    executed = nbformat.read(out.with_suffix(".executed.ipynb"), as_version=4)
+    shown = sum(1 for c in executed.cells if c.cell_type == "code" for o in c.outputs
+                if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+                and "AttentionExplorer" in o["data"].get("text/plain", ""))
+    assert shown >= 1
     offline = OfflinePage(chromium)
     try:
         offline.page.goto(out.as_uri())
-        wait_for_hosts(offline.page, {"AttentionExplorer": 1})
-        host = offline.page.locator(".lensnb-static").first
-        assert shown_errors(host) == []
-        heat = {c["cls"]: c for c in host.evaluate(DRAWN)["canvases"]}["lensnb-attn-heatmap"]
-        assert heat["opaque"] > 10_000 and heat["colours"] > 20, heat
+        wait_for_hosts(offline.page, {"AttentionExplorer": shown})
+        hosts = offline.page.locator(".lensnb-static")
+        for i in range(shown):
+            host = hosts.nth(i)
+            assert shown_errors(host) == []
+            heat = {c["cls"]: c for c in host.evaluate(DRAWN)["canvases"]}["lensnb-attn-heatmap"]
+            assert heat["opaque"] > 10_000 and heat["colours"] > 20, heat
     finally:
         offline.context.close()
     offline.check_clean()
