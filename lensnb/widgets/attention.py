@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 import traitlets
 
+from ..backend.lens import UnsupportedFeatureError
 from ..backend.patterns import KeptQK, summaries_pooled
 from .base import Buffers, LensWidget, pack
 
@@ -51,8 +52,6 @@ def explorer_layers(lens: Lens, text: TextOrTokens, layers: Sequence[int] | None
     ids = lens.to_tokens(text)
     image_id = getattr(lens.bridge, "image_token_id", None)
     if image_id is not None and bool((ids == image_id).any()):
-        from ..backend.lens import UnsupportedFeatureError
-
         raise UnsupportedFeatureError(
             "AttentionExplorer shows a Llama 3.2 Vision model's self-attention on text alone, "
             f"but the text holds <|image|>: remove it, or see the picture through the {where}")
