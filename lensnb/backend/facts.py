@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from .paths import ASSETS, CONFIGS_DIR
+from .sources import NAMED
 
 ConfigLike = Any  # a PretrainedConfig, a dict, a catalogue name, a path, or a Lens
 
@@ -144,7 +145,6 @@ _config_dict = config_dict  # the name other modules imported first
 
 def _named_config(name: str) -> tuple[str, dict]:
     from .loading import DEMOS, ModelNotFoundError, cached_path
-    from .sources import NAMED
 
     cat = catalogue()
     if name in cat:
@@ -275,8 +275,6 @@ def model_table(names: list[str] | None = None) -> pd.DataFrame:
 
     Always shows ``n_key_value_heads`` next to ``n_heads`` and the ``attention`` kind."""
     if names is None:
-        from .sources import NAMED
-
         names = (list(catalogue()) + [n for n in ("demo", "demo-vision") if _demo_exists(n)]
                  + list(NAMED))
     rows = [facts(n).as_row() for n in names]

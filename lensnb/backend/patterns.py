@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .attention_mode import attention_for
+from .lens import PROGRESS_MIN_TOKENS
 
 if TYPE_CHECKING:
     from .lens import Lens, TextOrTokens
@@ -146,8 +147,6 @@ class KeptQK:
         q: dict[int, torch.Tensor] = {}
         k: dict[int, torch.Tensor] = {}
         last = max(layers)
-        from .lens import PROGRESS_MIN_TOKENS
-
         bar = None
         if progress or (progress is None and tokens.shape[-1] >= PROGRESS_MIN_TOKENS):
             from tqdm.auto import tqdm

@@ -10,6 +10,9 @@ from typing import Any
 
 import torch
 
+from ..fast_path import plain_model
+from ..hook_context import patch as make_patch
+from ..lens import UnsupportedFeatureError
 from .models import Built, picture
 from .result import NotApplicable, Unavailable
 
@@ -63,8 +66,6 @@ def check_pattern(b: Built) -> tuple[float, float, str]:
 def check_split_qkv(b: Built) -> tuple[float, float, str]:
     """Patch each KV group's key input of the last layer: its own query heads move, every
     other head stays bit-identical to a clean run with split QKV on."""
-    from ..lens import UnsupportedFeatureError
-
     lens = b.lens
     ids = lens.to_tokens(PROMPT)
     layer = lens.n_layers - 1
@@ -111,10 +112,6 @@ def _uncached(lens: Any, ids: torch.Tensor, n: int, hooks: list) -> tuple[torch.
 
 
 def _check_generation(b: Built, path: str) -> tuple[float, float, str]:
-    import lensnb
-
-    from ..generation import plain_model
-
     lens = b.lens
     if path == "fast":
         plain, why = plain_model(lens)
@@ -124,7 +121,7 @@ def _check_generation(b: Built, path: str) -> tuple[float, float, str]:
     n_prompt = ids.shape[1]
     value = torch.randn(lens.facts.d_model, generator=torch.Generator().manual_seed(7)) * 3.0
     value = value.to(lens.device, lens.dtype)
-    patch = lensnb.patch(0, "hook_resid_post", position=3, value=value)
+    patch = make_patch(0, "hook_resid_post", position=3, value=value)
     hooks: list = [patch]
     keys: list[tuple[int, int]] = []  # (step, number of keys a hook_pattern hook saw)
     if path == "bridge":

@@ -10,6 +10,9 @@ from typing import Any
 
 import torch
 
+from ..loading import load
+from ..paths import ASSETS
+
 _LLAMA3_ROPE = dict(rope_type="llama3", rope_theta=500000.0, factor=8.0, low_freq_factor=1.0,
                     high_freq_factor=4.0, original_max_position_embeddings=64)
 # layout -> (model_type, config overrides); tiny versions of the real attention layouts
@@ -41,8 +44,6 @@ def versions() -> dict[str, str]:
 def _tokenizer(vision: bool = False) -> Any:
     """The demo model's tokenizer (shipped inside lensnb); with ``<|image|>`` for Mllama."""
     from transformers import AutoTokenizer
-
-    from ..paths import ASSETS
 
     tok = AutoTokenizer.from_pretrained(ASSETS / "demo")
     if vision:
@@ -115,8 +116,6 @@ class Built:
 
 def build(layout: str) -> Built:
     """Build ``layout``'s tiny model, its lens and an untouched HF copy."""
-    from ..loading import load
-
     vision = layout == VISION_LAYOUT
     tok = _tokenizer(vision)
     model = build_mllama(tok) if vision else build_text(layout, tok)
