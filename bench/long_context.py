@@ -81,14 +81,15 @@ def run_case(case: str, n: int) -> dict:
 
     torch.set_num_threads(2)
     import lensnb
-    from lensnb.backend.longcontext import stdlib_tokens
+    from lensnb.analysis.longcontext import stdlib_tokens
 
     lens = lensnb.load("demo")
     tokens = stdlib_tokens(lens, n)
     out: dict = {"case": case, "n": n}
     if case.endswith("(eager)"):  # the code before this issue: no attention switch
-        from lensnb.backend import attention_mode, patterns
-        from lensnb.backend import lens as lens_module
+        from lensnb import lens as lens_module
+        from lensnb.analysis import patterns
+        from lensnb.backends.bridge import attention_mode
 
         noop = contextlib.nullcontext
         for module in (lens_module, patterns):

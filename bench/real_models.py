@@ -44,7 +44,7 @@ def plain_hf(lens: lensnb.Lens, attn: str = "sdpa") -> torch.nn.Module:
     switches to eager attention) the model it wraps, so ``lens.hf_model`` is no baseline."""
     from transformers import AutoModelForCausalLM
 
-    from lensnb.backend.sources import NAMED, converted_path
+    from lensnb.core.sources import NAMED, converted_path
 
     return AutoModelForCausalLM.from_pretrained(converted_path(NAMED[lens.name]),
                                                 dtype=torch.float32,

@@ -5,7 +5,8 @@
     logits, cache = lens.run_with_cache("def f(x):", names="blocks.*.attn.hook_pattern")
     lensnb.AttentionExplorer(lens, "def f(x):\\n    return f(x)")
 
-``import lensnb`` is cheap: torch, transformers and the widgets load on first use.
+``import lensnb`` is cheap: torch, transformers and the widgets load on first use. This module is
+the public layer; the layers under it are described in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -17,53 +18,68 @@ __version__ = "0.1.0"
 
 # public name -> (module, attribute); attribute None means the module itself
 _EXPORTS: dict[str, tuple[str, str | None]] = {
-    # backend
-    "load": (".backend.loading", "load"),
-    "supported_architectures": (".backend.loading", "supported_architectures"),
-    "Lens": (".backend.lens", "Lens"),
-    "facts": (".backend.facts", "facts"),
-    "model_table": (".backend.facts", "model_table"),
-    "ModelFacts": (".backend.facts", "ModelFacts"),
-    "hook_shapes": (".backend.meta", "hook_shapes"),
+    "load": (".loading", "load"),
+    "supported_architectures": (".backends.registry", "supported_architectures"),
+    "cached_path": (".core.sources", "cached_path"),
+    "Lens": (".lens", "Lens"),
+    "facts": (".core.facts", "facts"),
+    "model_table": (".core.facts", "model_table"),
+    "ModelFacts": (".core.facts", "ModelFacts"),
+    "KVGroups": (".core.kv_groups", "KVGroups"),
+    "hook_shapes": (".backends.meta", "hook_shapes"),
     "rope": (".rope", None),
-    "cached_path": (".backend.loading", "cached_path"),
-    "ModelNotFoundError": (".backend.loading", "ModelNotFoundError"),
-    "UnsupportedArchitectureError": (".backend.loading", "UnsupportedArchitectureError"),
-    "MissingModelPackageError": (".backend.sources", "MissingModelPackageError"),
-    "group_summaries": (".backend.gqa", "group_summaries"),
-    "attention_patterns": (".backend.patterns", "attention_patterns"),
-    "KeptQK": (".backend.patterns", "KeptQK"),
-    "long_context_profile": (".backend.longcontext", "long_context_profile"),
-    "LongContextProfile": (".backend.longcontext", "LongContextProfile"),
-    "stdlib_tokens": (".backend.longcontext", "stdlib_tokens"),
-    "PatternMemoryError": (".backend.attention_mode", "PatternMemoryError"),
-    "IDENTITY_PROMPT": (".backend.patching", "IDENTITY_PROMPT"),
-    "Step": (".backend.generation", "Step"),
-    "patch": (".backend.hook_context", "patch"),
-    "patchscope": (".backend.patching", "patchscope"),
-    "save_text_only": (".backend.vision.text_only", "save_text_only"),
-    "UnsupportedFeatureError": (".backend.lens", "UnsupportedFeatureError"),
-    "check": (".backend.selfcheck", "check"),
-    "CheckResult": (".backend.selfcheck", "CheckResult"),
-    # widgets
+    "group_summaries": (".core.kv_groups", "group_summaries"),
+    "KVGroupView": (".analysis.kv_views", "KVGroupView"),
+    "LogitAttribution": (".analysis.attribution", "LogitAttribution"),
+    "attention_patterns": (".analysis.patterns", "attention_patterns"),
+    "KeptQK": (".analysis.patterns", "KeptQK"),
+    "long_context_profile": (".analysis.longcontext", "long_context_profile"),
+    "LongContextProfile": (".analysis.longcontext", "LongContextProfile"),
+    "stdlib_tokens": (".analysis.longcontext", "stdlib_tokens"),
+    "patch": (".interventions.hook_context", "patch"),
+    "Patch": (".interventions.hook_context", "Patch"),
+    "HookContext": (".interventions.hook_context", "HookContext"),
+    "Generation": (".interventions.generation_results", "Generation"),
+    "Step": (".interventions.generation_results", "Step"),
+    "LogitLensStep": (".interventions.generation_results", "LogitLensStep"),
+    "patchscope": (".interventions.patchscope", "patchscope"),
+    "PatchscopeResult": (".interventions.patchscope", "PatchscopeResult"),
+    "IDENTITY_PROMPT": (".interventions.patchscope", "IDENTITY_PROMPT"),
+    "save_text_only": (".backends.mllama.text_only", "save_text_only"),
+    "check": (".selfcheck", "check"),
+    "CheckResult": (".selfcheck", "CheckResult"),
     "AttentionExplorer": (".widgets.attention", "AttentionExplorer"),
     "RopeSpectrum": (".widgets.rope_spectrum", "RopeSpectrum"),
     "GenerationStepper": (".widgets.generation_stepper", "GenerationStepper"),
     "ImageAttention": (".widgets.image_attention", "ImageAttention"),
-    # export
     "export": (".export", None),
     "save": (".export", "save"),
-    "options": (".settings", "options"),
+    "options": (".core.settings", "options"),
+    "ModelNotFoundError": (".core.errors", "ModelNotFoundError"),
+    "UnsupportedArchitectureError": (".core.errors", "UnsupportedArchitectureError"),
+    "UnsupportedFeatureError": (".core.errors", "UnsupportedFeatureError"),
+    "ContextLengthError": (".core.errors", "ContextLengthError"),
+    "GQAError": (".core.errors", "GQAError"),
+    "UnknownHookError": (".core.hooks", "UnknownHookError"),
+    "MissingModelPackageError": (".core.sources", "MissingModelPackageError"),
+    "PatternMemoryError": (".backends.bridge.attention_mode", "PatternMemoryError"),
+    "CacheNotFilledError": (".backends.kv_cache", "CacheNotFilledError"),
+    "ImageInputError": (".backends.mllama.images", "ImageInputError"),
+    "ImageTokenError": (".backends.mllama.hooked", "ImageTokenError"),
+    "ChromiumNotFoundError": (".export.render", "ChromiumNotFoundError"),
 }
 
 __all__ = [
-    "AttentionExplorer", "CheckResult", "GenerationStepper", "IDENTITY_PROMPT",
-    "ImageAttention", "KeptQK", "Lens", "LongContextProfile", "MissingModelPackageError",
-    "ModelFacts", "ModelNotFoundError", "PatternMemoryError", "RopeSpectrum", "Step",
-    "UnsupportedArchitectureError", "UnsupportedFeatureError", "attention_patterns",
-    "cached_path", "check", "export", "facts", "group_summaries", "hook_shapes", "load",
-    "long_context_profile", "model_table", "options", "patch", "patchscope", "rope", "save",
-    "save_text_only", "stdlib_tokens", "supported_architectures",
+    "AttentionExplorer", "CacheNotFilledError", "CheckResult", "ChromiumNotFoundError",
+    "ContextLengthError", "GQAError", "Generation", "GenerationStepper", "HookContext",
+    "IDENTITY_PROMPT", "ImageAttention", "ImageInputError", "ImageTokenError", "KVGroupView",
+    "KVGroups", "KeptQK", "Lens", "LogitAttribution", "LogitLensStep", "LongContextProfile",
+    "MissingModelPackageError", "ModelFacts", "ModelNotFoundError", "Patch", "PatchscopeResult",
+    "PatternMemoryError", "RopeSpectrum", "Step", "UnknownHookError",
+    "UnsupportedArchitectureError", "UnsupportedFeatureError", "attention_patterns", "cached_path",
+    "check", "export", "facts", "group_summaries", "hook_shapes", "load", "long_context_profile",
+    "model_table", "options", "patch", "patchscope", "rope", "save", "save_text_only",
+    "stdlib_tokens", "supported_architectures",
 ]
 
 
@@ -83,28 +99,37 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs
     from . import export, rope
-    from .backend.attention_mode import PatternMemoryError
-    from .backend.facts import ModelFacts, facts, model_table
-    from .backend.generation import Step
-    from .backend.gqa import group_summaries
-    from .backend.hook_context import patch
-    from .backend.lens import Lens, UnsupportedFeatureError
-    from .backend.loading import (
+    from .analysis.attribution import LogitAttribution
+    from .analysis.kv_views import KVGroupView
+    from .analysis.longcontext import LongContextProfile, long_context_profile, stdlib_tokens
+    from .analysis.patterns import KeptQK, attention_patterns
+    from .backends.bridge.attention_mode import PatternMemoryError
+    from .backends.kv_cache import CacheNotFilledError
+    from .backends.meta import hook_shapes
+    from .backends.mllama.hooked import ImageTokenError
+    from .backends.mllama.images import ImageInputError
+    from .backends.mllama.text_only import save_text_only
+    from .backends.registry import supported_architectures
+    from .core.errors import (
+        ContextLengthError,
+        GQAError,
         ModelNotFoundError,
         UnsupportedArchitectureError,
-        cached_path,
-        load,
-        supported_architectures,
+        UnsupportedFeatureError,
     )
-    from .backend.longcontext import LongContextProfile, long_context_profile, stdlib_tokens
-    from .backend.meta import hook_shapes
-    from .backend.patching import IDENTITY_PROMPT, patchscope
-    from .backend.patterns import KeptQK, attention_patterns
-    from .backend.selfcheck import CheckResult, check
-    from .backend.sources import MissingModelPackageError
-    from .backend.vision.text_only import save_text_only
+    from .core.facts import ModelFacts, facts, model_table
+    from .core.hooks import UnknownHookError
+    from .core.kv_groups import KVGroups, group_summaries
+    from .core.settings import options
+    from .core.sources import MissingModelPackageError, cached_path
     from .export import save
-    from .settings import options
+    from .export.render import ChromiumNotFoundError
+    from .interventions.generation_results import Generation, LogitLensStep, Step
+    from .interventions.hook_context import HookContext, Patch, patch
+    from .interventions.patchscope import IDENTITY_PROMPT, PatchscopeResult, patchscope
+    from .lens import Lens
+    from .loading import load
+    from .selfcheck import CheckResult, check
     from .widgets.attention import AttentionExplorer
     from .widgets.generation_stepper import GenerationStepper
     from .widgets.image_attention import ImageAttention

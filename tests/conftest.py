@@ -11,25 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from layouts import DEMO_DIR, LAYOUTS, REPO  # noqa: F401  (fixtures below use them)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(min(2, torch.get_num_threads()))
-
-REPO = Path(__file__).resolve().parent.parent
-DEMO_DIR = REPO / "lensnb" / "assets" / "demo"
-
-# Small versions of real attention layouts: (model_type, config overrides).
-LAYOUTS: dict[str, tuple[str, dict]] = {
-    "mha-llama": ("llama", dict(num_attention_heads=4, num_key_value_heads=4)),
-    "gqa-llama3": ("llama", dict(num_attention_heads=8, num_key_value_heads=2)),
-    "gqa-mistral-32-8": ("mistral", dict(num_attention_heads=32, num_key_value_heads=8,
-                                         hidden_size=128, head_dim=8)),
-    "gqa-qwen2-bias": ("qwen2", dict(num_attention_heads=8, num_key_value_heads=2)),
-    "mqa-gemma": ("gemma", dict(num_attention_heads=8, num_key_value_heads=1, head_dim=16)),
-}
-
 
 @pytest.fixture(scope="session")
 def demo_lens():

@@ -22,8 +22,8 @@ _REFERENCES: dict[str, Any] = {}
 def require_named(name: str) -> Any:
     """The registry entry of ``name``; skips, saying how to install it, when its package is
     not installed (``make test`` installs requirements/models.txt, so CI never skips)."""
-    from lensnb.backend.sources import NAMED, MissingModelPackageError
-    from lensnb.backend.sources.gguf import check_installed
+    from lensnb.core.sources import NAMED, MissingModelPackageError
+    from lensnb.core.sources.gguf import check_installed
 
     model = NAMED[name]
     try:
@@ -51,7 +51,7 @@ def load_reference(name: str) -> Any:
 
     from transformers import AutoModelForCausalLM
 
-    from lensnb.backend.sources.gguf import gguf_file
+    from lensnb.core.sources.gguf import gguf_file
 
     if name not in _REFERENCES:
         model = require_named(name)

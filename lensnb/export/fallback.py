@@ -29,7 +29,7 @@ import html
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from ..settings import STATIC_FALLBACKS, options
+from ..core.settings import STATIC_FALLBACKS, options
 from .html import widget_fragment
 from .saving import render_view
 

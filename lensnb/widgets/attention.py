@@ -20,14 +20,14 @@ import torch
 import torch.nn.functional as F
 import traitlets
 
-from ..backend.lens import UnsupportedFeatureError
-from ..backend.patterns import KeptQK, summaries_pooled
+from ..analysis.patterns import KeptQK, summaries_pooled
+from ..lens import UnsupportedFeatureError
 from .base import Buffers, LensWidget, pack
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-    from ..backend.lens import Lens, TextOrTokens
+    from ..lens import Lens, TextOrTokens
 
 OVERVIEW = 512  # largest side of an overview or zoom tile sent to the browser (cells)
 THUMB = 48  # side of a head-grid thumbnail

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 import traitlets
 
-from ..backend.generation import Step, steps
-from ..backend.patching import Patch, patch
-from ..backend.vision.hooked import HookedMllama
-from ..backend.vision.images import IMAGE_TOKEN, ImageLayout, image_layout, open_image
+from ..backends.mllama.hooked import HookedMllama
+from ..backends.mllama.images import IMAGE_TOKEN, ImageLayout, image_layout, open_image
+from ..interventions.generation import Step, steps
+from ..interventions.patchscope import Patch, patch
 from .base import Buffers, LensWidget, pack
 from .image_overlay import (
     MODES,
@@ -38,7 +38,7 @@ from .image_overlay import (
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-    from ..backend.lens import Lens
+    from ..lens import Lens
 
 # Hooks offered in the patch panel (all on the fast path).
 PATCH_HOOKS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out",
@@ -150,11 +150,11 @@ class GenerationStepper(LensWidget):
 
     @traitlets.validate("cross_head")
     def _valid_cross_head(self, proposal: dict) -> int:
-        return self.lens._check_head(proposal["value"])
+        return self.lens.kv_groups.check_head(proposal["value"])
 
     @traitlets.validate("cross_kv_group")
     def _valid_cross_kv_group(self, proposal: dict) -> int:
-        return self.lens._check_kv_head(proposal["value"])
+        return self.lens.kv_groups.check_kv_head(proposal["value"])
 
     # ------------------------------------------------------------------ stepping
     def _generator(self) -> Iterator[Step]:

@@ -2,7 +2,7 @@
 
 Pick a text token, a cross-attention layer and a head (or a KV group, or the mean over heads):
 the cross-attention pattern over that image's tokens is drawn as a heatmap over the picture,
-tiles mapped back to where they came from (``lensnb.backend.vision.images.ImageLayout``). A
+tiles mapped back to where they came from (``lensnb.backends.mllama.images.ImageLayout``). A
 chart shows each cross-attention layer's gate values ``tanh(gate)`` (attention and MLP), which
 scale how much the layer writes into the residual stream.
 
@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import traitlets
 
-from ..backend.vision.hooked import HookedMllama
-from ..backend.vision.images import IMAGE_TOKEN, ImageLayout, image_layout, open_image
+from ..backends.mllama.hooked import HookedMllama
+from ..backends.mllama.images import IMAGE_TOKEN, ImageLayout, image_layout, open_image
 from .base import Buffers, LensWidget, pack
 from .image_overlay import (
     MODES,
@@ -33,7 +33,7 @@ from .image_overlay import (
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-    from ..backend.lens import Lens
+    from ..lens import Lens
 
 MAX_EXPORT_REQUESTS = 2000
 
@@ -123,12 +123,12 @@ class ImageAttention(LensWidget):
 
     @traitlets.validate("head")
     def _valid_head(self, proposal: dict) -> int:
-        self._lens._check_head(proposal["value"])
+        self._lens.kv_groups.check_head(proposal["value"])
         return proposal["value"]
 
     @traitlets.validate("kv_group")
     def _valid_kv_group(self, proposal: dict) -> int:
-        self._lens._check_kv_head(proposal["value"])
+        self._lens.kv_groups.check_kv_head(proposal["value"])
         return proposal["value"]
 
     # ------------------------------------------------------------------ data

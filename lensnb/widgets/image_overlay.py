@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..backend.vision.images import ImageLayout
+from ..backends.mllama.images import ImageLayout
 
 if TYPE_CHECKING:
-    from ..backend.lens import Lens
+    from ..lens import Lens
 
 MODES = ("head", "kv_group", "mean")
 PREVIEW_PX = 384  # longest side of the picture sent to the browser
@@ -32,7 +32,7 @@ def head_weights(lens: Lens, pattern: torch.Tensor, mode: str, head: int = 0,
     (``mode="head"``), the mean over the heads sharing KV head ``kv_group`` (``"kv_group"``)
     or the mean over all heads (``"mean"``)."""
     if mode == "head":
-        return pattern[lens._check_head(head)]
+        return pattern[lens.kv_groups.check_head(head)]
     if mode == "kv_group":
         return pattern[lens.heads_of_kv(kv_group)].mean(0)
     if mode == "mean":

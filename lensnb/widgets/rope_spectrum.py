@@ -16,15 +16,15 @@ import numpy as np
 import torch
 import traitlets
 
-from ..backend import rope
-from ..backend.facts import catalogue
+from ..analysis import rope
+from ..core.facts import catalogue
 from ..export.style import OKABE_ITO
 from .base import Buffers, LensWidget, pack
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-    from ..backend.lens import Lens
+    from ..lens import Lens
 
 TABS = ("spectrum", "usage", "decay")
 Y_AXES = ("wavelength", "inv_freq")
@@ -49,8 +49,8 @@ LLAMA31_FALLBACK = {
 
 
 def _label(config_or_lens: Any) -> str:
-    from ..backend.facts import _config_dict
-    from ..backend.lens import Lens
+    from ..core.facts import _config_dict
+    from ..lens import Lens
 
     if isinstance(config_or_lens, Lens):
         return config_or_lens.name
@@ -103,7 +103,7 @@ class RopeSpectrum(LensWidget):
                  compare: Sequence[Any] | Mapping[str, Any] | None = DEFAULT_COMPARE,
                  text: Any = None, tab: str = "spectrum", y_axis: str = "wavelength",
                  log_y: bool = True) -> None:
-        from ..backend.lens import Lens
+        from ..lens import Lens
 
         if config_or_lens is None:
             config_or_lens = DEFAULT_CONFIG if DEFAULT_CONFIG in catalogue() else LLAMA31_FALLBACK

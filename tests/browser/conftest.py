@@ -15,9 +15,7 @@ it with ``?reset``, runs all cells and returns the Playwright ``Page`` once the 
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,19 +30,6 @@ from jupyterlab_harness import (
     watch_page,
     write_notebook,
 )
-
-# pytest imports every conftest.py as the top-level module "conftest", so this file can shadow
-# tests/conftest.py for test modules that do `from conftest import LAYOUTS`: re-export its names.
-_ROOT_CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
-_root = next((m for m in list(sys.modules.values())
-              if getattr(m, "__file__", None) == str(_ROOT_CONFTEST)), None)
-if _root is None:
-    _spec = importlib.util.spec_from_file_location("lensnb_tests_root_conftest", _ROOT_CONFTEST)
-    _root = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_root)
-for _name in ("LAYOUTS", "REPO", "DEMO_DIR", "NetworkBlocked"):
-    if hasattr(_root, _name):
-        globals()[_name] = getattr(_root, _name)
 
 
 def pytest_collection_modifyitems(items: list) -> None:

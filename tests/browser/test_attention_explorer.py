@@ -88,7 +88,7 @@ def test_token_text_is_shown_literally(explorer_page):
 LONG = 8192  # tokens of standard-library source, one layer: the long-text paths stay fast
 LONG_CELLS = [
     LOAD_DEMO,
-    "from lensnb.backend.longcontext import stdlib_tokens\n"
+    "from lensnb.analysis.longcontext import stdlib_tokens\n"
     f"long_tokens = stdlib_tokens(lens, {LONG})\n"
     "long_explorer = lensnb.AttentionExplorer(lens, long_tokens, layers=[0], progress=False)\n"
     "long_explorer",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from jupyterlab_harness import open_widget
 
-import lensnb.backend.loading as loading
+import lensnb.loading as loading
 
 pytestmark = pytest.mark.skipif(
     not (loading.DEMOS["demo-vision"] / "config.json").is_file(),

@@ -89,7 +89,7 @@ def _drawn(root) -> list[int]:
 
 
 def test_captioning_step_draws_cross_attention(jupyter_page, lab_kernel):
-    import lensnb.backend.loading as loading
+    import lensnb.loading as loading
 
     if not (loading.DEMOS["demo-vision"] / "config.json").is_file():
         pytest.skip("the embedded demo-vision model is missing (scripts/train_demo_vision.py)")

@@ -9,7 +9,7 @@ import json
 import pytest
 from jupyterlab_harness import screenshot, widget_output
 
-import lensnb.backend.loading as loading
+import lensnb.loading as loading
 
 pytestmark = pytest.mark.skipif(
     not (loading.DEMOS["demo-vision"] / "config.json").is_file(),

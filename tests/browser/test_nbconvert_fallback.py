@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from jupyterlab_harness import LOAD_DEMO, REPO, write_notebook
 
-import lensnb.backend.loading as loading
+import lensnb.loading as loading
 
 nbformat = pytest.importorskip("nbformat", reason="nbformat (test extra) writes the notebook")
 pytestmark = [

@@ -11,7 +11,7 @@ import torch
 from mllama_fixtures import hf_mllama, mllama_dir, picture, vision_lens  # noqa: F401
 
 import lensnb
-from lensnb.backend.vision.images import image_layout
+from lensnb.backends.mllama.images import image_layout
 
 TEXT = "<|image|>a picture of a cat"
 

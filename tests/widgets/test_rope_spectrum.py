@@ -15,7 +15,7 @@ from mllama_fixtures import mllama_dir, vision_lens  # noqa: F401
 
 import lensnb
 from lensnb import UnsupportedFeatureError, rope
-from lensnb.backend.facts import catalogue
+from lensnb.core.facts import catalogue
 from lensnb.widgets.base import STATIC
 
 LLAMA31 = {  # published Llama 3.1 values (independent of the catalogue)

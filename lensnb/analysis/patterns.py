@@ -1,0 +1,402 @@
+"""Attention patterns recomputed on demand from the rotated queries and keys.
+
+Holding every pattern of a long text costs ``n_layers x n_heads x N^2`` numbers (an 8B model at
+4,096 tokens: 17 G floats). ``KeptQK`` keeps only what produces them, the post-RoPE queries and
+keys (``blocks.{l}.attn.hook_rot_q`` ``[pos, n_heads, d_head]`` and ``hook_rot_k``
+``[pos, n_kv, d_head]``), and recomputes one head's pattern, a block of rows, one row, one column
+or a max-pooled overview when asked. The recomputation is the model's own:
+``softmax(q k^T * scaling + causal/sliding-window mask)`` in float32, with query head ``h``
+reading KV head ``h // group_size``; it equals ``hook_pattern``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+
+from ..backends.bridge.attention_mode import attention_for
+from ..lens import PROGRESS_MIN_TOKENS
+
+if TYPE_CHECKING:
+    from ..lens import Lens, TextOrTokens
+
+CHUNK_BYTES = 32 * 2**20  # working memory for one block of score rows
+
+
+class _Enough(Exception):
+    """Raised from the last kept layer's key hook to end the forward pass early."""
+
+
+@dataclass(frozen=True)
+class LayerAttention:
+    """What a layer's softmax needs besides q and k."""
+
+    scaling: float
+    softcap: float | None = None  # Gemma 2 style tanh capping of the scores
+    window: int | None = None  # sliding window: query i sees keys j with i - j < window
+
+
+def layer_attention(lens: Lens, layer: int) -> LayerAttention:
+    """Scaling, logit soft-cap and sliding window of ``layer``, read off the HF attention module."""
+    hf_attn = getattr(lens.bridge.blocks[layer].attn, "original_component", None)
+    if getattr(hf_attn, "sinks", None) is not None:
+        raise NotImplementedError(
+            "attention sinks (GPT-OSS) are not supported by the pattern recomputation yet"
+        )
+    cfg = lens.hf_config
+    d_head = lens.facts.d_head
+    scaling = float(getattr(hf_attn, "scaling", d_head**-0.5))
+    softcap = getattr(hf_attn, "attn_logit_softcapping", None)
+    window = getattr(cfg, "sliding_window", None)
+    layer_types = getattr(cfg, "layer_types", None)
+    if layer_types is not None and layer_types[layer] != "sliding_attention":
+        window = None
+    if window is not None and not getattr(cfg, "use_sliding_window", True):
+        window = None
+    return LayerAttention(scaling, float(softcap) if softcap else None,
+                          int(window) if window else None)
+
+
+def scores_block(q: torch.Tensor, k: torch.Tensor, spec: LayerAttention, q_start: int,
+                 n_keys: int | None = None) -> torch.Tensor:
+    """Masked pre-softmax scores of a block of query rows.
+
+    q: ``[heads, rows, d_head]`` (query positions ``q_start ..``); k: ``[pos, d_head]``.
+    Returns ``[heads, rows, n_keys]`` float32 (``n_keys`` defaults to all keys) with ``-inf``
+    where the causal or sliding-window mask hides a key. The order of operations is HF eager's
+    (``q k^T``, then ``* scaling``, then the soft-cap); the mask is applied only to the key
+    columns it can reach (the diagonal band and, with a window, the far band).
+    """
+    n_keys = k.shape[0] if n_keys is None else n_keys
+    s = torch.matmul(q.float(), k[:n_keys].float().transpose(0, 1)).mul_(spec.scaling)
+    if spec.softcap is not None:
+        s = torch.tanh(s.div_(spec.softcap)).mul_(spec.softcap)
+    rows = q.shape[1]
+    qi = torch.arange(q_start, q_start + rows, device=s.device)[:, None]
+    lo = min(q_start, n_keys)  # columns before the block's first query are never "future"
+    if lo < n_keys:
+        kj = torch.arange(lo, n_keys, device=s.device)[None, :]
+        s[..., lo:].masked_fill_(kj > qi, float("-inf"))
+    if spec.window is not None:
+        far = min(n_keys, max(0, q_start + rows - spec.window))  # keys some row cannot see
+        if far:
+            kj = torch.arange(far, device=s.device)[None, :]
+            s[..., :far].masked_fill_(qi - kj >= spec.window, float("-inf"))
+    return s
+
+
+def _pool_keys(s: torch.Tensor, f: int) -> torch.Tensor:
+    """Max over consecutive groups of ``f`` columns (the last one ragged).
+
+    ``[..., n] -> [..., ceil(n / f)]``."""
+    n = s.shape[-1]
+    if f == 1:
+        return s
+    full = n // f * f
+    parts = [s[..., :full].unflatten(-1, (n // f, f)).amax(-1)] if full else []
+    if full < n:
+        parts.append(s[..., full:].amax(-1, keepdim=True))
+    return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+
+
+class KeptQK:
+    """The rotated queries and keys of some layers of one text; patterns recomputed from them.
+
+    Build with ``KeptQK.from_lens(lens, text, layers)``. Memory:
+    ``len(layers) x pos x (n_heads + n_kv) x d_head`` numbers (see ``nbytes``), never ``pos^2``
+    per head beyond one block of rows (``CHUNK_BYTES``) while computing.
+    """
+
+    def __init__(self, q: dict[int, torch.Tensor], k: dict[int, torch.Tensor],
+                 specs: dict[int, LayerAttention]):
+        self.q = q  # layer -> [pos, n_heads, d_head]
+        self.k = k  # layer -> [pos, n_kv, d_head]
+        self.specs = specs
+        first = next(iter(q.values()))
+        self.n_pos, self.n_heads, self.d_head = first.shape
+        self.n_kv = next(iter(k.values())).shape[1]
+        if self.n_heads % self.n_kv:
+            raise ValueError(f"{self.n_heads} query heads do not split into {self.n_kv} KV heads")
+        self.group_size = self.n_heads // self.n_kv
+        self._lse: dict[tuple[int, int], torch.Tensor] = {}  # (layer, head) -> [pos]
+
+    @classmethod
+    def from_lens(cls, lens: Lens, text: TextOrTokens, layers: Sequence[int] | None = None,
+                  *, progress: bool | None = None) -> KeptQK:
+        """Run ``lens`` once on one text, keeping ``hook_rot_q``/``hook_rot_k`` of ``layers``.
+
+        ``progress``: a bar over the layers run (default: from ``PROGRESS_MIN_TOKENS`` tokens).
+        An interrupt leaves the model as it was (no hook or attention switch stays behind).
+        """
+        layers = list(range(lens.n_layers)) if layers is None else list(layers)
+        if not layers:
+            raise ValueError("layers is empty: pass at least one layer index")
+        for layer in layers:
+            if not isinstance(layer, int) or not 0 <= layer < lens.n_layers:
+                raise IndexError(
+                    f"layer {layer!r} is out of range: valid layers are 0..{lens.n_layers - 1}"
+                )
+        tokens = lens.to_tokens(text)
+        if tokens.shape[0] != 1:
+            raise ValueError(f"attention patterns take one text, got a batch of {tokens.shape[0]}")
+        q: dict[int, torch.Tensor] = {}
+        k: dict[int, torch.Tensor] = {}
+        last = max(layers)
+        bar = None
+        if progress or (progress is None and tokens.shape[-1] >= PROGRESS_MIN_TOKENS):
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(layers), desc=f"{lens.name}: keeping q/k", leave=False)
+
+        def keep(store: dict[int, torch.Tensor], layer: int, stop: bool = False):
+            def hook(tensor: torch.Tensor, hook: Any) -> None:
+                # [pos, heads, d_head], row-major (the sdpa path hands a transposed view)
+                store[layer] = tensor[0].detach().clone(memory_format=torch.contiguous_format)
+                if bar is not None and store is k:
+                    bar.update(1)
+                if stop:  # nothing after the last kept keys is needed: skip its N^2 scores
+                    raise _Enough
+            return hook
+
+        hooks = []
+        for layer in layers:
+            hooks.append((lens.hook_name("attn.hook_rot_q", layer), keep(q, layer)))
+            hooks.append((lens.hook_name("attn.hook_rot_k", layer),
+                          keep(k, layer, stop=layer == last)))
+        # lensnb's hooked Llama 3.2 Vision has no stop_at_layer; _Enough ends its run instead
+        stop_at = {} if lens.is_vision else {"stop_at_layer": last + 1}
+        try:  # memory-efficient attention: no layer builds its N^2 scores
+            with torch.no_grad(), attention_for(lens, (), tokens):
+                lens.bridge.run_with_hooks(tokens, fwd_hooks=hooks, return_type=None, **stop_at)
+        except _Enough:
+            pass
+        finally:
+            if bar is not None:
+                bar.close()
+        missing = [la for la in layers if la not in q or la not in k]
+        if missing:
+            raise RuntimeError(f"hook_rot_q/hook_rot_k did not fire for layers {missing}")
+        specs = {layer: layer_attention(lens, layer) for layer in layers}
+        return cls({la: q[la] for la in layers}, {la: k[la] for la in layers}, specs)
+
+    # ------------------------------------------------------------------ bookkeeping
+    @property
+    def layers(self) -> list[int]:
+        return list(self.q)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the kept queries and keys (plus per-row normalisers)."""
+        qk = sum(t.numel() * t.element_size() for t in (*self.q.values(), *self.k.values()))
+        return qk + sum(t.numel() * t.element_size() for t in self._lse.values())
+
+    def _check(self, layer: int, heads: Sequence[int]) -> None:
+        if layer not in self.q:
+            raise IndexError(f"layer {layer!r} was not kept: kept layers are {self.layers}")
+        for h in heads:
+            if not isinstance(h, int) or not 0 <= h < self.n_heads:
+                raise IndexError(
+                    f"query head {h!r} is out of range: valid heads are 0..{self.n_heads - 1}"
+                )
+
+    def _scores(self, layer: int, heads: Sequence[int], q0: int, q1: int, step: int = 1,
+                ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """Masked scores of rows ``q0..q1`` of ``heads`` in blocks.
+
+        Yields ``(row_start, scores [heads, rows, n_keys], lse [heads, rows])`` where
+        ``n_keys`` is the block's last row + 1 (causal: no row sees a later key) and ``lse`` the
+        rows' log-sum-exp (the softmax normaliser). Heads are grouped by KV head so each block
+        is one matmul per KV head; blocks hold a multiple of ``step`` rows (aligned pooling).
+        Working memory: about ``CHUNK_BYTES``.
+        """
+        self._check(layer, heads)
+        q_all, k_all, spec = self.q[layer], self.k[layer], self.specs[layer]
+        per_row = max(1, len(heads)) * self.n_pos * 4 * 2
+        rows = max(step, (CHUNK_BYTES // per_row) // step * step)
+        kv_of = [h // self.group_size for h in heads]
+        groups = [(kv, [i for i, g in enumerate(kv_of) if g == kv]) for kv in sorted(set(kv_of))]
+        full = q0 == 0 and q1 == self.n_pos  # then the rows' normalisers are kept
+        lses = {h: torch.empty(self.n_pos, device=q_all.device) for h in heads} if full else {}
+        for start in range(q0, q1, rows):
+            stop = min(q1, start + rows)
+            if len(groups) == 1:
+                kv, idx = groups[0]
+                qh = q_all[start:stop, heads].transpose(0, 1)  # [h, rows, d]
+                s = scores_block(qh, k_all[:, kv], spec, start, stop)
+            else:
+                s = torch.empty(len(heads), stop - start, stop, device=q_all.device)
+                for kv, idx in groups:
+                    qh = q_all[start:stop, [heads[i] for i in idx]].transpose(0, 1)
+                    s[idx] = scores_block(qh, k_all[:, kv], spec, start, stop)
+            lse = torch.logsumexp(s, dim=-1)  # [h, rows]
+            for j, h in enumerate(lses):
+                lses[h][start:stop] = lse[j]
+            yield start, s, lse
+        for h, t in lses.items():  # only a pass that ran to the end (not interrupted) counts
+            self._lse[(layer, h)] = t
+
+    def _rows(self, layer: int, heads: Sequence[int], q0: int, q1: int, step: int = 1,
+              ) -> Iterator[tuple[int, torch.Tensor]]:
+        """Pattern rows ``q0..q1`` of ``heads`` in blocks: ``(row_start, [heads, rows, pos])``."""
+        for start, s, lse in self._scores(layer, heads, q0, q1, step):
+            out = s.new_zeros(s.shape[0], s.shape[1], self.n_pos)
+            torch.exp(s - lse[..., None], out=out[..., :s.shape[-1]])
+            yield start, out
+
+    def normalisers(self, layer: int, head: int) -> torch.Tensor:
+        """Log-sum-exp of every row's scores ``[pos]`` (one pass over the head; then cached)."""
+        self._check(layer, [head])
+        if (layer, head) not in self._lse:
+            for _ in self._scores(layer, [head], 0, self.n_pos):
+                pass
+        return self._lse[(layer, head)]
+
+    # ------------------------------------------------------------------ patterns
+    def pattern(self, layer: int, heads: int | Sequence[int] | None = None,
+                rows: slice | None = None) -> torch.Tensor:
+        """Exact pattern rows ``[heads, rows, pos]`` (``[rows, pos]`` for one int head), float32.
+
+        Equals ``hook_pattern[0, heads, rows]``. The whole ``[n_heads, pos, pos]`` of a long
+        text is large: ask for the heads and rows you need (``block`` for a window).
+        """
+        one = isinstance(heads, int)
+        hs = self._heads(heads)
+        q0, q1, _ = (rows or slice(None)).indices(self.n_pos)
+        if q1 <= q0:
+            raise IndexError(f"rows {rows!r} select no query position of {self.n_pos}")
+        out = torch.cat([blk for _, blk in self._rows(layer, hs, q0, q1)], dim=1)
+        return out[0] if one else out
+
+    def _heads(self, heads: int | Sequence[int] | None) -> list[int]:
+        if heads is None:
+            return list(range(self.n_heads))
+        return [heads] if isinstance(heads, int) else list(heads)
+
+    def block(self, layer: int, heads: int | Sequence[int] | None, q0: int, q1: int,
+              k0: int = 0, k1: int | None = None) -> torch.Tensor:
+        """Exact window ``pattern[heads, q0:q1, k0:k1]`` ``[heads, q1-q0, k1-k0]`` (``[q, k]``
+        for one int head), normalised over all keys, never holding more than a block of rows."""
+        one = isinstance(heads, int)
+        hs = self._heads(heads)
+        k1 = self.n_pos if k1 is None else k1
+        self._check_window(q0, q1, k0, k1)
+        parts = []
+        for _start, s, lse in self._scores(layer, hs, q0, q1):
+            out = s.new_zeros(s.shape[0], s.shape[1], k1 - k0)
+            hi = min(k1, s.shape[-1])
+            if hi > k0:
+                torch.exp(s[..., k0:hi] - lse[..., None], out=out[..., :hi - k0])
+            parts.append(out)
+        out = torch.cat(parts, dim=1)
+        return out[0] if one else out
+
+    def row(self, layer: int, head: int, query: int) -> torch.Tensor:
+        """Weights query position ``query`` gives every key ``[pos]`` (zeros where masked)."""
+        self._check_pos(query, "query")
+        return self.pattern(layer, head, slice(query, query + 1))[0]
+
+    def column(self, layer: int, head: int, key: int) -> torch.Tensor:
+        """Weight every query position gives key ``key`` ``[pos]`` (zeros where masked).
+
+        Needs every row's normaliser: the first column of a head costs one pass over its
+        scores (``normalisers``), later ones ``pos x d_head``.
+        """
+        self._check_pos(key, "key")
+        lse = self.normalisers(layer, head)
+        spec = self.specs[layer]
+        kv = head // self.group_size
+        q = self.q[layer][:, head].float()  # [pos, d]
+        s = torch.matmul(q, self.k[layer][key, kv].float()).mul_(spec.scaling)  # [pos]
+        if spec.softcap is not None:
+            s = torch.tanh(s / spec.softcap) * spec.softcap
+        qi = torch.arange(self.n_pos, device=s.device)
+        hidden = qi < key
+        if spec.window is not None:
+            hidden |= qi - key >= spec.window
+        return torch.exp(s - lse).masked_fill_(hidden, 0.0)
+
+    def _check_pos(self, pos: int, what: str) -> None:
+        if not isinstance(pos, int) or not 0 <= pos < self.n_pos:
+            raise IndexError(f"{what} position {pos!r} is out of range: 0..{self.n_pos - 1}")
+
+    def _check_window(self, q0: int, q1: int, k0: int, k1: int) -> None:
+        if not (0 <= q0 < q1 <= self.n_pos and 0 <= k0 < k1 <= self.n_pos):
+            raise IndexError(
+                f"window q[{q0}:{q1}] k[{k0}:{k1}] is not inside 0..{self.n_pos} positions"
+            )
+
+    def pooled(self, layer: int, heads: int | Sequence[int] | None = None, q0: int = 0,
+               q1: int | None = None, k0: int = 0, k1: int | None = None, size: int = 512,
+               ) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Max-pooled window ``[q0:q1, k0:k1]`` of the patterns of ``heads`` (an overview).
+
+        Returns ``([heads, ceil(rows/fq), ceil(keys/fk)], (fq, fk))``: each output cell is the
+        largest weight in a ``fq x fk`` block of cells (from ``q0``, ``k0``; edge blocks
+        ragged), chosen so neither side exceeds ``size``. ``fq = fk = 1`` (the exact window)
+        when the window fits. One pass over the scores; the N^2 weights are never held.
+        """
+        hs = self._heads(heads)
+        q1 = self.n_pos if q1 is None else q1
+        k1 = self.n_pos if k1 is None else k1
+        self._check_window(q0, q1, k0, k1)
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"size must be a positive int, got {size!r}")
+        fq, fk = math.ceil((q1 - q0) / size), math.ceil((k1 - k0) / size)
+        n_cols = math.ceil((k1 - k0) / fk)
+        blocks = []
+        for _start, s, lse in self._scores(layer, hs, q0, q1, step=fq):
+            out = s.new_zeros(s.shape[0], s.shape[1], n_cols)
+            hi = min(k1, s.shape[-1])
+            if hi > k0:  # max of exp(s - lse) over a block = exp(max(s) - lse), row by row
+                m = _pool_keys(s[..., k0:hi], fk)
+                torch.exp(m - lse[..., None], out=out[..., :m.shape[-1]])
+            if fq > 1:
+                out = F.max_pool2d(out[None], (fq, 1), ceil_mode=True)[0]
+            blocks.append(out)
+        return torch.cat(blocks, dim=1), (fq, fk)
+
+
+def attention_patterns(lens: Lens, text: TextOrTokens, layers: Sequence[int] | None = None,
+                       *, progress: bool | None = None) -> KeptQK:
+    """Exact attention patterns of one text at any length, without the ``pos^2`` matrices.
+
+    Runs ``lens`` once (memory-efficient attention, up to the last of ``layers``; all by
+    default) and keeps the rotated queries and keys. Then ``.row(layer, head, q)``,
+    ``.column(layer, head, k)``, ``.pattern(layer, heads, rows=slice(..))`` (rows),
+    ``.block(layer, heads, q0, q1, k0, k1)`` (a window) and ``.pooled(layer, heads, size=512)``
+    (a max-pooled overview) recompute what ``hook_pattern`` holds, block by block.
+    ``progress``: a bar over layers (default: on from 2,048 tokens).
+    """
+    return KeptQK.from_lens(lens, text, layers, progress=progress)
+
+
+def summaries_pooled(kept: KeptQK, layer: int, kv_group: int, size: int = 256,
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], tuple[int, int]]:
+    """The heads of one KV group and their summaries, max-pooled to at most ``size`` a side.
+
+    Returns ``(heads [group_size, r, c], {"mean"|"max"|"spread": [r, c]}, (fq, fk))`` where
+    the summaries are ``gqa.group_summaries`` of the exact patterns, pooled block by block.
+    """
+    from ..core.kv_groups import group_summaries
+
+    if not 0 <= kv_group < kept.n_kv:
+        raise IndexError(f"KV group {kv_group!r} is out of range: 0..{kept.n_kv - 1}")
+    heads = list(range(kv_group * kept.group_size, (kv_group + 1) * kept.group_size))
+    n = kept.n_pos
+    f = math.ceil(n / size)
+    parts: dict[str, list[torch.Tensor]] = {"heads": [], "mean": [], "max": [], "spread": []}
+
+    def pool(x: torch.Tensor) -> torch.Tensor:  # [c, r, k] -> pooled
+        return F.max_pool2d(x[None], (f, f), ceil_mode=True)[0] if f > 1 else x
+
+    for _, blk in kept._rows(layer, heads, 0, n, step=f):  # blk [g, rows, pos]
+        parts["heads"].append(pool(blk))
+        for name, t in group_summaries(blk, 1).items():  # [1, rows, pos]
+            parts[name].append(pool(t)[0])
+    heads_t = torch.cat(parts.pop("heads"), dim=1)
+    return heads_t, {name: torch.cat(v, dim=0) for name, v in parts.items()}, (f, f)

@@ -1,1 +1,0 @@
-"""The hooked-model backend: loading, facts, hook names, KV groups."""

@@ -1,0 +1,439 @@
+"""``Lens``: a TransformerBridge, its tokenizer and its facts, with lensnb's conveniences.
+
+Hook names are TransformerLens's (``blocks.{layer}.attn.hook_pattern``); everything else in
+lensnb (KV groups, RoPE, generation, widgets) takes a ``Lens``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .analysis import kv_views
+from .backends.bridge.attention_mode import attention_for
+from .backends.bridge.loading import wrap_module
+from .backends.mllama.text_only import hf_vision_model, text_only_model, text_tokenizer
+from .core import hooks as hooknames
+from .core.errors import ContextLengthError, UnsupportedFeatureError
+from .core.facts import ModelFacts
+from .core.facts import facts as read_facts
+from .core.indices import check_layer
+from .core.kv_groups import KVGroups
+from .core.settings import PROGRESS_MIN_TOKENS
+from .interventions import split_qkv
+
+if TYPE_CHECKING:
+    from transformer_lens.ActivationCache import ActivationCache
+
+TextOrTokens = str | Sequence[str] | torch.Tensor
+
+
+class Lens:
+    """A hooked model ready for exploration. Build one with ``lensnb.load``.
+
+    Attributes:
+        bridge: the TransformerLens ``TransformerBridge`` (hooks, ``run_with_hooks``, ...).
+        tokenizer: the Hugging Face tokenizer.
+        facts: a ``ModelFacts`` (layers, widths, heads, KV heads, RoPE) read off the config.
+        compatibility: whether TransformerLens's compatibility mode (folded norms, centred
+            weights) is on. Off by default: numbers are the raw Hugging Face weights'.
+    """
+
+    def __init__(self, bridge: Any, facts: ModelFacts, *, name: str, compatibility: bool = False,
+                 tokenizer: Any = None):
+        self.bridge = bridge
+        self.facts = facts
+        self.name = name
+        self.compatibility = compatibility
+        self._tokenizer = tokenizer
+
+    @classmethod
+    def from_bridge(cls, bridge: Any, name: str, *, compatibility: bool = False,
+                    tokenizer: Any = None) -> Lens:
+        """A ``Lens`` over a booted ``TransformerBridge`` (eval mode; compatibility mode on when
+        asked); the bridge's own ``to_tokens`` then follows the tokenizer's BOS rule."""
+        bridge.eval()
+        if compatibility:
+            bridge.enable_compatibility_mode(disable_warnings=True)
+        lens = cls(bridge, read_facts(bridge.original_model.config), name=name,
+                   compatibility=compatibility, tokenizer=tokenizer)
+        bridge.cfg.default_prepend_bos = lens._special_rule()[0]
+        return lens
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def tokenizer(self) -> Any:
+        """The model's own Hugging Face tokenizer (``AutoTokenizer.from_pretrained`` of its
+        directory, or the one given to ``lensnb.load(model, tokenizer=...)``). The bridge keeps
+        TransformerLens's copy, which is reloaded with ``add_bos_token=True``."""
+        return self._tokenizer if self._tokenizer is not None else self.bridge.tokenizer
+
+    @property
+    def hf_model(self) -> torch.nn.Module:
+        """The wrapped Hugging Face model (same weights, no hooks)."""
+        return self.bridge.original_model
+
+    @property
+    def hf_config(self) -> Any:
+        return self.hf_model.config
+
+    @property
+    def device(self) -> torch.device:
+        """Where inputs go: the device of the input embedding (layers may be elsewhere)."""
+        return self.hf_model.get_input_embeddings().weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.hf_model.parameters()).dtype
+
+    @property
+    def n_layers(self) -> int:
+        return self.facts.n_layers
+
+    @property
+    def n_heads(self) -> int:
+        return self.facts.n_heads
+
+    @property
+    def n_key_value_heads(self) -> int:
+        return self.facts.n_key_value_heads
+
+    # ------------------------------------------------------------------ KV groups
+    @property
+    def kv_groups(self) -> KVGroups:
+        """How query heads share key/value heads (``facts.kv_groups``)."""
+        return self.facts.kv_groups
+
+    @property
+    def group_size(self) -> int:
+        """Query heads per key/value head."""
+        return self.kv_groups.group_size
+
+    def kv_head_of(self, head: int) -> int:
+        """The KV group (key/value head) query head ``head`` reads."""
+        return self.kv_groups.kv_head_of(head)
+
+    def heads_of_kv(self, kv_head: int) -> list[int]:
+        """The query heads that share key/value head ``kv_head``."""
+        return self.kv_groups.heads_of_kv(kv_head)
+
+    def require_gqa(self, what: str = "this view") -> None:
+        """Raise ``GQAError`` on a model with one KV head per query head."""
+        self.kv_groups.require_gqa(what)
+
+    # ------------------------------------------------------------------ capabilities
+    @property
+    def is_vision(self) -> bool:
+        """A Llama 3.2 Vision (Mllama) lens: lensnb's own hooked model, whose text decoder
+        interleaves self-attention with cross-attention layers (text -> image tokens)."""
+        return bool(self.facts.cross_attention_layers)
+
+    @property
+    def self_attention_layers(self) -> list[int]:
+        """The layers that attend over the text (with RoPE and KV groups): all of them for a text
+        model, those not in ``facts.cross_attention_layers`` for Llama 3.2 Vision."""
+        cross = set(self.facts.cross_attention_layers)
+        return [i for i in range(self.n_layers) if i not in cross]
+
+    def require_text_model(self, feature: str, instead: str) -> None:
+        """Raise ``UnsupportedFeatureError`` up front when ``feature`` is asked of a vision lens;
+        ``instead`` says what to use."""
+        if self.is_vision:
+            raise UnsupportedFeatureError(
+                f"{feature} is not supported on Llama 3.2 Vision lenses ({self.name!r}); "
+                f"{instead}"
+            )
+
+    def require_self_attention(self, layer: int, feature: str) -> int:
+        """``layer`` (negative counts from the end) as a non-negative index, checked to be a
+        self-attention layer; a cross-attention layer raises ``UnsupportedFeatureError``
+        pointing to ``ImageAttention``."""
+        layer = check_layer(layer, self.n_layers)
+        if layer not in self.self_attention_layers:
+            raise UnsupportedFeatureError(
+                f"layer {layer} of {self.name!r} is a cross-attention layer (text -> image "
+                f"tokens), which {feature} does not cover: use lensnb.ImageAttention(lens, "
+                f"text, image) for cross-attention layers "
+                f"{list(self.facts.cross_attention_layers)}; {feature} takes the "
+                f"self-attention layers {self.self_attention_layers}"
+            )
+        return layer
+
+    def __repr__(self) -> str:
+        f = self.facts
+        mode = "compatibility mode (folded norms, centred weights)" if self.compatibility else (
+            "raw Hugging Face weights")
+        rope = (f.rope_scaling or {}).get("rope_type", "default") if f.rope_theta else "none"
+        return (
+            f"Lens({self.name!r}: {f.architecture}, {f.n_layers} layers, d_model {f.d_model}, "
+            f"{f.n_heads} heads / {f.n_key_value_heads} KV heads ({f.attention}), "
+            f"rope {rope}, {self.dtype} on {self.device}; {mode})"
+        )
+
+    # ------------------------------------------------------------------ tokens
+    def to_tokens(self, text: TextOrTokens, *, prepend_bos: bool | None = None,
+                  padding_side: str | None = None) -> torch.Tensor:
+        """Token ids ``[batch, pos]``, exactly as the model's own tokenizer (for Llama 3.2
+        Vision: its processor) makes them.
+
+        ``prepend_bos=None`` (default) keeps the tokenizer's own BOS rule (Llama 3 adds
+        ``<|begin_of_text|>``, Gemma ``<bos>``; SmolLM2 and Qwen2 add nothing); ``True`` puts
+        the BOS token first where the tokenizer does not, ``False`` removes the one it adds.
+        An EOS the tokenizer appends (OLMo) is dropped, as TransformerLens does. A batch is
+        padded with the pad token on ``padding_side`` (default: the tokenizer's).
+        Raises ``ContextLengthError`` instead of truncating a text longer than the context.
+        """
+        if isinstance(text, torch.Tensor):
+            tokens = text if text.ndim == 2 else text.unsqueeze(0)
+            if tokens.dtype not in (torch.int64, torch.int32):
+                raise TypeError(f"token tensors must hold integer ids, got {tokens.dtype}")
+        else:
+            if not isinstance(text, str) and not (
+                isinstance(text, Sequence) and all(isinstance(t, str) for t in text)
+            ):
+                raise TypeError(
+                    f"expected a string, a list of strings or a token tensor, "
+                    f"got {type(text).__name__}"
+                )
+            texts = [text] if isinstance(text, str) else list(text)
+            if not texts:
+                raise ValueError("to_tokens got an empty list of texts")
+            if self._tokenizer is None:  # lensnb's hooked Mllama: its processor's rule
+                tokens = self.bridge.to_tokens(texts, prepend_bos=prepend_bos,
+                                               padding_side=padding_side, truncate=False)
+            else:
+                tokens = self._pad([self._encode(t, prepend_bos) for t in texts], padding_side)
+        self._check_length(tokens.shape[-1])
+        return tokens.to(self.device)
+
+    def _encode(self, text: str, prepend_bos: bool | None) -> list[int]:
+        """One text's ids by the tokenizer's own rule, then BOS/EOS as asked."""
+        tok = self.tokenizer
+        ids = list(tok(text)["input_ids"])
+        adds_bos, adds_eos = self._special_rule()
+        eos = tok.eos_token_id
+        if adds_eos and len(ids) > 1 and ids[-1] == eos:
+            ids = ids[:-1]
+        bos = tok.bos_token_id
+        if prepend_bos is True and bos is not None and not (adds_bos and ids[:1] == [bos]):
+            ids = [bos, *ids]
+        elif prepend_bos is False and adds_bos and ids[:1] == [bos]:
+            ids = ids[1:]
+        return ids
+
+    def _special_rule(self) -> tuple[bool, bool]:
+        """Whether the tokenizer itself adds BOS first / EOS last (probed once)."""
+        rule = getattr(self, "_bos_eos_rule", None)
+        if rule is None:
+            tok = self.tokenizer
+            probe = list(tok("a")["input_ids"])
+            plain = list(tok("a", add_special_tokens=False)["input_ids"])
+            rule = (tok.bos_token_id is not None and len(probe) > len(plain)
+                    and probe[0] == tok.bos_token_id,
+                    tok.eos_token_id is not None and len(probe) > len(plain)
+                    and probe[-1] == tok.eos_token_id)
+            self._bos_eos_rule = rule
+        return rule
+
+    def _pad(self, rows: list[list[int]], padding_side: str | None) -> torch.Tensor:
+        """``[batch, pos]`` from ragged rows, padded with the pad (else EOS) token."""
+        side = padding_side or getattr(self.tokenizer, "padding_side", None) or "right"
+        if side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {side!r}")
+        pad = self.tokenizer.pad_token_id
+        pad = pad if pad is not None else (self.tokenizer.eos_token_id or 0)
+        n = max(len(r) for r in rows)
+        out = torch.full((len(rows), n), pad, dtype=torch.long)
+        for i, r in enumerate(rows):
+            if r:
+                if side == "right":
+                    out[i, :len(r)] = torch.tensor(r)
+                else:
+                    out[i, n - len(r):] = torch.tensor(r)
+        return out
+
+    def _check_length(self, n: int) -> None:
+        if n > self.facts.n_ctx:
+            raise ContextLengthError(
+                f"input has {n} tokens but {self.name!r} has a context of {self.facts.n_ctx} "
+                f"tokens: shorten the text or pass at most {self.facts.n_ctx} tokens"
+            )
+
+    def to_str_tokens(self, text: TextOrTokens, *,
+                      prepend_bos: bool | None = None) -> list[str]:
+        """The tokens of one text as strings, as ``to_tokens`` makes them (BOS where the
+        model's tokenizer adds one)."""
+        tokens = self.to_tokens(text, prepend_bos=prepend_bos)
+        if tokens.shape[0] != 1:
+            raise ValueError(f"to_str_tokens takes one text, got a batch of {tokens.shape[0]}")
+        return [self.tokenizer.decode([t]) for t in tokens[0].tolist()]
+
+    # ------------------------------------------------------------------ running
+    def __call__(self, text_or_tokens: TextOrTokens, *, images: Any = None,
+                 **kwargs: Any) -> torch.Tensor:
+        """Logits ``[batch, pos, d_vocab]``. ``images``: PIL images for a Llama 3.2 Vision
+        model, one per ``<|image|>`` in the text (a list of lists for a batch)."""
+        tokens, kwargs = self._inputs(text_or_tokens, images, kwargs)
+        with torch.no_grad(), attention_for(self, (), tokens):
+            return self.bridge(tokens, **kwargs)
+
+    def _inputs(self, text_or_tokens: TextOrTokens, images: Any,
+                kwargs: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Token ids and model keyword arguments (image tensors for a vision model)."""
+        if images is None:
+            return self.to_tokens(text_or_tokens), kwargs
+        from .backends.mllama.images import model_inputs
+
+        tokens, image_kwargs = model_inputs(self, text_or_tokens, images)
+        return tokens, {**image_kwargs, **kwargs}
+
+    def text_only(self) -> Lens:
+        """A ``Lens`` over the language model of a Llama 3.2 Vision model alone (a plain Llama:
+        its self-attention layers, no image); see ``lensnb.backends.mllama.text_only``."""
+        tokenizer = text_tokenizer(self.tokenizer)
+        model = text_only_model(hf_vision_model(self))
+        out = Lens.from_bridge(wrap_module(model, tokenizer), f"{self.name} (text only)",
+                               compatibility=self.compatibility, tokenizer=tokenizer)
+        out.text_source = self  # the bridge rewires the model it wraps; save from the source
+        return out
+
+    def hook_names(self) -> list[str]:
+        """Every hook name this model has, in module order."""
+        return list(self.bridge.hook_dict)
+
+    def hook_name(self, name: str, layer: int | None = None) -> str:
+        """Resolve ``"attn.hook_pattern"`` + ``layer=2`` (or a full name) to a real hook name."""
+        return hooknames.full_name(name, layer, self.bridge.hook_dict, self.n_layers)
+
+    def run_with_cache(
+        self,
+        text_or_tokens: TextOrTokens,
+        names: hooknames.NameFilter = None,
+        *,
+        progress: bool | None = None,
+        images: Any = None,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, ActivationCache]:
+        """Run and cache activations. Returns ``(logits [batch, pos, d_vocab], cache)``.
+
+        ``names``: a hook name, a glob (``"blocks.*.attn.hook_pattern"``), a list of those, or a
+        predicate; only those hooks are cached (``None`` caches all, except the per-head q/k/v
+        inputs of split QKV, which are cached only when named). ``progress`` shows a bar
+        over layers (default: on from ``PROGRESS_MIN_TOKENS`` tokens). ``images``: as for
+        ``__call__`` (Llama 3.2 Vision).
+
+        Layers whose pattern/scores are not cached run memory-efficient attention (see
+        ``attention_mode``); caching patterns at a length where they cannot fit raises
+        ``PatternMemoryError`` before anything runs.
+        """
+        tokens, kwargs = self._inputs(text_or_tokens, images, kwargs)
+        keep = hooknames.name_filter(names, self.bridge.hook_dict)
+        keep = split_qkv.cache_filter(self, names, keep)  # per-head q/k/v inputs only when named
+        gated = self.bridge._gated_hook_reason  # hooks switched off by a bridge flag never fire
+        keep_live = (lambda n: keep(n) and gated(n) is None) if not isinstance(names, str) else keep
+        if progress is None:
+            progress = tokens.shape[-1] >= PROGRESS_MIN_TOKENS
+        with (torch.no_grad(), attention_for(self, keep_live, tokens, cache=True),
+              self._layer_progress(progress)):
+            return self.bridge.run_with_cache(tokens, names_filter=keep_live, **kwargs)
+
+    @contextlib.contextmanager
+    def _layer_progress(self, enabled: bool) -> Iterator[None]:
+        if not enabled:
+            yield
+            return
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=self.n_layers, desc=f"{self.name}: layers", leave=False)
+
+        def tick(tensor: torch.Tensor, hook: Any) -> torch.Tensor:
+            bar.update(1)
+            return tensor
+
+        hs = [(f"blocks.{i}.hook_resid_post", tick) for i in range(self.n_layers)]
+        try:
+            with self.bridge.hooks(fwd_hooks=hs):
+                yield
+        finally:
+            bar.close()
+
+    def run_with_hooks(self, text_or_tokens: TextOrTokens,
+                       fwd_hooks: Sequence[tuple[str | Callable[[str], bool], Callable]] = (),
+                       *, images: Any = None, **kwargs: Any) -> torch.Tensor:
+        """Logits with hooks ``[(name, fn(tensor, hook) -> tensor | None), ...]`` applied.
+
+        Layers without a pattern/scores hook run memory-efficient attention."""
+        tokens, kwargs = self._inputs(text_or_tokens, images, kwargs)
+        exact = {self.hook_name(n) for n, _fn in fwd_hooks if isinstance(n, str)}
+        preds = [n for n, _fn in fwd_hooks if not isinstance(n, str)]
+
+        def hooked(name: str) -> bool:
+            return name in exact or any(p(name) for p in preds)
+
+        with torch.no_grad(), attention_for(self, hooked, tokens):
+            return self.bridge.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks), **kwargs)
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, prompt: Any, max_new_tokens: int = 32, **kwargs: Any) -> Any:
+        """Generate with the KV cache and position-aware hooks (``hooks=[lensnb.patch(...)]``);
+        returns a ``Generation``. See ``lensnb.interventions.generation.generate``."""
+        from .interventions.generation import generate
+
+        return generate(self, prompt, max_new_tokens, **kwargs)
+
+    def steps(self, prompt: Any, max_new_tokens: int = 32, **kwargs: Any) -> Iterator[Any]:
+        """Yield one ``Step`` per new token (top-k, cached activations, logit lens). See
+        ``lensnb.interventions.generation.steps``."""
+        from .interventions.generation import steps
+
+        return steps(self, prompt, max_new_tokens, **kwargs)
+
+    # ------------------------------------------------------------------ split QKV
+    def set_split_qkv(self, enabled: bool) -> None:
+        """Per-head q/k/v inputs: ``hook_q_input`` ``[batch, pos, n_heads, d_model]``,
+        ``hook_k_input``/``hook_v_input`` ``[batch, pos, n_key_value_heads, d_model]``."""
+        if not isinstance(enabled, bool):
+            raise TypeError(f"set_split_qkv takes True or False, got {enabled!r}")
+        if enabled:
+            split_qkv.require_split_qkv(self)
+        self.bridge.set_use_split_qkv_input(enabled)
+
+    @property
+    def split_qkv_enabled(self) -> bool:
+        return bool(getattr(self.bridge.cfg, "use_split_qkv_input", False))
+
+    @contextlib.contextmanager
+    def split_qkv(self, enabled: bool = True) -> Iterator[Lens]:
+        """``with lens.split_qkv(): ...`` turns per-head inputs on, restoring the old state."""
+        before = self.split_qkv_enabled
+        self.set_split_qkv(enabled)
+        try:
+            yield self
+        finally:
+            self.set_split_qkv(before)
+
+    def patch_kv_input(self, layer: int, kv_head: int, value: split_qkv.PatchValue, *,
+                       which: str = "k") -> contextlib.AbstractContextManager[Lens]:
+        """``with lens.patch_kv_input(1, 0, torch.zeros_like): ...`` replaces the key input
+        (``which="v"``: value input) of KV group ``kv_head``; see ``split_qkv.patch_input``."""
+        return split_qkv.patch_kv_input(self, layer, kv_head, value, which=which)
+
+    def patch_q_input(self, layer: int, head: int,
+                      value: split_qkv.PatchValue) -> contextlib.AbstractContextManager[Lens]:
+        """``with lens.patch_q_input(1, 3, fn): ...`` replaces query head 3's query input."""
+        return split_qkv.patch_q_input(self, layer, head, value)
+
+    def kv_group_view(self, text_or_tokens: TextOrTokens, layer: int) -> kv_views.KVGroupView:
+        """Patterns of ``layer`` grouped by KV head with per-group mean/max/spread."""
+        return kv_views.kv_group_view(self, text_or_tokens, layer)
+
+    def logit_attribution(self, text_or_tokens: TextOrTokens, token: int | str,
+                          baseline: int | str | None = None, *, pos: int = -1) -> Any:
+        """Direct logit attribution per head (grouped by KV head), per MLP, and the rest;
+        see ``lensnb.analysis.attribution.logit_attribution``."""
+        from .analysis.attribution import logit_attribution
+
+        return logit_attribution(self, text_or_tokens, token, baseline, pos=pos)

