@@ -1,8 +1,8 @@
 """``patch`` and ``patchscope``: position-aware hooks (``hook_context``) and the Patchscopes
 procedure built on generation.
 
-``patchscope`` moves a hidden state from one run into another while generating. ``patch``,
-``HookContext`` and ``Patch`` live in ``hook_context`` (re-exported here).
+``patchscope`` moves a hidden state from one run into another while generating. ``HookContext``
+lives in ``hook_context``, ``patch`` and ``Patch`` in ``patch`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -14,15 +14,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .generation import Generation, generate
-from .hook_context import (
-    ATTENTION_MAP_HOOKS,
-    HookContext,
-    HookFn,
-    Patch,
-    PatchValue,
-    patch,
-    position_axis,
-)
+from .hook_context import ATTENTION_MAP_HOOKS, HookContext, HookFn, PatchValue, position_axis
+from .patch import Patch, patch
 
 if TYPE_CHECKING:
     from ..lens import Lens
