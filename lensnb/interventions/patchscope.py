@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..core.indices import check_index
 from .generation import Generation, generate
 from .hook_context import ATTENTION_MAP_HOOKS, HookContext, HookFn, PatchValue, position_axis
 from .patch import Patch, patch
@@ -52,12 +53,8 @@ Mapping = Callable[[torch.Tensor], torch.Tensor] | torch.Tensor
 
 def _check_prompt_position(lens: Lens, prompt: str, position: int, what: str) -> int:
     n = lens.to_tokens(prompt).shape[-1]
-    if not -n <= position < n:
-        raise IndexError(
-            f"{what} {position} is outside the prompt: {prompt!r} has {n} tokens "
-            f"(positions 0..{n - 1}, or -1..-{n} from its end; BOS is 0)"
-        )
-    return position % n
+    return check_index(position, n, what, plural="positions", from_end=True,
+                       why=f"it is outside the prompt: {prompt!r} has {n} tokens (BOS is 0)")
 
 
 def patchscope(
