@@ -356,11 +356,11 @@ class Lens:
         installed unless ``install=False``, with split QKV on when one names a per-head input;
         yields them and whether a hook name is hooked."""
         hooks = list(hooks)
-        fwd = hook_specs.forward_hooks(self, hooks, tokens)  # checks everything first
         split = hook_specs.needs_split_qkv(self, hooks) and not self.split_qkv_enabled
         with contextlib.ExitStack() as stack:
             if split:
                 stack.enter_context(self.split_qkv())
+            fwd = hook_specs.forward_hooks(self, hooks, tokens)  # checks everything first
             if fwd and install:
                 stack.enter_context(self.bridge.hooks(fwd_hooks=fwd))
             yield fwd, hook_specs.hooked_names(self, fwd)

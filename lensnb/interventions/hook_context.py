@@ -154,11 +154,15 @@ def forward_context(name: str, act: torch.Tensor, *,
                        cross_attention=axis == 2 and layer in set(cross_layers))
 
 
-def forward_hook(fn: HookFn, *, cross_layers: Collection[int] = ()) -> Callable:
+def forward_hook(fn: HookFn, *, cross_layers: Collection[int] = (),
+                 name: str | Callable[[Any], str] | None = None) -> Callable:
     """A TransformerLens hook ``(tensor, hook) -> tensor | None`` that calls the lensnb hook
-    ``fn(activation, ctx)`` with the plain-forward ``forward_context``."""
+    ``fn(activation, ctx)`` with the plain-forward ``forward_context``. ``name``: what
+    ``ctx.name`` says (the name the hook was asked for, or a function of the ``HookPoint``);
+    default the ``HookPoint``'s own name."""
 
     def hook(tensor: torch.Tensor, hook: Any) -> torch.Tensor | None:
-        return fn(tensor, forward_context(hook.name, tensor, cross_layers=cross_layers))
+        said = hook.name if name is None else name if isinstance(name, str) else name(hook)
+        return fn(tensor, forward_context(said, tensor, cross_layers=cross_layers))
 
     return hook

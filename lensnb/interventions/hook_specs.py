@@ -67,30 +67,51 @@ def resolve_hooks(lens: Lens, specs: Sequence[HookSpec], prompt_lengths: Sequenc
 def forward_hooks(lens: Lens, specs: Sequence[HookSpec],
                   tokens: torch.Tensor) -> list[tuple[str | Callable[[str], bool], Callable]]:
     """``specs`` as TransformerLens ``fwd_hooks`` for one forward pass over ``tokens
-    [batch, pos]``: names resolved (globs and lists become predicates, so the bridge skips
-    aliases and hooks switched off by a flag), lensnb hooks wrapped to receive the
-    plain-forward ``HookContext``; TransformerLens-style hooks pass through unchanged."""
+    [batch, pos]``: names, globs and lists resolved to hook names (one per hook point, skipping
+    hooks a bridge flag switches off; ``ctx.name`` is the name asked for), predicates passed on
+    (``ctx.name``: the first name the predicate accepts for that hook point), lensnb hooks
+    wrapped to receive the plain-forward ``HookContext``; TransformerLens-style hooks pass
+    through unchanged. Call with split QKV already as the run will have it."""
     cross = _cross_layers(lens)
+    points = lens.bridge.hook_dict
+    gated = getattr(lens.bridge, "_gated_hook_reason", lambda _name: None)
     lengths = [int(tokens.shape[-1])] * (tokens.shape[0] if tokens.ndim == 2 else 1)
     out: list[tuple[str | Callable[[str], bool], Callable]] = []
+
+    def add(target: str | Callable[[str], bool], fn: Callable, said: Any) -> None:
+        out.append((target, fn if is_transformer_lens_hook(fn)
+                    else forward_hook(fn, cross_layers=cross, name=said)))
+
     for spec in specs:
         if isinstance(spec, Patch):
             spec.resolve(lens).check_positions(lengths)
-            out.append((spec.name, forward_hook(spec, cross_layers=cross)))
+            add(spec.name, spec, spec.name)
             continue
         names, fn = _pair(spec)
         if isinstance(fn, Patch):
             fn.resolve(lens).check_positions(lengths)
-        target: str | Callable[[str], bool]
-        if isinstance(names, str) and not _GLOB.search(names):
-            target = lens.hook_name(names)
-        elif callable(names):
-            target = names
+        if callable(names):
+            add(names, fn, _first_name(points, names))
+        elif isinstance(names, str) and not _GLOB.search(names):
+            add(lens.hook_name(names), fn, lens.hook_name(names))
         else:
-            target = hooknames.name_filter(names, lens.bridge.hook_dict)
-        out.append((target, fn if is_transformer_lens_hook(fn)
-                    else forward_hook(fn, cross_layers=cross)))
+            keep = hooknames.name_filter(names, points)
+            seen: set[int] = set()
+            for n, point in points.items():
+                if keep(n) and id(point) not in seen and gated(n) is None:
+                    seen.add(id(point))
+                    add(n, fn, n)
     return out
+
+
+def _first_name(points: Any, pred: Callable[[str], bool]) -> Callable[[Any], str]:
+    """``hook point -> the first of its names that pred accepts`` (TransformerLens hooks a
+    predicate at the first such name)."""
+    names: dict[int, str] = {}
+    for n, point in points.items():
+        if id(point) not in names and pred(n):
+            names[id(point)] = n
+    return lambda point: names.get(id(point), point.name)
 
 
 def needs_split_qkv(lens: Lens, specs: Sequence[HookSpec]) -> bool:
