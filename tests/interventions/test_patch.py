@@ -14,7 +14,7 @@ import torch
 import lensnb
 
 PROMPT = "def add(a, b):\n    return"
-ATOL = 1e-4  # cached vs uncached float32 on this model: measured below 2e-6
+ATOL = 1e-4  # cached vs uncached float32 on this model: measured 2.4e-7 (3.0e-7 split QKV)
 
 
 @pytest.fixture(scope="module")
