@@ -1,8 +1,10 @@
 """Step-by-step generation with position-aware hooks, a KV cache and a per-step logit lens.
 
 ``steps(lens, prompt, ...)`` yields one ``Step`` per new token; ``generate(...)`` runs it to the
-end and returns a ``Generation``. Hooks keep TransformerLens names and see a ``HookContext``
-(step, absolute positions per row; see ``patching.py``).
+end and returns a ``Generation``. How to generate is a ``GenerationConfig`` (Hugging Face's
+names; ``generation_config``). Hooks (``hook_specs``: ``lensnb.patch(...)``, ``(name, fn)``)
+keep TransformerLens names and see a ``HookContext`` (step, absolute positions per row; see
+``hook_context``); a hook on a split-QKV input turns split QKV on for the generation.
 
 Three ways to run, same numbers as Hugging Face ``generate``:
 
