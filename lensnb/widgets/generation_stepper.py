@@ -237,19 +237,25 @@ class GenerationStepper(LensWidget):
         return torch.cat([self._prompt_ids, new], dim=1)
 
     # ------------------------------------------------------------------ patches
-    def add_patch(self, layer: int, hook: str = "hook_resid_post", *, position: int | None = -1,
-                  value: str | float | torch.Tensor = "zero", scale: float = 0.0,
-                  source_prompt: str | None = None, source_position: int = -1,
-                  every_generated: bool = False) -> None:
+    def add_patch(self, layer: int | Patch, hook: str = "hook_resid_post", *,
+                  position: int | None = -1, value: str | float | torch.Tensor = "zero",
+                  scale: float = 0.0, source_prompt: str | None = None,
+                  source_position: int = -1, every_generated: bool = False) -> None:
         """Add a patch and restart from the prompt.
 
         ``value``: ``"zero"``, ``"scale"`` (multiply by ``scale``), ``"source"`` (the same hook's
-        activation on ``source_prompt`` at ``source_position``) or a tensor.
+        activation on ``source_prompt`` at ``source_position``) or a tensor. Or pass any
+        ``lensnb.patch(...)`` as ``layer`` (the same object ``generate`` takes; the other
+        arguments are then unused).
         """
+        if isinstance(layer, Patch):
+            self._add(layer, "function" if callable(layer.value) and not isinstance(
+                layer.value, torch.Tensor) else _describe(layer.value))
+            return
         name = self.lens.hook_name(hook, layer)  # raises with suggestions
         if isinstance(value, torch.Tensor):
             v: Any = value
-            desc = f"tensor {tuple(value.shape)}"
+            desc = _describe(value)
         elif value == "zero":
             v, desc = 0.0, "zero"
         elif value == "scale":
@@ -266,11 +272,19 @@ class GenerationStepper(LensWidget):
         else:
             raise ValueError(f"value must be 'zero', 'scale', 'source' or a tensor, got "
                              f"{value!r}")
-        p = patch(layer, hook, position=position, value=v, every_generated=every_generated)
+        self._add(patch(layer, hook, position=position, value=v,
+                        every_generated=every_generated), desc)
+
+    def _add(self, p: Patch, desc: str) -> None:
         p.resolve(self.lens).check_positions([len(self.prompt_tokens)], self.max_new_tokens)
+        where = "every position" if p.every_position else (
+            p.position if isinstance(p.position, int) or p.position is None else
+            ", ".join(str(i) for i in p.positions()))
+        head = (f" head {p.head}" if p.head is not None else
+                f" KV group {p.kv_group}" if p.kv_group is not None else "")
         self._patches.append(p)
-        self.patches = [*self.patches, {"name": name, "position": position, "value": desc,
-                                        "every_generated": every_generated}]
+        self.patches = [*self.patches, {"name": p.name + head, "position": where, "value": desc,
+                                        "every_generated": p.every_generated}]
         self.reset()
 
     def clear_patches(self) -> None:
@@ -502,6 +516,12 @@ class GenerationStepper(LensWidget):
         x_axis = fig.get_subplot(row, col).xaxis.plotly_name.replace("axis", "")  # "x3"
         fig.update_yaxes(range=[geo["height"], 0], showgrid=False, showticklabels=False,
                          scaleanchor=x_axis, row=row, col=col)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"tensor {tuple(value.shape)}"
+    return "zero" if value == 0 else f"{value:g}"
 
 
 def _show(text: str) -> str:

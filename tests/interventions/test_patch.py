@@ -177,6 +177,28 @@ def test_every_position_value_is_read_at_absolute_positions_while_generating(tin
     assert (gen.logits - logits).abs().max() < ATOL
 
 
+def test_the_same_patches_in_the_stepper(tiny):
+    lens = tiny
+    torch.manual_seed(4)
+    ps = [lensnb.patch(0, "hook_resid_post", position=2, value=torch.randn(lens.facts.d_model)),
+          lensnb.patch(1, "attn.hook_k_input", kv_group=0, every_position=True,
+                       value=lambda old: old * -2.0)]
+    w = lensnb.GenerationStepper(lens, PROMPT, max_new_tokens=5, return_logits=True)
+    for p in ps:
+        w.add_patch(p)
+    w.run()
+    gen = lens.generate(PROMPT, 5, hooks=ps, return_logits=True)
+    plain = lens.generate(PROMPT, 5, return_logits=True)
+    assert torch.equal(w.tokens, gen.tokens)
+    mine = torch.stack([s.logits for s in w.steps], 1)  # [1, 5, d_vocab]
+    assert (mine - gen.logits).abs().max() < ATOL
+    assert (mine - plain.logits).abs().max() > 1e-3  # the patches matter
+    assert [(d["name"], d["position"], d["value"]) for d in w.patches] == [
+        ("blocks.0.hook_resid_post", 2, "tensor (64,)"),
+        ("blocks.1.attn.hook_k_input KV group 0", "every position", "function")]
+    assert not lens.split_qkv_enabled
+
+
 # ------------------------------------------------------------------ errors
 def test_patch_errors_name_what_is_allowed(tiny):
     lens = tiny
