@@ -118,14 +118,16 @@ def needs_split_qkv(lens: Lens, specs: Sequence[HookSpec]) -> bool:
     """Whether a spec names a split-QKV input (by name, glob or list; predicates do not count:
     they see whatever fires) or is a ``Patch`` on one."""
     for spec in specs:
-        if isinstance(spec, Patch):
-            name = spec.name or lens.hook_name(spec.hook, spec.layer)
-            if name.endswith(PER_HEAD_INPUTS):
+        if isinstance(spec, Patch):  # by what was asked, so a model without them says why
+            if (spec.name or spec.hook).endswith(PER_HEAD_INPUTS):
                 return True
             continue
         names = _pair(spec)[0]
         if callable(names):
             continue
+        asked = [names] if isinstance(names, str) else list(names)
+        if any(isinstance(n, str) and n.endswith(PER_HEAD_INPUTS) for n in asked):
+            return True
         keep = hooknames.name_filter(names, lens.bridge.hook_dict)
         if any(keep(n) for n in lens.bridge.hook_dict if n.endswith(PER_HEAD_INPUTS)):
             return True

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from mllama_fixtures import mllama_dir, vision_lens  # noqa: F401  (fixtures)
 
 import lensnb
+from lensnb import UnsupportedFeatureError
 
 PROMPT = "def add(a, b):\n    return"
 ATOL = 1e-4  # cached vs uncached float32 on this model: measured 2.4e-7 (3.0e-7 split QKV)
@@ -232,3 +234,17 @@ def test_patch_errors_name_what_is_allowed(tiny):
     with pytest.raises(TypeError, match="lensnb.patch"):
         lens.run_with_hooks(PROMPT, fwd_hooks=["blocks.0.hook_resid_post"])
     assert not lens.split_qkv_enabled
+
+
+@pytest.mark.parametrize("call", [
+    lambda lens, p: lens.run_with_hooks("def f(x):", fwd_hooks=[p]),
+    lambda lens, p: lens.run_with_cache("def f(x):", hooks=[p]),
+    lambda lens, p: lens.generate("def f(x):", 2, hooks=[p]),
+    lambda lens, p: lens.generate("def f(x):", 2, hooks=[("blocks.0.attn.hook_k_input",
+                                                          lambda act, ctx: None)]),
+])
+def test_split_qkv_patches_are_refused_up_front_on_a_vision_lens(vision_lens, call):  # noqa: F811
+    p = lensnb.patch(0, "attn.hook_k_input", kv_group=0, every_position=True, value=0.0)
+    with pytest.raises(UnsupportedFeatureError, match=r"split QKV .* not supported on Llama 3\.2"):
+        call(vision_lens, p)
+    assert not vision_lens.split_qkv_enabled
