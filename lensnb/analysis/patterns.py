@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..backends.bridge.attention_mode import attention_for
-from ..lens import PROGRESS_MIN_TOKENS
+from ..core.settings import PROGRESS_MIN_TOKENS
 
 if TYPE_CHECKING:
     from ..lens import Lens, TextOrTokens
