@@ -20,15 +20,18 @@ import traitlets
 
 from ..backends.mllama.hooked import HookedMllama
 from ..backends.mllama.images import IMAGE_TOKEN, ImageLayout, image_layout, open_image
-from .base import Buffers, LensWidget, pack
+from .base import LensWidget
 from .image_overlay import (
     MODES,
     SHARED_FILES,
+    GridReply,
     data_url,
+    grid_reply,
     head_weights,
     overlay_geometry,
     picture_grid,
 )
+from .protocol import Request, handles, param, request_schema
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -36,6 +39,18 @@ if TYPE_CHECKING:
     from ..lens import Lens
 
 MAX_EXPORT_REQUESTS = 2000
+
+
+@request_schema("grid")
+class Grid(Request):
+    """The heatmap over the picture for a layer, a text token and a head choice (null: the
+    widget's current value)."""
+
+    layer: int | None = param(None)
+    token: int | None = param(None)
+    mode: str | None = param(None, choices=(*MODES, None))
+    head: int | None = param(None, ge=0)
+    kv_group: int | None = param(None, ge=0)
 
 
 class ImageAttention(LensWidget):
@@ -152,23 +167,16 @@ class ImageAttention(LensWidget):
         the picture's patches, on class tokens, on padding."""
         return picture_grid(self._layout, self.weights(**choice))
 
-    def answer(self, request: dict) -> tuple[dict, Buffers]:
-        if request.get("kind") != "grid":
-            raise ValueError(f"unknown request {request.get('kind')!r}: ImageAttention answers "
-                             "'grid'")
-        choice = {k: int(request[k]) for k in ("layer", "token", "head", "kv_group")
-                  if k in request}
-        if "mode" in request:
-            choice["mode"] = str(request["mode"])
-        grid, summary = self.grid(**choice)
-        meta, buf = pack(grid, "float32")
-        return {"grid": meta, **summary}, [buf]
+    @handles(Grid)
+    def _on_grid(self, req: Grid) -> GridReply:
+        choice = {k: getattr(req, k) for k in ("layer", "token", "mode", "head", "kv_group")}
+        return grid_reply(*self.grid(**{k: v for k, v in choice.items() if v is not None}))
 
     def export_requests(self) -> list[dict]:
         """Every (layer, token) for the current head choice, up to ``MAX_EXPORT_REQUESTS``."""
-        base = {"kind": "grid", "mode": self.mode, "head": self.head, "kv_group": self.kv_group}
-        reqs = [{**base, "layer": layer, "token": t} for layer in self.cross_layers
-                for t in range(len(self.tokens))]
+        reqs = [Grid(layer=layer, token=t, mode=self.mode, head=self.head,
+                     kv_group=self.kv_group).wire()
+                for layer in self.cross_layers for t in range(len(self.tokens))]
         return reqs[:MAX_EXPORT_REQUESTS]
 
     # ------------------------------------------------------------------ figure

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import base64
 import io
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ..backends.mllama.images import ImageLayout
+from .protocol import Array, Reply, buffer
 
 if TYPE_CHECKING:
     from ..lens import Lens
@@ -50,6 +52,22 @@ def picture_grid(layout: ImageLayout, weights: torch.Tensor) -> tuple[np.ndarray
                "on_class_tokens": float(per_tile[:used, 0].sum()),
                "total": float(weights.sum())}
     return grid, summary
+
+
+@dataclass
+class GridReply(Reply):
+    """A grid over the picture and where the attention went (``picture_grid``'s summary)."""
+
+    on_picture: float
+    on_class_tokens: float
+    total: float
+    grid: Array = buffer(doc="float32 [rows, cols] over the picture's patches")
+
+
+def grid_reply(grid: np.ndarray, summary: dict, reply: type[GridReply] = GridReply,
+               **extra: Any) -> GridReply:
+    """``picture_grid``'s result as a reply (``reply``: a subclass with ``extra`` fields)."""
+    return reply(grid=Array(grid, "float32"), **summary, **extra)
 
 
 def overlay_geometry(layout: ImageLayout) -> dict:
