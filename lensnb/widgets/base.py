@@ -11,7 +11,7 @@ State flows one way: Python owns the data; the frontend asks for what it shows w
 ``request(model, name, params)`` and Python answers through the widget's handlers
 (``@handles(Schema)`` methods, ``protocol.py``): a ``Reply`` with JSON fields and named binary
 buffers (tensors travel as bytes, never as JSON lists). The envelope of one exchange is
-``ENVELOPE`` below. Standalone HTML exports pre-answer the requests listed by
+``REQUEST``/``REPLY`` below. Standalone HTML exports pre-answer the requests listed by
 ``export_requests()``, so the same frontend runs with no kernel. The same export rides in every
 display bundle as a static fallback (``text/html``, optionally ``image/png``;
 ``lensnb.options.static_fallback``) for nbconvert, nbviewer and GitHub, where no kernel serves
@@ -26,19 +26,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import anywidget
 
-from .protocol import Answer, Buffers, decode, handlers_of, pack, parse_request, schema_of
+from .protocol import Answer, Buffers, decode, handlers_of, parse_request, schema_of
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-__all__ = ["ENVELOPE", "STATIC", "Buffers", "LensWidget", "pack"]
-
 STATIC = Path(__file__).parent / "static"
 # The envelope of one exchange (custom widget messages): the frontend sends
-# {"kind": "request", "id", "request": {"name", "params"}}; Python answers
-# {"kind": "reply", "id", "reply": {..., "buffers": {name: layout}}} with the binary buffers,
-# or {"kind": "reply", "id", "error": "Type: message"}.
-ENVELOPE = {"request": ("kind", "id", "request"), "reply": ("kind", "id", "reply", "error")}
+# {"kind": REQUEST, "id", "request": {"name", "params"}}; Python answers
+# {"kind": REPLY, "id", "reply": {..., "buffers": {name: layout}}} with the binary buffers,
+# or {"kind": REPLY, "id", "error": "Type: message"} (common.js's request() and the standalone
+# stand-in in export/static/standalone.js speak the same).
+REQUEST, REPLY = "request", "reply"
 
 
 class LensWidget(anywidget.AnyWidget):
@@ -78,13 +77,13 @@ class LensWidget(anywidget.AnyWidget):
 
     # -- requests from the frontend ------------------------------------------------------
     def _on_frontend_msg(self, _widget: Any, content: dict, _buffers: list) -> None:
-        if not isinstance(content, dict) or content.get("kind") != "request":
+        if not isinstance(content, dict) or content.get("kind") != REQUEST:
             return
         try:
             reply, buffers = self.answer(content.get("request"))
-            self.send({"kind": "reply", "id": content.get("id"), "reply": reply}, buffers)
+            self.send({"kind": REPLY, "id": content.get("id"), "reply": reply}, buffers)
         except Exception as err:  # the frontend shows the message instead of hanging
-            self.send({"kind": "reply", "id": content.get("id"),
+            self.send({"kind": REPLY, "id": content.get("id"),
                        "error": f"{type(err).__name__}: {err}"})
 
     def answer(self, request: Any) -> tuple[dict, Buffers]:

@@ -6,16 +6,8 @@
 function picturePanel(ctx) {
   const { model, state, root } = ctx;
   const element = el("div", "lensnb-gen-box lensnb-gen-cross");
-  const layerSel = selectEl("lensnb-gen-cross-layer", model.get("cross_layers").map((l) => [l, `cross-attention layer ${l}`]),
-    (v) => setTraits(model, { cross_layer: Number(v) }));
-  const headSel = headPicker(model.get("n_heads"), model.get("n_kv_heads"), "lensnb-gen-cross-head");
-  headSel.addEventListener("change", () => {
-    const choice = headChoice(headSel.value);
-    model.set("cross_mode", choice.mode);
-    if (choice.mode === "head") model.set("cross_head", choice.head);
-    if (choice.mode === "kv_group") model.set("cross_kv_group", choice.kv_group);
-    model.save_changes();
-  });
+  const [layerSel, headSel] = crossControls(model, { layer: "cross_layer", mode: "cross_mode", head: "cross_head",
+    kv_group: "cross_kv_group" }, "lensnb-gen-cross");
   const follow = buttonEl("lensnb-gen-cross-follow", "Follow newest", () => ctx.showStep(null));
   const bar = el("div", "lensnb-gen-attn-bar");
   bar.append(layerSel, headSel, follow);

@@ -51,16 +51,8 @@ function render({ model, el: root }) {
 
   // -- controls
   const bar = el("div", "lensnb-imgattn-bar");
-  const layerSel = selectEl("lensnb-imgattn-layer", model.get("cross_layers").map((l) => [l, `cross-attention layer ${l}`]),
-    (v) => setTraits(model, { layer: Number(v) }));
-  const headSel = headPicker(model.get("n_heads"), model.get("n_kv_heads"), "lensnb-imgattn-head");
-  headSel.addEventListener("change", () => {
-    const choice = headChoice(headSel.value);
-    model.set("mode", choice.mode);
-    if (choice.mode === "head") model.set("head", choice.head);
-    if (choice.mode === "kv_group") model.set("kv_group", choice.kv_group);
-    model.save_changes();
-  });
+  const [layerSel, headSel] = crossControls(model, { layer: "layer", mode: "mode", head: "head", kv_group: "kv_group" },
+    "lensnb-imgattn");
   bar.append(layerSel, headSel);
   box.appendChild(bar);
 
