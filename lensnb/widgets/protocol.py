@@ -352,7 +352,7 @@ def parse_request(cls: type, request: Any) -> Request:
         if request.NAME not in table:
             raise RequestError(f"unknown request kind {request.NAME!r}: {cls.__name__} "
                                f"answers {valid}")
-        return request
+        return type(request).parse(request.wire()["params"])  # built in Python: checked too
     if not isinstance(request, Mapping) or not isinstance(request.get("name"), str):
         raise RequestError(f"a request is {{'name': ..., 'params': {{...}}}}, got {request!r}: "
                            f"{cls.__name__} answers {valid}")

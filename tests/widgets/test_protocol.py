@@ -134,6 +134,15 @@ def test_unknown_request_lists_the_valid_ones(which, request):
         widget.answer({"name": "nope", "layer": 1})  # the old flat form is refused clearly
 
 
+def test_requests_built_in_python_are_checked_too(explorer):
+    from lensnb.widgets.attention import Tile
+
+    with pytest.raises(RequestError, match="field 'head' must be an int, got '3'"):
+        explorer.answer(Tile(head="3"))
+    reply, _ = explorer.answer(Tile(head=3))
+    assert reply["window"] == [0, len(explorer.tokens), 0, len(explorer.tokens)]
+
+
 def test_buffers_arrive_under_their_names(explorer, spectrum, demo_lens):
     _, cache = demo_lens.run_with_cache(TEXT, names=["blocks.1.attn.hook_pattern"])
     pattern = cache["blocks.1.attn.hook_pattern"][0]  # [n_heads, q, k]
