@@ -14,7 +14,6 @@ import json
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -24,7 +23,18 @@ import traitlets
 from ..analysis.patterns import KeptQK, summaries_pooled
 from ..lens import UnsupportedFeatureError
 from .base import Buffers, LensWidget
-from .protocol import Array, Reply, Request, buffer, handles, param, request_schema
+from .protocol import Array, handles
+from .requests import (
+    Column,
+    Group,
+    GroupReply,
+    Row,
+    Thumb,
+    ThumbReply,
+    Tile,
+    TileReply,
+    WeightsReply,
+)
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -71,78 +81,6 @@ def _quantise(tile: torch.Tensor) -> tuple[Array, float]:
     """A non-negative tile as a uint8 buffer scaled to its max: ``(array, vmax)``."""
     vmax = float(tile.max()) if tile.numel() else 0.0
     return Array(tile / vmax if vmax > 0 else tile, "uint8"), vmax
-
-
-# ------------------------------------------------------------------ requests and replies
-@request_schema("tile")
-class Tile(Request):
-    """A head's pattern, max-pooled to at most ``size`` cells a side, over the window
-    ``[q0, q1) x [k0, k1)`` (default: the whole text, the cached overview)."""
-
-    layer: int | None = param(None, doc="a kept layer; null: the current one")
-    head: int = param(ge=0)
-    q0: int | None = param(None, ge=0)
-    q1: int | None = param(None, ge=1)
-    k0: int | None = param(None, ge=0)
-    k1: int | None = param(None, ge=1)
-    size: int | None = param(None, ge=1, doc="largest side in cells (at most OVERVIEW)")
-
-
-@request_schema("thumb")
-class Thumb(Request):
-    """A head's thumbnail for the head grid (at most ``THUMB`` cells a side)."""
-
-    layer: int | None = param(None)
-    head: int = param(ge=0)
-
-
-@request_schema("row")
-class Row(Request):
-    """The exact weights query ``pos`` gives every key (float32)."""
-
-    layer: int | None = param(None)
-    head: int = param(ge=0)
-    pos: int = param(ge=0)
-
-
-@request_schema("column")
-class Column(Row):
-    """The exact weights every query gives key ``pos`` (float32)."""
-
-
-@request_schema("group")
-class Group(Request):
-    """A KV group's heads and their mean/max/spread, pooled to ``GROUP_PANEL`` a side."""
-
-    layer: int | None = param(None)
-    kv_group: int = param(ge=0)
-
-
-@dataclass
-class TileReply(Reply):
-    vmax: float
-    fq: int
-    fk: int
-    window: list[int]
-    tile: Array = buffer(doc="uint8 [rows, cols], weight = byte / 255 * vmax")
-
-
-@dataclass
-class ThumbReply(Reply):
-    vmax: float
-    thumb: Array = buffer(doc="uint8 [rows, cols], weight = byte / 255 * vmax")
-
-
-@dataclass
-class WeightsReply(Reply):
-    weights: Array = buffer(doc="float32 [pos]")
-
-
-@dataclass
-class GroupReply(Reply):
-    panels: list[dict]  # [{name, vmax}] in the order shown: H<h>..., mean, max, spread
-    f: int
-    tiles: dict[str, Array] = buffer(doc="name -> uint8 [rows, cols]")
 
 
 class AttentionExplorer(LensWidget):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,16 +27,29 @@ from ..interventions.generation import Step, steps
 from ..interventions.patchscope import Patch, patch
 from .base import LensWidget
 from .image_overlay import (
-    MODES,
     SHARED_FILES,
-    GridReply,
     data_url,
     grid_reply,
     head_weights,
     overlay_geometry,
     picture_grid,
 )
-from .protocol import Array, Done, Reply, Request, buffer, handles, param, request_schema
+from .protocol import Array, Done, Request, handles
+from .requests import (
+    MODES,
+    AddPatch,
+    Attention,
+    AttentionReply,
+    ClearPatches,
+    Cross,
+    CrossReply,
+    Explorer,
+    Reset,
+    State,
+    StateReply,
+    StepOnce,
+    StepReply,
+)
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -48,98 +60,6 @@ if TYPE_CHECKING:
 PATCH_HOOKS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out",
                "hook_mlp_out", "attn.hook_z")
 LOGIT_LENS_K = 3
-PATCH_VALUES = ("zero", "scale", "source")
-
-
-# ------------------------------------------------------------------ requests and replies
-@request_schema("state")
-class State(Request):
-    """Every step so far."""
-
-
-@request_schema("step")
-class StepOnce(Request):
-    """Generate one more token."""
-
-
-@request_schema("reset")
-class Reset(Request):
-    """Start again from the prompt (with the current patches)."""
-
-
-@request_schema("clear_patches")
-class ClearPatches(Request):
-    """Remove every patch and restart."""
-
-
-@request_schema("add_patch")
-class AddPatch(Request):
-    """``GenerationStepper.add_patch`` from the patch panel."""
-
-    layer: int = param()
-    hook: str = param("hook_resid_post")
-    position: int | None = param(-1)
-    value: str = param("zero", choices=PATCH_VALUES)
-    scale: float = param(0.0)
-    source_prompt: str | None = param(None)
-    source_position: int = param(-1)
-    every_generated: bool = param(False)
-
-
-@request_schema("attention")
-class Attention(Request):
-    """The newest token's attention per head in a self-attention layer (null: the last)."""
-
-    layer: int | None = param(None)
-
-
-@request_schema("explorer")
-class Explorer(Request):
-    """Build an ``AttentionExplorer`` on the current text (``stepper.explorer``)."""
-
-
-@request_schema("cross")
-class Cross(Request):
-    """Where the position that wrote step ``step``'s token looked in the picture (null:
-    the widget's current layer and head choice)."""
-
-    step: int = param(-1)
-    layer: int | None = param(None)
-    mode: str | None = param(None, choices=(*MODES, None))
-    head: int | None = param(None, ge=0)
-    kv_group: int | None = param(None, ge=0)
-
-
-@dataclass
-class StateReply(Reply):
-    steps: list[dict]  # [{index, token, id, position, top_texts, lens_top}]
-    done: bool
-    stop_reason: str
-    top: list[Array] = buffer(doc="per step: float32 [top_k] probabilities of top_texts")
-    lens: list[Array | None] = buffer(doc="per step: float32 [n_layers] logit lens")
-
-
-@dataclass
-class StepReply(Reply):
-    step: dict | None  # as in StateReply.steps; null once generation has stopped
-    done: bool
-    stop_reason: str
-    top: Array | None = buffer(None)
-    lens: Array | None = buffer(None)
-
-
-@dataclass
-class AttentionReply(Reply):
-    layer: int
-    tokens: list[str]
-    patched: bool
-    weights: Array = buffer(doc="float32 [n_heads, pos]")
-
-
-@dataclass
-class CrossReply(GridReply):
-    step: int
-    token: str
 
 
 class GenerationStepper(LensWidget):

@@ -22,16 +22,15 @@ from ..backends.mllama.hooked import HookedMllama
 from ..backends.mllama.images import IMAGE_TOKEN, ImageLayout, image_layout, open_image
 from .base import LensWidget
 from .image_overlay import (
-    MODES,
     SHARED_FILES,
-    GridReply,
     data_url,
     grid_reply,
     head_weights,
     overlay_geometry,
     picture_grid,
 )
-from .protocol import Request, handles, param, request_schema
+from .protocol import handles
+from .requests import MODES, Grid, GridReply
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -39,18 +38,6 @@ if TYPE_CHECKING:
     from ..lens import Lens
 
 MAX_EXPORT_REQUESTS = 2000
-
-
-@request_schema("grid")
-class Grid(Request):
-    """The heatmap over the picture for a layer, a text token and a head choice (null: the
-    widget's current value)."""
-
-    layer: int | None = param(None)
-    token: int | None = param(None)
-    mode: str | None = param(None, choices=(*MODES, None))
-    head: int | None = param(None, ge=0)
-    kv_group: int | None = param(None, ge=0)
 
 
 class ImageAttention(LensWidget):

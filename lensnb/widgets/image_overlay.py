@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import base64
 import io
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ..backends.mllama.images import ImageLayout
-from .protocol import Array, Reply, buffer
+from .protocol import Array
+from .requests import MODES, GridReply
 
 if TYPE_CHECKING:
     from ..lens import Lens
 
-MODES = ("head", "kv_group", "mean")
 PREVIEW_PX = 384  # longest side of the picture sent to the browser
 SHARED_FILES = ("image_overlay",)  # static/image_overlay.js + .css, for LensWidget
 
@@ -52,16 +51,6 @@ def picture_grid(layout: ImageLayout, weights: torch.Tensor) -> tuple[np.ndarray
                "on_class_tokens": float(per_tile[:used, 0].sum()),
                "total": float(weights.sum())}
     return grid, summary
-
-
-@dataclass
-class GridReply(Reply):
-    """A grid over the picture and where the attention went (``picture_grid``'s summary)."""
-
-    on_picture: float
-    on_class_tokens: float
-    total: float
-    grid: Array = buffer(doc="float32 [rows, cols] over the picture's patches")
 
 
 def grid_reply(grid: np.ndarray, summary: dict, reply: type[GridReply] = GridReply,

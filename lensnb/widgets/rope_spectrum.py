@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,7 +20,8 @@ from ..analysis import rope
 from ..core.facts import catalogue
 from ..export.style import OKABE_ITO
 from .base import LensWidget
-from .protocol import Array, Reply, Request, buffer, handles, param, request_schema
+from .protocol import Array, Request, handles
+from .requests import Decay, DecayReply, RopeParams, Spectrum, SpectrumReply, Usage, UsageReply
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -48,72 +48,6 @@ LLAMA31_FALLBACK = {
     "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                      "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
 }
-
-
-# ------------------------------------------------------------------ requests and replies
-@request_schema("params")
-class RopeParams(Request):
-    """Slider values (null: the widget's current value); ``RopeSpectrum.edited_config``
-    checks them together (high_freq_factor > low_freq_factor)."""
-
-    theta: float | None = param(None, gt=0)
-    factor: float | None = param(None, ge=1)
-    low_freq_factor: float | None = param(None, gt=0)
-    high_freq_factor: float | None = param(None, gt=0)
-    original_context: int | None = param(None, ge=1)
-
-    def values(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in PARAMS if getattr(self, k) is not None}
-
-
-@request_schema("spectrum")
-class Spectrum(Request):
-    """``spectrum_data`` for ``params`` (null: the sliders)."""
-
-    params: RopeParams | None = param(None)
-
-
-@request_schema("decay")
-class Decay(Spectrum):
-    """``decay_data`` for ``params`` (null: the sliders)."""
-
-
-@request_schema("usage")
-class Usage(Request):
-    """``usage(which)``: per-head frequency usage (null: ``usage_which``)."""
-
-    which: str | None = param(None, choices=("q", "k", None))
-
-
-@dataclass
-class SpectrumReply(Reply):
-    series: list[dict]  # [{label, role}]: the edited model, then the comparisons
-    bands: dict | None
-    original_context: int
-    regions: list[str]  # names of the region codes
-    base_inv_freq: list[Array] = buffer(doc="per series: float32 [n_pairs]")
-    inv_freq: list[Array] = buffer(doc="per series: float32 [n_pairs]")
-    base_wavelength: list[Array] = buffer(doc="per series: float32 [n_pairs]")
-    wavelength: list[Array] = buffer(doc="per series: float32 [n_pairs]")
-    smooth: list[Array] = buffer(doc="per series: float32 [n_pairs] smoothing weight")
-    region: list[Array] = buffer(doc="per series: int32 [n_pairs], index into regions")
-
-
-@dataclass
-class DecayReply(Reply):
-    series: list[dict]  # [{label, role}]
-    original_context: int
-    distances: Array = buffer(doc="float32 [n]")
-    score: list[Array] = buffer(doc="per series: float32 [n]")
-
-
-@dataclass
-class UsageReply(Reply):
-    n_layers: int
-    n_heads: int
-    which: str
-    usage: Array = buffer(doc="float32 [n_layers * n_heads, n_pairs]")
-    wavelength: Array = buffer(doc="float32 [n_pairs] of the model's own config")
 
 
 def _label(config_or_lens: Any) -> str:

@@ -135,7 +135,7 @@ def test_unknown_request_lists_the_valid_ones(which, request):
 
 
 def test_requests_built_in_python_are_checked_too(explorer):
-    from lensnb.widgets.attention import Tile
+    from lensnb.widgets.requests import Tile
 
     with pytest.raises(RequestError, match="field 'head' must be an int, got '3'"):
         explorer.answer(Tile(head="3"))
