@@ -2,7 +2,7 @@
 // new token's cross-attention drawn over the picture (the overlay ImageAttention uses,
 // image_overlay.js), for the chosen cross-attention layer and head.
 
-/** The picture panel: {element, draw}; `ctx.onCrossPick(i)` when a step is chosen. */
+/** The picture panel: {element, draw}; "Follow newest" calls `ctx.showStep(null)`. */
 function picturePanel(ctx) {
   const { model, state, root } = ctx;
   const element = el("div", "lensnb-gen-box lensnb-gen-cross");
