@@ -68,6 +68,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "ImageInputError": (".backends.mllama.images", "ImageInputError"),
     "ImageTokenError": (".backends.mllama.hooked", "ImageTokenError"),
     "ChromiumNotFoundError": (".export.render", "ChromiumNotFoundError"),
+    "RequestError": (".widgets.protocol", "RequestError"),
 }
 
 __all__ = [
@@ -76,7 +77,7 @@ __all__ = [
     "HookContext", "IDENTITY_PROMPT", "ImageAttention", "ImageInputError", "ImageTokenError",
     "KVGroupView", "KVGroups", "KeptQK", "Lens", "LogitAttribution", "LogitLensStep",
     "LongContextProfile", "MissingModelPackageError", "ModelFacts", "ModelNotFoundError",
-    "Patch", "PatchscopeResult", "PatternMemoryError", "RopeSpectrum", "Step",
+    "Patch", "PatchscopeResult", "PatternMemoryError", "RequestError", "RopeSpectrum", "Step",
     "UnknownHookError", "UnsupportedArchitectureError", "UnsupportedFeatureError",
     "attention_patterns", "cached_path", "check", "export", "facts", "group_summaries",
     "hook_shapes", "load", "long_context_profile", "model_table", "options", "patch",
@@ -136,4 +137,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .widgets.attention import AttentionExplorer
     from .widgets.generation_stepper import GenerationStepper
     from .widgets.image_attention import ImageAttention
+    from .widgets.protocol import RequestError
     from .widgets.rope_spectrum import RopeSpectrum
