@@ -223,7 +223,7 @@ class Lens:
             texts = [text] if isinstance(text, str) else list(text)
             if not texts:
                 raise ValueError("to_tokens got an empty list of texts")
-            if self._tokenizer is None:  # lensnb's hooked Mllama: its processor's rule
+            if self.capabilities.owns_tokenization:  # e.g. Mllama: its processor's rule
                 tokens = self.bridge.to_tokens(texts, prepend_bos=prepend_bos,
                                                padding_side=padding_side, truncate=False)
             else:
