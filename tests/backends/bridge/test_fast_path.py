@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 from layouts import LAYOUTS
+from real_fixtures import load_real, load_reference
 
 import lensnb
 from lensnb.backends.bridge.fast_path import fast_site, fast_sites, plain_model
@@ -133,3 +134,26 @@ def test_no_fast_path_in_compatibility_mode(make_tiny_model):
     assert plain is None and "compatibility" in why
     with pytest.raises(ValueError, match="fast path cannot run this: compatibility"):
         lens.generate(PROMPT, 2, path="fast")
+
+
+@pytest.mark.slow
+def test_gemma3_270m_fast_generation_past_the_sliding_window_equals_hf():
+    """The real Gemma 3 270M (scaled embeddings, (1 + w) norms, 512-token sliding window on 5 of
+    every 6 layers): a 530-token prompt, so the window is in force, greedy on the fast path with
+    a cached hook == Hugging Face ``generate`` on transformers' own GGUF-loaded model, and the
+    cached activation == the bridge's hook on a full forward."""
+    lens, hf = load_real("gemma3-270m"), load_reference("gemma3-270m")
+    text = ("In 1879 the physicist wrote to his sister about the lake, the mountains and the "
+            "long winter evenings spent reading by the fire. ") * 40
+    ids = lens.to_tokens(text)[:, :530]
+    assert ids.shape[1] == 530 > lens.hf_config.sliding_window
+    want = hf.generate(ids, max_new_tokens=4, do_sample=False, eos_token_id=None,
+                       pad_token_id=lens.tokenizer.pad_token_id or 0)
+    name = "blocks.3.hook_resid_post"
+    got = lens.generate(ids, 4, stop_at_eos=False, cache=name)
+    assert got.path == "fast"
+    assert torch.equal(got.tokens, want)
+    _, full = lens.run_with_cache(got.tokens[:, :-1], names=name)
+    for k, step in enumerate(got.steps):
+        torch.testing.assert_close(step.cache[name], full[name][:, 529 + k], atol=1e-4,
+                                   rtol=1e-4)
