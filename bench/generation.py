@@ -169,7 +169,6 @@ def gemma_variants(model: str, n: int) -> tuple[dict[str, Callable[[], torch.Ten
 
 
 def gemma_report(medians: dict[str, float], facts: dict, rounds: int) -> str:
-    base = medians["hf"]
     label = {"hf": "Hugging Face `generate` (peer)", "lensnb": "`lens.generate`, no hooks",
              "lensnb_cache1": "`lens.generate`, caching one hook every step",
              "lensnb_patch": "`lens.generate`, one `lensnb.patch`",
@@ -180,13 +179,17 @@ def gemma_report(medians: dict[str, float], facts: dict, rounds: int) -> str:
         f"Gemma 3: {facts['model']} ({facts['params'] / 1e6:.1f}M parameters), "
         f"{facts['prompt_tokens']}-token prompt, {facts['new_tokens']} new tokens, greedy, "
         f"{rounds} interleaved rounds, medians (tokens equal HF's checked, no hooks and cached).",
-        "",
-        "| variant | path | median s | × HF generate |",
-        "|---|---|---|---|",
     ]
-    for k, v in medians.items():
-        lines.append(f"| {label[k]} | {facts['paths'].get(k, '')} | {v:.4f} | {v / base:.2f}× |")
-    return "\n".join(lines)
+    label = {k: f"{v} ({facts['paths'][k]} path)" if k in facts["paths"] else v
+             for k, v in label.items()}
+    return "\n".join(lines + table(medians, label))
+
+
+def table(medians: dict[str, float], label: dict[str, str]) -> list[str]:
+    """A markdown table of ``medians`` with each one's ratio to ``medians["hf"]``."""
+    rows = ["", "| variant | median s | × HF generate |", "|---|---|---|"]
+    return rows + [f"| {label[k]} | {v:.4f} | {v / medians['hf']:.2f}× |"
+                   for k, v in medians.items()]
 
 
 def vision_variants(model: str, n: int) -> tuple[dict[str, Callable[[], torch.Tensor]], dict]:
@@ -267,12 +270,8 @@ def report(medians: dict[str, float], facts: dict, rounds: int, threads: int) ->
         f"{facts['prompt_tokens']}-token prompt, {facts['new_tokens']} new tokens, greedy, "
         f"{rounds} interleaved rounds, medians; {where}, {platform.machine()}; "
         f"{versions()}.",
-        "",
-        "| variant | median s | × HF generate |",
-        "|---|---|---|",
+        *table(medians, label)[1:],
     ]
-    for k, v in medians.items():
-        lines.append(f"| {label[k]} | {v:.4f} | {v / base:.2f}× |")
     lines += [
         "",
         f"- Target no hooks ≤ 1.1× HF: **{medians['lensnb'] / base:.2f}×**.",
@@ -287,7 +286,6 @@ def report(medians: dict[str, float], facts: dict, rounds: int, threads: int) ->
 
 
 def vision_report(medians: dict[str, float], facts: dict) -> str:
-    base = medians["hf"]
     label = {"hf": "Hugging Face Mllama `generate` (peer)",
              "lensnb": "`lens.generate(images=[img])`, no hooks",
              "lensnb_cross": f"… caching cross-attention layer {facts['cross']}'s pattern every "
@@ -297,13 +295,8 @@ def vision_report(medians: dict[str, float], facts: dict) -> str:
         f"Vision: {facts['model']} ({facts['params'] / 1e6:.1f}M parameters), one 56×56 "
         f"picture, {facts['prompt_tokens']}-token prompt, {facts['new_tokens']} new tokens up to "
         f"EOS (\"{facts['caption']}\", the same tokens as HF checked), same rounds.",
-        "",
-        "| variant | median s | × HF generate |",
-        "|---|---|---|",
     ]
-    for k, v in medians.items():
-        lines.append(f"| {label[k]} | {v:.4f} | {v / base:.2f}× |")
-    return "\n".join(lines)
+    return "\n".join(lines + table(medians, label))
 
 
 def versions() -> str:
