@@ -63,8 +63,12 @@ def test_greedy_equals_hf_generate_on_demo(demo_lens, path):
 GEMMA3 = ("gemma3_text", dict(num_attention_heads=4, num_key_value_heads=1, head_dim=16,
                               sliding_window=4,
                               layer_types=["sliding_attention", "full_attention"]))
+# GPT-2 and Phi-3 fuse q/k/v (and Phi-3 gate/up) into one module that the bridge splits:
+# those hooks stay in the bridge, the rest is on the fast path.
 FAST_LAYOUTS = {"gqa-llama3": LAYOUTS["gqa-llama3"], "mqa-gemma": LAYOUTS["mqa-gemma"],
-                "gemma3-text-sliding": GEMMA3}
+                "gemma3-text-sliding": GEMMA3,
+                "gpt2-fused-qkv": ("gpt2", dict(num_key_value_heads=4)),
+                "phi3-fused-qkv": ("phi3", {})}
 
 
 @pytest.mark.parametrize("model_type,overrides", [
@@ -72,7 +76,9 @@ FAST_LAYOUTS = {"gqa-llama3": LAYOUTS["gqa-llama3"], "mqa-gemma": LAYOUTS["mqa-g
     ("qwen2", dict(num_attention_heads=8, num_key_value_heads=2)),
     LAYOUTS["mqa-gemma"],
     GEMMA3,
-], ids=["llama", "qwen2", "mqa-gemma", "gemma3-text-sliding"])
+    FAST_LAYOUTS["gpt2-fused-qkv"],
+    FAST_LAYOUTS["phi3-fused-qkv"],
+], ids=["llama", "qwen2", "mqa-gemma", "gemma3-text-sliding", "gpt2", "phi3"])
 def test_greedy_equals_hf_generate_tiny(make_tiny_model, model_type, overrides):
     path = make_tiny_model(model_type, seed=1, **overrides)
     lens = lensnb.load(path)

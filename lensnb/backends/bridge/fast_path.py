@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ...lens import Lens
 
 _SIDES = {"hook_in": "in", "hook_out": "out"}
+_PROJECTIONS = ("q", "k", "v", "o")  # TransformerLens's names of the attention projections
 
 
 @dataclass(frozen=True)
@@ -61,25 +62,24 @@ def _hf_paths(components: dict[str, Any], n_layers: int, tl: str = "",
                  if getattr(comp, "is_list_item", False) else [(tl_path, hf_path)])
         subs = getattr(comp, "submodules", None) or {}
         if "Attention" in type(comp).__name__:
-            # inside attention only the projections see [batch, pos, ...]; q/k norms get
-            # [batch, n_heads, pos, d_head] (position on axis 2), which hooks do not expect
-            subs = {k: c for k, c in subs.items() if type(c).__name__ == "LinearBridge"}
+            # inside attention only the q/k/v/o projections: q/k norms get [batch, n_heads,
+            # pos, d_head] (position on axis 2, which hooks do not expect), and a fused qkv
+            # projection's hooks never fire in the bridge (it splits q/k/v itself)
+            subs = {k: c for k, c in subs.items()
+                    if k in _PROJECTIONS and type(c).__name__ == "LinearBridge"}
         for t, h in items:
             out[t] = h
             out.update(_hf_paths(subs, n_layers, t, h))
     return out
 
 
-def fast_sites(lens: Lens) -> dict[str, Site]:
-    """Every hook name of ``lens`` that is a plain module input or output of the Hugging Face
-    model, with its ``Site`` (cached on the lens). Derived, not typed: a hook name resolves
-    (aliases included) to its bridge HookPoint ``{component}.hook_in`` / ``.hook_out``, and the
-    adapter's ``component_mapping`` says which HF module the component wraps. Rotary embeddings
-    (a tuple of cos/sin) and hooks inside a computation (``hook_pattern``, ``hook_rot_q``,
+def mapped_sites(lens: Lens) -> dict[str, Site]:
+    """Every hook name of ``lens`` that is a module input or output in the adapter's mapping,
+    with its ``Site``. Derived, not typed: a hook name resolves (aliases included) to its
+    bridge HookPoint ``{component}.hook_in`` / ``.hook_out``, and the adapter's
+    ``component_mapping`` says which HF module the component wraps. Rotary embeddings (a tuple
+    of cos/sin) and hooks inside a computation (``hook_pattern``, ``hook_rot_q``,
     ``ln1.hook_scale``, ...) exist only in the bridge."""
-    cached = lens.__dict__.get("_lensnb_fast_sites")
-    if cached is not None:
-        return cached
     bridge = lens.bridge
     mapping = getattr(getattr(bridge, "adapter", None), "component_mapping", None) or {}
     paths = _hf_paths(mapping, lens.n_layers)
@@ -90,8 +90,16 @@ def fast_sites(lens: Lens) -> dict[str, Site]:
         if hook in _SIDES and component in paths and component.split(".")[0] not in rotary:
             sites[name] = Site(paths[component], _SIDES[hook],
                                getattr(point, "hook_conversion", None))
-    lens.__dict__["_lensnb_fast_sites"] = sites
     return sites
+
+
+def fast_sites(lens: Lens) -> dict[str, Site]:
+    """The hooks the fast path serves: ``mapped_sites`` whose module the plain Hugging Face
+    model has (an adapter may split a fused module into parts that exist only under the bridge,
+    e.g. GPT-2's ``c_attn`` into ``q``/``k``/``v``: those hooks stay in the bridge). Empty where
+    there is no plain model (``plain_model`` says why)."""
+    plain_model(lens)
+    return lens.__dict__.get("_lensnb_fast_sites", {})
 
 
 def fast_site(lens: Lens, name: str) -> Site | None:
@@ -114,6 +122,8 @@ def plain_model(lens: Lens) -> tuple[torch.nn.Module | None, str]:
         return cached
     result = _build_plain_model(lens)
     lens.__dict__["_lensnb_plain_model"] = result
+    if result[0] is None:
+        lens.__dict__["_lensnb_fast_sites"] = {}
     return result
 
 
@@ -126,7 +136,8 @@ def _build_plain_model(lens: Lens) -> tuple[torch.nn.Module | None, str]:
         return None, "compatibility mode changes the weights"
     if not lens.capabilities.fast_path:
         return None, f"the {lens.backend.name} backend has no fast path"
-    if not fast_sites(lens):
+    mapped = mapped_sites(lens)
+    if not mapped:
         return None, "the TransformerLens adapter maps no Hugging Face module"
     if len(set((getattr(lens.hf_model, "hf_device_map", None) or {0: 0}).values())) > 1:
         return None, "the model is split over several devices"
@@ -144,9 +155,7 @@ def _build_plain_model(lens: Lens) -> tuple[torch.nn.Module | None, str]:
     if missing:
         return None, f"weights not found in the bridge: {missing[:3]}"
     modules = dict(plain.named_modules())
-    absent = sorted({s.module for s in fast_sites(lens).values()} - set(modules))
-    if absent:
-        return None, f"modules of the adapter's mapping not in the Hugging Face model: {absent[:3]}"
+    lens.__dict__["_lensnb_fast_sites"] = {n: s for n, s in mapped.items() if s.module in modules}
     plain.load_state_dict({k: shared[k] for k in own}, assign=True, strict=False)
     plain.to(lens.device).eval()
     plain.generation_config = lens.hf_model.generation_config
