@@ -37,9 +37,10 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "long_context_profile": (".analysis.longcontext", "long_context_profile"),
     "LongContextProfile": (".analysis.longcontext", "LongContextProfile"),
     "stdlib_tokens": (".analysis.longcontext", "stdlib_tokens"),
-    "patch": (".interventions.hook_context", "patch"),
-    "Patch": (".interventions.hook_context", "Patch"),
+    "patch": (".interventions.patch", "patch"),
+    "Patch": (".interventions.patch", "Patch"),
     "HookContext": (".interventions.hook_context", "HookContext"),
+    "GenerationConfig": (".interventions.generation_config", "GenerationConfig"),
     "Generation": (".interventions.generation_results", "Generation"),
     "Step": (".interventions.generation_results", "Step"),
     "LogitLensStep": (".interventions.generation_results", "LogitLensStep"),
@@ -68,20 +69,21 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "ImageInputError": (".backends.mllama.images", "ImageInputError"),
     "ImageTokenError": (".backends.mllama.hooked", "ImageTokenError"),
     "ChromiumNotFoundError": (".export.render", "ChromiumNotFoundError"),
+    "RequestError": (".widgets.protocol", "RequestError"),
 }
 
 __all__ = [
     "AttentionExplorer", "CacheNotFilledError", "Capabilities", "CheckResult",
     "ChromiumNotFoundError",
-    "ContextLengthError", "GQAError", "Generation", "GenerationStepper", "HookContext",
-    "IDENTITY_PROMPT", "ImageAttention", "ImageInputError", "ImageTokenError", "KVGroupView",
-    "KVGroups", "KeptQK", "Lens", "LogitAttribution", "LogitLensStep", "LongContextProfile",
-    "MissingModelPackageError", "ModelFacts", "ModelNotFoundError", "Patch", "PatchscopeResult",
-    "PatternMemoryError", "RopeSpectrum", "Step", "UnknownHookError",
-    "UnsupportedArchitectureError", "UnsupportedFeatureError", "attention_patterns", "cached_path",
-    "check", "export", "facts", "group_summaries", "hook_shapes", "load", "long_context_profile",
-    "model_table", "options", "patch", "patchscope", "rope", "save", "save_text_only",
-    "stdlib_tokens", "supported_architectures",
+    "ContextLengthError", "GQAError", "Generation", "GenerationConfig", "GenerationStepper",
+    "HookContext", "IDENTITY_PROMPT", "ImageAttention", "ImageInputError", "ImageTokenError",
+    "KVGroupView", "KVGroups", "KeptQK", "Lens", "LogitAttribution", "LogitLensStep",
+    "LongContextProfile", "MissingModelPackageError", "ModelFacts", "ModelNotFoundError",
+    "Patch", "PatchscopeResult", "PatternMemoryError", "RequestError", "RopeSpectrum", "Step",
+    "UnknownHookError", "UnsupportedArchitectureError", "UnsupportedFeatureError",
+    "attention_patterns", "cached_path", "check", "export", "facts", "group_summaries",
+    "hook_shapes", "load", "long_context_profile", "model_table", "options", "patch",
+    "patchscope", "rope", "save", "save_text_only", "stdlib_tokens", "supported_architectures",
 ]
 
 
@@ -127,8 +129,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .core.sources import MissingModelPackageError, cached_path
     from .export import save
     from .export.render import ChromiumNotFoundError
+    from .interventions.generation_config import GenerationConfig
     from .interventions.generation_results import Generation, LogitLensStep, Step
-    from .interventions.hook_context import HookContext, Patch, patch
+    from .interventions.hook_context import HookContext
+    from .interventions.patch import Patch, patch
     from .interventions.patchscope import IDENTITY_PROMPT, PatchscopeResult, patchscope
     from .lens import Lens
     from .loading import load
@@ -136,4 +140,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .widgets.attention import AttentionExplorer
     from .widgets.generation_stepper import GenerationStepper
     from .widgets.image_attention import ImageAttention
+    from .widgets.protocol import RequestError
     from .widgets.rope_spectrum import RopeSpectrum

@@ -22,16 +22,34 @@ import torch
 import traitlets
 
 from ..backends.mllama.images import IMAGE_TOKEN, ImageLayout, image_layout, open_image
+from ..core.indices import check_index, check_layer, check_position
 from ..interventions.generation import Step, steps
-from ..interventions.patchscope import Patch, patch
-from .base import Buffers, LensWidget, pack
+from ..interventions.generation_config import GenerationConfig
+from ..interventions.patch import Patch, patch
+from .base import LensWidget
 from .image_overlay import (
-    MODES,
     SHARED_FILES,
     data_url,
+    grid_reply,
     head_weights,
     overlay_geometry,
     picture_grid,
+)
+from .protocol import Array, Done, Request, handles
+from .requests import (
+    MODES,
+    AddPatch,
+    Attention,
+    AttentionReply,
+    ClearPatches,
+    Cross,
+    CrossReply,
+    Explorer,
+    Reset,
+    State,
+    StateReply,
+    StepOnce,
+    StepReply,
 )
 
 if TYPE_CHECKING:
@@ -48,11 +66,15 @@ LOGIT_LENS_K = 3
 class GenerationStepper(LensWidget):
     """Generate from ``prompt`` one token at a time.
 
-    ``GenerationStepper(lens, prompt, max_new_tokens=32, top_k=8)`` shows the text growing,
-    the top-k next tokens of the latest step, a logit-lens heatmap (layer × step: probability
-    each layer's residual stream gives the token finally chosen) and the new token's attention
-    per head. Patches (``add_patch``) restart generation from the prompt. From Python:
-    ``step()``, ``run()``, ``reset()``, ``.steps``, ``.text``, ``attention_explorer()``.
+    ``GenerationStepper(lens, prompt, max_new_tokens=32, top_k_probs=8)`` shows the text
+    growing, the ``top_k_probs`` most likely next tokens of the latest step, a logit-lens
+    heatmap (layer × step: probability each layer's residual stream gives the token finally
+    chosen) and the new token's attention per head. Patches (``add_patch``) restart generation
+    from the prompt. From Python: ``step()``, ``run()``, ``reset()``, ``.steps``, ``.text``,
+    ``attention_explorer()``.
+    How to generate: ``config=lensnb.GenerationConfig(...)`` or its fields as keywords
+    (``do_sample=True, temperature=0.8, top_k=40, seed=0``: Hugging Face's names), as for
+    ``lens.steps``; ``.config`` is what it runs with.
 
     ``GenerationStepper(vision_lens, "<|image|>", image=img)`` (Llama 3.2 Vision; the prompt
     holds one ``<|image|>``): also the picture with each new token's cross-attention over it,
@@ -61,13 +83,14 @@ class GenerationStepper(LensWidget):
     ``cross_attention(step)`` and ``cross_grid(step)``.
     """
 
-    _esm_file = "generation_stepper.js"
+    _esm_file = ("generation_stepper_panels.js", "generation_stepper_picture.js",
+                 "generation_stepper_patches.js", "generation_stepper.js")
     _css_file = "generation_stepper.css"
     _shared_files = SHARED_FILES
 
     prompt = traitlets.Unicode().tag(sync=True)
     max_new_tokens = traitlets.Int(32).tag(sync=True)
-    top_k = traitlets.Int(8).tag(sync=True)
+    top_k_probs = traitlets.Int(8).tag(sync=True)
     prompt_tokens = traitlets.List(traitlets.Unicode()).tag(sync=True)
     generated = traitlets.List(traitlets.Unicode()).tag(sync=True)
     done = traitlets.Bool(False).tag(sync=True)
@@ -88,14 +111,17 @@ class GenerationStepper(LensWidget):
     cross_head = traitlets.Int(0).tag(sync=True)
     cross_kv_group = traitlets.Int(0).tag(sync=True)
 
-    def __init__(self, lens: Lens, prompt: str, *, max_new_tokens: int = 32,
-                 top_k: int = 8, image: Any = None) -> None:
+    def __init__(self, lens: Lens, prompt: str, *, max_new_tokens: int | None = None,
+                 top_k_probs: int = 8, image: Any = None, config: GenerationConfig | None = None,
+                 **generation: Any) -> None:
         if not isinstance(prompt, str) or not prompt:
             raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
-        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
-        if top_k < 1:
-            raise ValueError(f"top_k must be at least 1, got {top_k}")
+        for own in ("logit_lens", "cache", "images", "hooks"):
+            if own in generation:
+                raise TypeError(f"GenerationStepper sets {own}= itself (logit lens of "
+                                f"{LOGIT_LENS_K}, patches through add_patch)")
+        self.config = GenerationConfig.build(config, max_new_tokens, top_k_probs=top_k_probs,
+                                             logit_lens=LOGIT_LENS_K, **generation)
         self.lens = lens
         self._patches: list[Patch] = []
         self.steps: list[Step] = []
@@ -110,7 +136,8 @@ class GenerationStepper(LensWidget):
         else:
             ids = lens.to_tokens(prompt)
             self._prompt_ids = ids.cpu()
-        super().__init__(prompt=prompt, max_new_tokens=max_new_tokens, top_k=top_k,
+        super().__init__(prompt=prompt, max_new_tokens=self.config.max_new_tokens,
+                         top_k_probs=self.config.top_k_probs,
                          prompt_tokens=[lens.tokenizer.decode([t]) for t in ids[0].tolist()],
                          n_layers=lens.n_layers, n_heads=lens.n_heads,
                          n_kv_heads=lens.n_key_value_heads, hook_choices=list(PATCH_HOOKS),
@@ -162,9 +189,10 @@ class GenerationStepper(LensWidget):
             if self._image is not None:  # keep each step's cross-attention rows
                 extra = {"images": [self._image],
                          "cache": [f"blocks.{i}.attn.hook_pattern" for i in self.cross_layers]}
-            self._gen = steps(self.lens, self.prompt, self.max_new_tokens,
-                              hooks=list(self._patches), top_k=self.top_k,
-                              logit_lens=LOGIT_LENS_K, **extra)
+            config = self.config.replace(max_new_tokens=self.max_new_tokens,
+                                         top_k_probs=self.top_k_probs)
+            self._gen = steps(self.lens, self.prompt, config=config, hooks=list(self._patches),
+                              **extra)
         return self._gen
 
     def step(self) -> Step | None:
@@ -225,19 +253,25 @@ class GenerationStepper(LensWidget):
         return torch.cat([self._prompt_ids, new], dim=1)
 
     # ------------------------------------------------------------------ patches
-    def add_patch(self, layer: int, hook: str = "hook_resid_post", *, position: int | None = -1,
-                  value: str | float | torch.Tensor = "zero", scale: float = 0.0,
-                  source_prompt: str | None = None, source_position: int = -1,
-                  every_generated: bool = False) -> None:
+    def add_patch(self, layer: int | Patch, hook: str = "hook_resid_post", *,
+                  position: int | None = -1, value: str | float | torch.Tensor = "zero",
+                  scale: float = 0.0, source_prompt: str | None = None,
+                  source_position: int = -1, every_generated: bool = False) -> None:
         """Add a patch and restart from the prompt.
 
         ``value``: ``"zero"``, ``"scale"`` (multiply by ``scale``), ``"source"`` (the same hook's
-        activation on ``source_prompt`` at ``source_position``) or a tensor.
+        activation on ``source_prompt`` at ``source_position``) or a tensor. Or pass any
+        ``lensnb.patch(...)`` as ``layer`` (the same object ``generate`` takes; the other
+        arguments are then unused).
         """
+        if isinstance(layer, Patch):
+            self._add(layer, "function" if callable(layer.value) and not isinstance(
+                layer.value, torch.Tensor) else _describe(layer.value))
+            return
         name = self.lens.hook_name(hook, layer)  # raises with suggestions
         if isinstance(value, torch.Tensor):
             v: Any = value
-            desc = f"tensor {tuple(value.shape)}"
+            desc = _describe(value)
         elif value == "zero":
             v, desc = 0.0, "zero"
         elif value == "scale":
@@ -247,20 +281,26 @@ class GenerationStepper(LensWidget):
             if not source_prompt:
                 raise ValueError("value='source' needs source_prompt")
             n = self.lens.to_tokens(source_prompt).shape[-1]
-            if not -n <= source_position < n:
-                raise IndexError(f"source_position {source_position} is outside the source "
-                                 f"prompt ({n} tokens)")
+            check_position(source_position, n, "source_position")
             _, cache = self.lens.run_with_cache(source_prompt, names=[name])
             v = cache[name][0, source_position].clone()
             desc = f"from {source_prompt!r}[{source_position}]"
         else:
             raise ValueError(f"value must be 'zero', 'scale', 'source' or a tensor, got "
                              f"{value!r}")
-        p = patch(layer, hook, position=position, value=v, every_generated=every_generated)
+        self._add(patch(layer, hook, position=position, value=v,
+                        every_generated=every_generated), desc)
+
+    def _add(self, p: Patch, desc: str) -> None:
         p.resolve(self.lens).check_positions([len(self.prompt_tokens)], self.max_new_tokens)
+        where = "every position" if p.every_position else (
+            p.position if isinstance(p.position, int) or p.position is None else
+            ", ".join(str(i) for i in p.positions()))
+        head = (f" head {p.head}" if p.head is not None else
+                f" KV group {p.kv_group}" if p.kv_group is not None else "")
         self._patches.append(p)
-        self.patches = [*self.patches, {"name": name, "position": position, "value": desc,
-                                        "every_generated": every_generated}]
+        self.patches = [*self.patches, {"name": p.name + head, "position": where, "value": desc,
+                                        "every_generated": p.every_generated}]
         self.reset()
 
     def clear_patches(self) -> None:
@@ -273,8 +313,8 @@ class GenerationStepper(LensWidget):
     def attention(self, layer: int) -> torch.Tensor:
         """``[n_heads, pos]``: where the newest token attends, per head (unpatched model, on
         the current text; self-attention layers)."""
-        name = self.lens.hook_name("attn.hook_pattern", layer)
-        if layer % self.n_layers not in self.attention_layers:
+        name = self.lens.hook_name("attn.hook_pattern", layer)  # checks the layer
+        if check_layer(layer, self.n_layers) not in self.attention_layers:
             raise ValueError(f"layer {layer} is a cross-attention layer (its keys are image "
                              f"tokens: see cross_attention()); self-attention layers are "
                              f"{self.attention_layers}")
@@ -312,8 +352,8 @@ class GenerationStepper(LensWidget):
                              "Vision model")
         if not self.steps:
             raise ValueError("no step yet: call step() first")
-        if not -len(self.steps) <= step < len(self.steps):
-            raise IndexError(f"step {step} is out of range: {len(self.steps)} steps so far")
+        check_index(step, len(self.steps), "step", from_end=True,
+                    why=f"{len(self.steps)} steps so far")
         layer = self.cross_layer if layer is None else layer
         if layer not in self.cross_layers:
             raise ValueError(f"layer {layer} is not a cross-attention layer "
@@ -336,89 +376,79 @@ class GenerationStepper(LensWidget):
         return AttentionExplorer(self.lens, self.text, layers)
 
     # ------------------------------------------------------------------ frontend
-    def _step_json(self, s: Step) -> tuple[dict, Buffers]:
-        top_meta, top_buf = pack(s.top_probs[0], "float32")
+    def _step_json(self, s: Step) -> tuple[dict, Array, Array | None]:
         out: dict[str, Any] = {"index": s.index, "token": s.text, "id": s.token,
-                               "position": int(s.positions[0]), "top_texts": s.top_texts[0],
-                               "top": top_meta}
-        bufs = [top_buf]
+                               "position": int(s.positions[0]), "top_texts": s.top_texts[0]}
+        lens = None
         if s.logit_lens is not None:
-            meta, buf = pack(s.logit_lens.chosen_probs[0], "float32")  # [n_layers]
+            lens = Array(s.logit_lens.chosen_probs[0])  # [n_layers]
             ids = s.logit_lens.top_ids[0, :, 0].tolist()
-            out["lens"] = meta
             out["lens_top"] = [self.lens.tokenizer.decode([t]) for t in ids]
-            bufs.append(buf)
-        return out, bufs
+        return out, Array(s.top_probs[0]), lens
 
-    def _state(self) -> tuple[dict, Buffers]:
-        items, bufs = [], []
-        for s in self.steps:
-            j, b = self._step_json(s)
-            j["buffers"] = [len(bufs), len(bufs) + len(b)]
-            items.append(j)
-            bufs.extend(b)
-        return {"steps": items, "done": self.done, "stop_reason": self.stop_reason}, bufs
+    @handles(State)
+    def _on_state(self, _req: Request | None = None) -> StateReply:
+        steps = [self._step_json(s) for s in self.steps]
+        return StateReply(steps=[j for j, _, _ in steps], done=self.done,
+                          stop_reason=self.stop_reason, top=[t for _, t, _ in steps],
+                          lens=[lens for _, _, lens in steps])
 
-    def answer(self, request: dict) -> tuple[dict, Buffers]:
-        """Requests: ``state``, ``step``, ``reset``, ``add_patch``, ``clear_patches``,
-        ``attention``, ``explorer``."""
-        kind = request.get("kind")
-        if kind == "state":
-            return self._state()
-        if kind == "step":
-            s = self.step()
-            if s is None:
-                return {"step": None, "done": True, "stop_reason": self.stop_reason}, []
-            j, b = self._step_json(s)
-            return {"step": j, "done": self.done, "stop_reason": self.stop_reason}, b
-        if kind == "reset":
-            self.reset()
-            return self._state()
-        if kind == "add_patch":
-            self.add_patch(int(request["layer"]), str(request.get("hook", "hook_resid_post")),
-                           position=int(request.get("position", -1)),
-                           value=str(request.get("value", "zero")),
-                           scale=float(request.get("scale", 0.0)),
-                           source_prompt=request.get("source_prompt") or None,
-                           source_position=int(request.get("source_position", -1)),
-                           every_generated=bool(request.get("every_generated", False)))
-            return self._state()
-        if kind == "clear_patches":
-            self.clear_patches()
-            return self._state()
-        if kind == "attention":
-            layer = int(request.get("layer", self.n_layers - 1))
-            meta, buf = pack(self.attention(layer), "float32")
-            tokens = self.prompt_tokens + self.generated[:-1]
-            return {"meta": meta, "layer": layer, "tokens": tokens,
-                    "patched": bool(self._patches)}, [buf]
-        if kind == "explorer":
-            self.explorer = self.attention_explorer()
-            return {"ok": True}, []
-        if kind == "cross":
-            step = int(request.get("step", -1))
-            choice: dict[str, Any] = {k: int(request[k]) for k in ("layer", "head", "kv_group")
-                                      if k in request}
-            if "mode" in request:
-                choice["mode"] = str(request["mode"])
-            grid, summary = self.cross_grid(step, **choice)
-            meta, buf = pack(grid, "float32")
-            s = self.steps[step]
-            return {"grid": meta, "step": s.index, "token": s.text, **summary}, [buf]
-        raise ValueError(f"unknown request kind {kind!r}: expected state, step, reset, "
-                         "add_patch, clear_patches, attention, explorer or cross")
+    @handles(StepOnce)
+    def _on_step(self, _req: StepOnce) -> StepReply:
+        s = self.step()
+        if s is None:
+            return StepReply(step=None, done=True, stop_reason=self.stop_reason)
+        j, top, lens = self._step_json(s)
+        return StepReply(step=j, done=self.done, stop_reason=self.stop_reason, top=top,
+                         lens=lens)
+
+    @handles(Reset)
+    def _on_reset(self, _req: Reset) -> StateReply:
+        self.reset()
+        return self._on_state()
+
+    @handles(AddPatch)
+    def _on_add_patch(self, req: AddPatch) -> StateReply:
+        self.add_patch(req.layer, req.hook, position=req.position, value=req.value,
+                       scale=req.scale, source_prompt=req.source_prompt or None,
+                       source_position=req.source_position, every_generated=req.every_generated)
+        return self._on_state()
+
+    @handles(ClearPatches)
+    def _on_clear_patches(self, _req: ClearPatches) -> StateReply:
+        self.clear_patches()
+        return self._on_state()
+
+    @handles(Attention)
+    def _on_attention(self, req: Attention) -> AttentionReply:
+        layer = self.n_layers - 1 if req.layer is None else req.layer
+        return AttentionReply(layer=layer, tokens=self.prompt_tokens + self.generated[:-1],
+                              patched=bool(self._patches), weights=Array(self.attention(layer)))
+
+    @handles(Explorer)
+    def _on_explorer(self, _req: Explorer) -> Done:
+        self.explorer = self.attention_explorer()
+        return Done()
+
+    @handles(Cross)
+    def _on_cross(self, req: Cross) -> CrossReply:
+        choice = {k: getattr(req, k) for k in ("layer", "mode", "head", "kv_group")
+                  if getattr(req, k) is not None}
+        grid, summary = self.cross_grid(req.step, **choice)
+        s = self.steps[req.step]
+        return grid_reply(grid, summary, CrossReply, step=s.index, token=s.text)
 
     def export_requests(self) -> list[dict]:
         """The state and, once there are steps, what the view draws first: the newest
         token's attention (last self-attention layer) and each step's picture overlay."""
-        reqs: list[dict] = [{"kind": "state"}]
+        reqs: list[Request] = [State()]
         if self.steps and self.attention_layers:
-            reqs.append({"kind": "attention", "layer": self.attention_layers[-1]})
+            reqs.append(Attention(layer=self.attention_layers[-1]))
         if self._image is not None:
-            base = {"kind": "cross", "layer": self.cross_layer, "mode": self.cross_mode,
-                    "head": self.cross_head, "kv_group": self.cross_kv_group}
-            reqs += [{**base, "step": i} for i in range(len(self.steps))]
-        return reqs
+            reqs += [Cross(step=i, layer=self.cross_layer, mode=self.cross_mode,
+                           head=self.cross_head, kv_group=self.cross_kv_group)
+                     for i in range(len(self.steps))]
+        return [r.wire() for r in reqs]
 
     # ------------------------------------------------------------------ static figure
     def figure(self, *, style: str | None = None, max_pictures: int = 6) -> go.Figure:
@@ -492,6 +522,12 @@ class GenerationStepper(LensWidget):
         x_axis = fig.get_subplot(row, col).xaxis.plotly_name.replace("axis", "")  # "x3"
         fig.update_yaxes(range=[geo["height"], 0], showgrid=False, showticklabels=False,
                          scaleanchor=x_axis, row=row, col=col)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"tensor {tuple(value.shape)}"
+    return "zero" if value == 0 else f"{value:g}"
 
 
 def _show(text: str) -> str:

@@ -19,15 +19,18 @@ import torch
 import traitlets
 
 from ..backends.mllama.images import IMAGE_TOKEN, ImageLayout, image_layout, open_image
-from .base import Buffers, LensWidget, pack
+from ..core.indices import check_position
+from .base import LensWidget
 from .image_overlay import (
-    MODES,
     SHARED_FILES,
     data_url,
+    grid_reply,
     head_weights,
     overlay_geometry,
     picture_grid,
 )
+from .protocol import handles
+from .requests import MODES, Grid, GridReply
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -115,10 +118,10 @@ class ImageAttention(LensWidget):
 
     @traitlets.validate("token")
     def _valid_token(self, proposal: dict) -> int:
-        v, n = proposal["value"], len(self.tokens)
-        if not -n <= v < n:
-            raise traitlets.TraitError(f"token {v} is out of range: the text has {n} tokens")
-        return v % n
+        try:
+            return check_position(proposal["value"], len(self.tokens), "token")
+        except IndexError as err:
+            raise traitlets.TraitError(str(err)) from None
 
     @traitlets.validate("head")
     def _valid_head(self, proposal: dict) -> int:
@@ -151,23 +154,16 @@ class ImageAttention(LensWidget):
         the picture's patches, on class tokens, on padding."""
         return picture_grid(self._layout, self.weights(**choice))
 
-    def answer(self, request: dict) -> tuple[dict, Buffers]:
-        if request.get("kind") != "grid":
-            raise ValueError(f"unknown request {request.get('kind')!r}: ImageAttention answers "
-                             "'grid'")
-        choice = {k: int(request[k]) for k in ("layer", "token", "head", "kv_group")
-                  if k in request}
-        if "mode" in request:
-            choice["mode"] = str(request["mode"])
-        grid, summary = self.grid(**choice)
-        meta, buf = pack(grid, "float32")
-        return {"grid": meta, **summary}, [buf]
+    @handles(Grid)
+    def _on_grid(self, req: Grid) -> GridReply:
+        choice = {k: getattr(req, k) for k in ("layer", "token", "mode", "head", "kv_group")}
+        return grid_reply(*self.grid(**{k: v for k, v in choice.items() if v is not None}))
 
     def export_requests(self) -> list[dict]:
         """Every (layer, token) for the current head choice, up to ``MAX_EXPORT_REQUESTS``."""
-        base = {"kind": "grid", "mode": self.mode, "head": self.head, "kv_group": self.kv_group}
-        reqs = [{**base, "layer": layer, "token": t} for layer in self.cross_layers
-                for t in range(len(self.tokens))]
+        reqs = [Grid(layer=layer, token=t, mode=self.mode, head=self.head,
+                     kv_group=self.kv_group).wire()
+                for layer in self.cross_layers for t in range(len(self.tokens))]
         return reqs[:MAX_EXPORT_REQUESTS]
 
     # ------------------------------------------------------------------ figure

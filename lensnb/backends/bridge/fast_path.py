@@ -108,11 +108,6 @@ def fast_site(lens: Lens, name: str) -> Site | None:
     return fast_sites(lens).get(name)
 
 
-def layer_of(name: str) -> int | None:
-    parts = name.split(".", 2)
-    return int(parts[1]) if len(parts) > 2 and parts[0] == "blocks" and parts[1].isdigit() else None
-
-
 # ---------------------------------------------------------------------------- the plain HF model
 def plain_model(lens: Lens) -> tuple[torch.nn.Module | None, str]:
     """A plain Hugging Face module tree sharing ``lens``'s weights (built once, cached on the
