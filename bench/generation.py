@@ -15,12 +15,18 @@ ratios to Hugging Face ``generate``. Variants:
 * ``nnsight_save1_first``: nnsight saving it on the first (prompt) step only.
 * ``bridge``: TransformerBridge's own ``generate`` (context).
 
+Then, on a Gemma 3 model (``--gemma-model gemma3-270m``, lensnb's converted copy in
+``~/.cache/lensnb``; ``""`` to skip, skipped with a note when it is not there): Hugging Face
+``generate`` vs ``lens.generate`` with no hooks, one cached hook and one patch; the fast path
+(derived from the TransformerLens adapter's component mapping) serves Gemma since issue 16.
+
 Then, on the vision demo (``--vision-model demo-vision``; ``""`` to skip): a caption up to EOS,
 ``lens.generate`` with one picture (KV cache, cross-attention keys/values computed once) vs
 Hugging Face ``MllamaForConditionalGeneration.generate``, without and with a cross-attention
 pattern hook.
 
     .venv/bin/python bench/generation.py [--model demo] [--tokens 64] [--rounds 15]
+        [--gemma-model gemma3-270m] [--gemma-tokens 32] [--gemma-rounds 3]
         [--write BENCHMARKS.md]
 """
 
@@ -119,6 +125,73 @@ def variants(model: str, n: int) -> tuple[dict[str, Callable[[], torch.Tensor]],
     return runs, facts
 
 
+def gemma_variants(model: str, n: int) -> tuple[dict[str, Callable[[], torch.Tensor]], dict]:
+    """HF ``generate`` vs ``lens.generate`` on a Gemma 3 model: no hooks, one cached hook, one
+    patch (tokens checked equal to HF's for the first two; the path each takes reported)."""
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    import lensnb
+
+    lens = lensnb.load(model)
+    hf = AutoModelForCausalLM.from_pretrained(lens.hf_model.name_or_path,
+                                              attn_implementation="eager",
+                                              dtype=lens.dtype).to(lens.device).eval()
+    ids = lens.to_tokens(PROMPT)
+    config = GenerationConfig(max_new_tokens=n, do_sample=False, eos_token_id=None,
+                              pad_token_id=lens.tokenizer.pad_token_id or 0)
+    name = f"blocks.{LAYER}.hook_resid_post"
+    value = torch.zeros(lens.facts.d_model, device=lens.device, dtype=lens.dtype)
+    paths: dict[str, str] = {}
+
+    def run_hf() -> torch.Tensor:
+        with torch.no_grad():
+            return hf.generate(ids, generation_config=config)
+
+    def run_lens(key: str, **kw) -> Callable[[], torch.Tensor]:
+        def go() -> torch.Tensor:
+            out = lens.generate(ids, n, stop_at_eos=False, **kw)
+            paths[key] = out.path
+            return out.tokens
+        return go
+
+    runs = {"hf": run_hf, "lensnb": run_lens("lensnb"),
+            "lensnb_cache1": run_lens("lensnb_cache1", cache=name),
+            "lensnb_patch": run_lens("lensnb_patch", hooks=[
+                lensnb.patch(LAYER, "hook_resid_post", position=2, value=value)]),
+            "lensnb_cache1_bridge": run_lens("lensnb_cache1_bridge", cache=name, path="bridge")}
+    want = run_hf()
+    for key in ("lensnb", "lensnb_cache1", "lensnb_cache1_bridge"):
+        assert torch.equal(runs[key]().cpu(), want.cpu()), f"gemma {key} differs from hf"
+    runs["lensnb_patch"]()
+    facts = {"model": model, "params": sum(p.numel() for p in hf.parameters()),
+             "prompt_tokens": ids.shape[1], "new_tokens": n, "paths": paths}
+    return runs, facts
+
+
+def gemma_report(medians: dict[str, float], facts: dict, rounds: int) -> str:
+    label = {"hf": "Hugging Face `generate` (peer)", "lensnb": "`lens.generate`, no hooks",
+             "lensnb_cache1": "`lens.generate`, caching one hook every step",
+             "lensnb_patch": "`lens.generate`, one `lensnb.patch`",
+             "lensnb_cache1_bridge": "… caching one hook, `path=\"bridge\"` (Gemma's only "
+                                     "path before issue 16)"}
+    lines = [
+        "",
+        f"Gemma 3: {facts['model']} ({facts['params'] / 1e6:.1f}M parameters), "
+        f"{facts['prompt_tokens']}-token prompt, {facts['new_tokens']} new tokens, greedy, "
+        f"{rounds} interleaved rounds, medians (tokens equal HF's checked, no hooks and cached).",
+    ]
+    label = {k: f"{v} ({facts['paths'][k]} path)" if k in facts["paths"] else v
+             for k, v in label.items()}
+    return "\n".join(lines + table(medians, label))
+
+
+def table(medians: dict[str, float], label: dict[str, str]) -> list[str]:
+    """A markdown table of ``medians`` with each one's ratio to ``medians["hf"]``."""
+    rows = ["", "| variant | median s | × HF generate |", "|---|---|---|"]
+    return rows + [f"| {label[k]} | {v:.4f} | {v / medians['hf']:.2f}× |"
+                   for k, v in medians.items()]
+
+
 def vision_variants(model: str, n: int) -> tuple[dict[str, Callable[[], torch.Tensor]], dict]:
     """HF Mllama ``generate`` vs ``lens.generate`` with one picture (a red disc)."""
     from PIL import Image, ImageDraw
@@ -197,12 +270,8 @@ def report(medians: dict[str, float], facts: dict, rounds: int, threads: int) ->
         f"{facts['prompt_tokens']}-token prompt, {facts['new_tokens']} new tokens, greedy, "
         f"{rounds} interleaved rounds, medians; {where}, {platform.machine()}; "
         f"{versions()}.",
-        "",
-        "| variant | median s | × HF generate |",
-        "|---|---|---|",
+        *table(medians, label)[1:],
     ]
-    for k, v in medians.items():
-        lines.append(f"| {label[k]} | {v:.4f} | {v / base:.2f}× |")
     lines += [
         "",
         f"- Target no hooks ≤ 1.1× HF: **{medians['lensnb'] / base:.2f}×**.",
@@ -217,7 +286,6 @@ def report(medians: dict[str, float], facts: dict, rounds: int, threads: int) ->
 
 
 def vision_report(medians: dict[str, float], facts: dict) -> str:
-    base = medians["hf"]
     label = {"hf": "Hugging Face Mllama `generate` (peer)",
              "lensnb": "`lens.generate(images=[img])`, no hooks",
              "lensnb_cross": f"… caching cross-attention layer {facts['cross']}'s pattern every "
@@ -227,13 +295,8 @@ def vision_report(medians: dict[str, float], facts: dict) -> str:
         f"Vision: {facts['model']} ({facts['params'] / 1e6:.1f}M parameters), one 56×56 "
         f"picture, {facts['prompt_tokens']}-token prompt, {facts['new_tokens']} new tokens up to "
         f"EOS (\"{facts['caption']}\", the same tokens as HF checked), same rounds.",
-        "",
-        "| variant | median s | × HF generate |",
-        "|---|---|---|",
     ]
-    for k, v in medians.items():
-        lines.append(f"| {label[k]} | {v:.4f} | {v / base:.2f}× |")
-    return "\n".join(lines)
+    return "\n".join(lines + table(medians, label))
 
 
 def versions() -> str:
@@ -259,6 +322,9 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--gemma-model", default="gemma3-270m")
+    ap.add_argument("--gemma-tokens", type=int, default=32)
+    ap.add_argument("--gemma-rounds", type=int, default=3)
     ap.add_argument("--vision-model", default="demo-vision")
     ap.add_argument("--vision-tokens", type=int, default=16)
     ap.add_argument("--write", type=Path, default=None, help="update this BENCHMARKS.md")
@@ -268,6 +334,16 @@ def main() -> None:
     runs, facts = variants(args.model, args.tokens)
     medians = measure(runs, args.rounds)
     body = report(medians, facts, args.rounds, args.threads)
+    if args.gemma_model:
+        import lensnb
+
+        try:
+            gruns, gfacts = gemma_variants(args.gemma_model, args.gemma_tokens)
+        except lensnb.ModelNotFoundError as err:
+            body += f"\n\nGemma 3: skipped ({err})."
+        else:
+            body += "\n" + gemma_report(measure(gruns, args.gemma_rounds), gfacts,
+                                         args.gemma_rounds)
     if args.vision_model:
         vruns, vfacts = vision_variants(args.vision_model, args.vision_tokens)
         body += "\n" + vision_report(measure(vruns, args.rounds), vfacts)

@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, tuple[str, str | None]] = {
     "load": (".loading", "load"),
     "supported_architectures": (".backends.registry", "supported_architectures"),
+    "Capabilities": (".backends.contract", "Capabilities"),
     "cached_path": (".core.sources", "cached_path"),
     "Lens": (".lens", "Lens"),
     "facts": (".core.facts", "facts"),
@@ -72,7 +73,8 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
 }
 
 __all__ = [
-    "AttentionExplorer", "CacheNotFilledError", "CheckResult", "ChromiumNotFoundError",
+    "AttentionExplorer", "CacheNotFilledError", "Capabilities", "CheckResult",
+    "ChromiumNotFoundError",
     "ContextLengthError", "GQAError", "Generation", "GenerationConfig", "GenerationStepper",
     "HookContext", "IDENTITY_PROMPT", "ImageAttention", "ImageInputError", "ImageTokenError",
     "KVGroupView", "KVGroups", "KeptQK", "Lens", "LogitAttribution", "LogitLensStep",
@@ -106,6 +108,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .analysis.longcontext import LongContextProfile, long_context_profile, stdlib_tokens
     from .analysis.patterns import KeptQK, attention_patterns
     from .backends.bridge.attention_mode import PatternMemoryError
+    from .backends.contract import Capabilities
     from .backends.kv_cache import CacheNotFilledError
     from .backends.meta import hook_shapes
     from .backends.mllama.hooked import ImageTokenError

@@ -15,7 +15,10 @@ import torch
 from .analysis import kv_views
 from .backends.bridge.attention_mode import attention_for
 from .backends.bridge.loading import wrap_module
+from .backends.contract import Backend, Capabilities
+from .backends.gating import gated_hooks
 from .backends.mllama.text_only import hf_vision_model, text_only_model, text_tokenizer
+from .backends.registry import backend_of
 from .core import hooks as hooknames
 from .core.errors import ContextLengthError, UnsupportedFeatureError
 from .core.facts import ModelFacts
@@ -130,10 +133,38 @@ class Lens:
 
     # ------------------------------------------------------------------ capabilities
     @property
+    def backend(self) -> Backend:
+        """The backend serving this lens (``backends.registry``): its name, architectures and
+        declared ``Capabilities``."""
+        return backend_of(self.bridge)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this lens's model can do (split QKV, fast path, images, ...): the backend's
+        declared ``Capabilities``, narrowed to this model. Features check them up front."""
+        caps = self.__dict__.get("_capabilities")
+        if caps is None:
+            caps = self.__dict__["_capabilities"] = self.backend.capabilities_for(self.bridge)
+        return caps
+
+    def require(self, capability: str, feature: str, instead: str) -> None:
+        """Raise ``UnsupportedFeatureError`` up front, before anything runs, when this lens
+        lacks ``capability`` (a ``Capabilities`` flag): the message names ``feature``, the kind
+        of model, and ``instead`` (what to use)."""
+        self.capabilities.require(capability, feature, instead, model=self.name,
+                                  kind=self.backend.kind)
+
+    def require_images(self, feature: str = "images=") -> None:
+        """``UnsupportedFeatureError`` up front when this model takes no images."""
+        self.require("images", feature,
+                     "images need a Llama 3.2 Vision model with its vision encoder "
+                     "(cross-attention to images); pass the text alone")
+
+    @property
     def is_vision(self) -> bool:
-        """A Llama 3.2 Vision (Mllama) lens: lensnb's own hooked model, whose text decoder
-        interleaves self-attention with cross-attention layers (text -> image tokens)."""
-        return bool(self.facts.cross_attention_layers)
+        """A Llama 3.2 Vision (Mllama) lens: its text decoder interleaves self-attention with
+        cross-attention layers (text -> image tokens); ``capabilities.cross_attention``."""
+        return self.capabilities.cross_attention
 
     @property
     def self_attention_layers(self) -> list[int]:
@@ -141,15 +172,6 @@ class Lens:
         model, those not in ``facts.cross_attention_layers`` for Llama 3.2 Vision."""
         cross = set(self.facts.cross_attention_layers)
         return [i for i in range(self.n_layers) if i not in cross]
-
-    def require_text_model(self, feature: str, instead: str) -> None:
-        """Raise ``UnsupportedFeatureError`` up front when ``feature`` is asked of a vision lens;
-        ``instead`` says what to use."""
-        if self.is_vision:
-            raise UnsupportedFeatureError(
-                f"{feature} is not supported on Llama 3.2 Vision lenses ({self.name!r}); "
-                f"{instead}"
-            )
 
     def require_self_attention(self, layer: int, feature: str) -> int:
         """``layer`` (negative counts from the end) as a non-negative index, checked to be a
@@ -205,7 +227,7 @@ class Lens:
             texts = [text] if isinstance(text, str) else list(text)
             if not texts:
                 raise ValueError("to_tokens got an empty list of texts")
-            if self._tokenizer is None:  # lensnb's hooked Mllama: its processor's rule
+            if self.capabilities.owns_tokenization:  # e.g. Mllama: its processor's rule
                 tokens = self.bridge.to_tokens(texts, prepend_bos=prepend_bos,
                                                padding_side=padding_side, truncate=False)
             else:
@@ -289,6 +311,7 @@ class Lens:
         """Token ids and model keyword arguments (image tensors for a vision model)."""
         if images is None:
             return self.to_tokens(text_or_tokens), kwargs
+        self.require_images()
         from .backends.mllama.images import model_inputs
 
         tokens, image_kwargs = model_inputs(self, text_or_tokens, images)
@@ -339,9 +362,11 @@ class Lens:
         with self._hooked(hooks, tokens) as (_fwd, hooked):
             keep = hooknames.name_filter(names, self.bridge.hook_dict)
             keep = split_qkv.cache_filter(self, names, keep)  # per-head inputs only when named
-            gated = self.bridge._gated_hook_reason  # hooks switched off by a flag never fire
-            keep_live = ((lambda n: keep(n) and gated(n) is None) if not isinstance(names, str)
-                         else keep)
+            if isinstance(names, str):
+                keep_live = keep
+            else:  # hooks switched off by a bridge flag never fire: skip them (no warning)
+                dead = gated_hooks(self.bridge)
+                keep_live = lambda n: keep(n) and n not in dead  # noqa: E731
             if progress is None:
                 progress = tokens.shape[-1] >= PROGRESS_MIN_TOKENS
             with (torch.no_grad(),

@@ -15,8 +15,7 @@ from typing import Any
 import torch
 
 from .backends.bridge import loading as bridge_loading
-from .backends.mllama import loading as mllama_loading
-from .backends.registry import supported_architectures
+from .backends.registry import backend_for, supported_architectures
 from .core.errors import ModelNotFoundError, UnsupportedArchitectureError
 from .core.facts import catalogue
 from .core.facts import facts as read_facts
@@ -85,16 +84,6 @@ def _resolve(name_or_path: str | os.PathLike,
     )
 
 
-def _check_architecture(config: dict, where: str) -> None:
-    archs = config.get("architectures") or []
-    supported = supported_architectures()
-    if archs and not any(a in supported for a in archs):
-        raise UnsupportedArchitectureError(
-            f"{where} is a {', '.join(archs)} model, which lensnb cannot hook yet. "
-            f"Supported architectures: {', '.join(supported)}"
-        )
-
-
 def load(
     name_or_path: str | os.PathLike | torch.nn.Module,
     *,
@@ -135,20 +124,13 @@ def load(
                          "brings its own tokenizer")
     name, path = _resolve(name_or_path, cache_dir)
     config = json.loads((path / "config.json").read_text())
-    if mllama_loading.is_mllama(config):  # Llama 3.2 Vision: lensnb's own hooked model
-        hooked = mllama_loading.load_mllama(path, dtype=torch_dtype, device=device,
-                                            device_map=device_map, compatibility=compatibility)
+    backend = backend_for(config, repr(name))  # UnsupportedArchitectureError when none
+    hooked = backend.load(path, dtype=torch_dtype, device=device, device_map=device_map,
+                          offload_folder=offload_folder, trust_remote_code=trust_remote_code,
+                          compatibility=compatibility)
+    if backend.capabilities.owns_tokenization:  # lensnb's own hooked model (Llama 3.2 Vision)
         return Lens(hooked, read_facts(hooked.original_model.config), name=name)
-    _check_architecture(config, repr(name))
-    kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
-    if device_map is not None:
-        kwargs["device_map"] = device_map
-        if offload_folder is not None:
-            kwargs["offload_folder"] = str(offload_folder)
-    else:
-        kwargs["device"] = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    bridge = bridge_loading.boot(path, **kwargs)
-    return Lens.from_bridge(bridge, name, compatibility=compatibility,
+    return Lens.from_bridge(hooked, name, compatibility=compatibility,
                             tokenizer=bridge_loading.own_tokenizer(path, trust_remote_code))
 
 
@@ -161,13 +143,12 @@ def _load_module(model: torch.nn.Module, tokenizer: Any, device: Any, compatibil
     if not hasattr(model, "config"):
         raise TypeError(f"expected a transformers PreTrainedModel, got {type(model).__name__}")
     name = getattr(model.config, "name_or_path", "") or type(model).__name__
-    if mllama_loading.is_mllama(model.config.to_dict()):
-        hooked = mllama_loading.wrap(model, tokenizer, compatibility=compatibility)
+    backend = backend_for(model.config.to_dict(), f"the given {type(model).__name__}")
+    hooked = backend.wrap(model, tokenizer, device=device, trust_remote_code=trust_remote_code,
+                          compatibility=compatibility)
+    if backend.capabilities.owns_tokenization:
         return Lens(hooked, read_facts(model.config), name=name)
-    _check_architecture(model.config.to_dict(), f"the given {type(model).__name__}")
-    bridge = bridge_loading.wrap_module(model, tokenizer, device=device,
-                                        trust_remote_code=trust_remote_code)
-    return Lens.from_bridge(bridge, name, compatibility=compatibility, tokenizer=tokenizer)
+    return Lens.from_bridge(hooked, name, compatibility=compatibility, tokenizer=tokenizer)
 
 
 __all__ = ["DEMOS", "ModelNotFoundError", "UnsupportedArchitectureError", "cached_path", "load",

@@ -16,7 +16,7 @@ from lensnb.selfcheck.result import FAIL, INVARIANTS, NA, PASS, CheckResult, Che
 
 # Cells that need generation on Llama 3.2 Vision (issue 14 items 1-2, branch `gen`).
 VISION_GENERATION = {("gen_bridge", VISION_LAYOUT), ("vision_gen", VISION_LAYOUT)}
-NO_FAST_PATH = {"gemma-mqa", VISION_LAYOUT}  # generation.FAST_MODEL_TYPES has no gemma/mllama
+NO_FAST_PATH = {VISION_LAYOUT}  # every bridged layout has a fast path; Mllama has its own loop
 
 
 @pytest.fixture(scope="module")

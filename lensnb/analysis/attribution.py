@@ -156,8 +156,8 @@ def logit_attribution(lens: Any, text_or_tokens: Any, token: int | str,
     ``NotImplementedError`` where the residual stream is not the plain sum of its parts
     (e.g. norms after the attention output, as in Gemma 2/3).
     """
-    lens.require_text_model(
-        "direct logit attribution (logit_attribution)",
+    lens.require(
+        "direct_logit_attribution", "direct logit attribution (logit_attribution)",
         "use lens.text_only().logit_attribution(text, token) for the language model on text "
         "without images (the same numbers: without an image the cross-attention layers are "
         "skipped)")

@@ -165,8 +165,8 @@ class KeptQK:
             hooks.append((lens.hook_name("attn.hook_rot_q", layer), keep(q, layer)))
             hooks.append((lens.hook_name("attn.hook_rot_k", layer),
                           keep(k, layer, stop=layer == last)))
-        # lensnb's hooked Llama 3.2 Vision has no stop_at_layer; _Enough ends its run instead
-        stop_at = {} if lens.is_vision else {"stop_at_layer": last + 1}
+        # without stop_at_layer (lensnb's hooked Llama 3.2 Vision) _Enough ends the run instead
+        stop_at = {"stop_at_layer": last + 1} if lens.capabilities.stop_at_layer else {}
         try:  # memory-efficient attention: no layer builds its N^2 scores
             with torch.no_grad(), attention_for(lens, (), tokens):
                 lens.bridge.run_with_hooks(tokens, fwd_hooks=hooks, return_type=None, **stop_at)

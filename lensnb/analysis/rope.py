@@ -417,7 +417,8 @@ def decay_curve(config_or_lens: ConfigLike, distances: Positions | None = None, 
 def require_usage(lens: Lens) -> None:
     """Raise ``UnsupportedFeatureError`` up front where per-head frequency usage does not apply
     (Llama 3.2 Vision: its cross-attention layers have no RoPE)."""
-    lens.require_text_model(
+    lens.require(
+        "rope_frequency_usage",
         "per-head RoPE frequency usage (rope.frequency_usage, RopeSpectrum(lens, text=...))",
         "use it on lens.text_only(), the language model alone (its layers are this model's "
         f"self-attention layers {lens.self_attention_layers}, renumbered from 0); "

@@ -15,10 +15,12 @@ class UnsupportedArchitectureError(ValueError):
     """A model whose architecture neither TransformerLens nor lensnb can hook."""
 
 
-class UnsupportedFeatureError(NotImplementedError, ValueError):
+class UnsupportedFeatureError(NotImplementedError, ValueError, TypeError):
     """A feature that does not apply to this model (split QKV, compatibility mode, direct logit
-    attribution, ... on a Llama 3.2 Vision lens; a cross-attention layer where a self-attention
-    layer is needed). The message names what to use instead."""
+    attribution, ... on a Llama 3.2 Vision lens; images on a text model; a cross-attention layer
+    where a self-attention layer is needed), raised up front from the backend's declared
+    ``Capabilities`` (``lens.capabilities``). The message names what to use instead. Also a
+    ``TypeError``, as a model of the wrong kind raised before."""
 
 
 class ContextLengthError(ValueError):

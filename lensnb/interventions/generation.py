@@ -13,7 +13,8 @@ Three ways to run, same numbers as Hugging Face ``generate``:
   forward hooks. With no hooks this is as cheap as Hugging Face's own decoding loop.
 * **bridge**: anything else (``hook_pattern``, ``hook_rot_q``, ...) runs through the
   TransformerBridge with its HookPoints, also with the KV cache.
-* Llama 3.2 Vision lenses run lensnb's ``HookedMllama`` (reported as ``"bridge"``): its own KV
+* Backends with their own decoding (``capabilities.own_decoding``: Llama 3.2 Vision's
+  ``HookedMllama``, reported as ``"bridge"``) run their own layer loop: its own KV
   cache for self-attention, cross-attention keys/values computed once from the image and
   reused, cross-attention layers skipped for text-only prompts as in Hugging Face.
 
@@ -32,8 +33,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..backends import kv_cache
-from ..backends.bridge.fast_path import fast_site, plain_model, torch_hook
-from ..backends.mllama.hooked import HookedMllama
+from ..backends.bridge.fast_path import fast_site, fast_sites, plain_model, torch_hook
 from ..core import hooks as hooknames
 from ..core.hooks import layer_of
 from . import split_qkv
@@ -45,8 +45,8 @@ from .hook_specs import HookSpec, needs_split_qkv, resolve_hooks
 if TYPE_CHECKING:
     from ..lens import Lens
 
-__all__ = ["Generation", "GenerationConfig", "LogitLensStep", "Step", "fast_site", "generate",
-           "layer_of", "plain_model", "steps"]
+__all__ = ["Generation", "GenerationConfig", "LogitLensStep", "Step", "fast_site", "fast_sites",
+           "generate", "layer_of", "plain_model", "steps"]
 
 Prompt = str | Sequence[str] | torch.Tensor
 # per-token model inputs of Mllama (position on axis 1), left-padded with the ids
@@ -61,7 +61,7 @@ class _Run:
                  hooks: Sequence[HookSpec], images: Any = None):
         self.lens = lens
         self.config = config
-        self.vision = isinstance(lens.bridge, HookedMllama)
+        self.vision = lens.capabilities.own_decoding  # HookedMllama's own decoding state
         self.ids, self.mask, self.prompt_lengths, self.image_kwargs = _inputs(lens, prompt,
                                                                               images)
         self.batch = self.ids.shape[0]
@@ -104,7 +104,7 @@ class _Run:
     def _choose_path(self, names: set[str], path: str) -> tuple[torch.nn.Module, str]:
         if path != "bridge":
             plain, why = plain_model(self.lens)
-            slow = sorted(n for n in names if fast_site(n) is None)
+            slow = sorted(n for n in names if fast_site(self.lens, n) is None)
             if plain is not None and not slow:
                 return plain, "fast"
             if path == "fast":
@@ -170,11 +170,10 @@ class _Run:
             if self.split:  # a hook on a per-head q/k/v input: split QKV on for the run
                 stack.enter_context(self.lens.split_qkv())
             if self.path == "fast":
-                d_head = self.lens.facts.d_head
                 for name in names:
-                    module_path, side, heads = fast_site(name)  # type: ignore[misc]
-                    module = self.model.get_submodule(module_path)
-                    handle = torch_hook(module, side, heads, d_head, self._chain(name))
+                    site = fast_site(self.lens, name)
+                    module = self.model.get_submodule(site.module)  # type: ignore[union-attr]
+                    handle = torch_hook(module, site, self._chain(name))  # type: ignore[arg-type]
                     stack.callback(handle.remove)
             else:
                 if not self.vision:
@@ -233,7 +232,7 @@ class _Run:
 def _final_modules(lens: Lens) -> tuple[torch.nn.Module, torch.nn.Module]:
     """Final norm and unembedding without any hooks (the originals under the bridge)."""
     b = lens.bridge
-    if isinstance(b, HookedMllama):
+    if lens.capabilities.own_decoding:
         return b.final_modules()
     if lens.compatibility:
         return b.ln_final, b.unembed
@@ -253,6 +252,7 @@ def _inputs(lens: Lens, prompt: Prompt, images: Any
     image inputs of a vision model (``{}`` without images)."""
     if images is None:
         return (*_tokenize(lens, prompt), {})
+    lens.require_images()
     from ..backends.mllama.images import model_inputs
 
     ids, kwargs = model_inputs(lens, prompt, images)

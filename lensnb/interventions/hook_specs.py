@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..backends.gating import gated_hooks
 from ..core import hooks as hooknames
 from .hook_context import HookFn, as_context_hook, forward_hook, is_transformer_lens_hook
 from .patch import Patch
@@ -74,7 +75,7 @@ def forward_hooks(lens: Lens, specs: Sequence[HookSpec],
     through unchanged. Call with split QKV already as the run will have it."""
     cross = _cross_layers(lens)
     points = lens.bridge.hook_dict
-    gated = getattr(lens.bridge, "_gated_hook_reason", lambda _name: None)
+    dead = gated_hooks(lens.bridge)  # hooks a bridge flag switches off never fire
     lengths = [int(tokens.shape[-1])] * (tokens.shape[0] if tokens.ndim == 2 else 1)
     out: list[tuple[str | Callable[[str], bool], Callable]] = []
 
@@ -98,7 +99,7 @@ def forward_hooks(lens: Lens, specs: Sequence[HookSpec],
             keep = hooknames.name_filter(names, points)
             seen: set[int] = set()
             for n, point in points.items():
-                if keep(n) and id(point) not in seen and gated(n) is None:
+                if keep(n) and id(point) not in seen and n not in dead:
                     seen.add(id(point))
                     add(n, fn, n)
     return out

@@ -26,7 +26,8 @@ _WHICH = {"q": "hook_q_input", "k": "hook_k_input", "v": "hook_v_input"}
 def require_split_qkv(lens: Any) -> None:
     """Raise ``UnsupportedFeatureError`` up front on a lens without split QKV (Llama 3.2
     Vision), naming what to use instead."""
-    lens.require_text_model(
+    lens.require(
+        "split_qkv",
         "split QKV (per-head hook_q_input/hook_k_input/hook_v_input, patch_kv_input, "
         "patch_q_input)",
         "use blocks.{i}.ln1.hook_out (the attention input) or blocks.{i}.attn.hook_k / hook_v "

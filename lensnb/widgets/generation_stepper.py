@@ -21,7 +21,6 @@ import numpy as np
 import torch
 import traitlets
 
-from ..backends.mllama.hooked import HookedMllama
 from ..backends.mllama.images import IMAGE_TOKEN, ImageLayout, image_layout, open_image
 from ..core.indices import check_index, check_layer, check_position
 from ..interventions.generation import Step, steps
@@ -147,10 +146,10 @@ class GenerationStepper(LensWidget):
 
     def _set_image(self, lens: Lens, prompt: str, image: Any, cross: list[int]) -> dict:
         """Check and keep the picture; the traits the captioning view needs."""
+        lens.require("images", "GenerationStepper(..., image=)",
+                     "image= needs a Llama 3.2 Vision model (cross-attention to images): "
+                     "load one, or step through a text prompt without image=")
         bridge = lens.bridge
-        if not isinstance(bridge, HookedMllama) or not bridge.has_vision:
-            raise TypeError(f"image= needs a Llama 3.2 Vision model; {lens.name!r} has no "
-                            "cross-attention to images")
         if image is None:
             raise ValueError(f"the prompt holds {IMAGE_TOKEN} but no image was given: pass "
                              "image=PIL.Image (or a file path)")

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 import traitlets
 
-from ..backends.mllama.hooked import HookedMllama
 from ..backends.mllama.images import IMAGE_TOKEN, ImageLayout, image_layout, open_image
 from ..core.indices import check_position
 from .base import LensWidget
@@ -74,9 +73,9 @@ class ImageAttention(LensWidget):
     def __init__(self, lens: Lens, text: str, image: Any, *, layer: int | None = None,
                  token: int = -1, head: int = 0, kv_group: int = 0,
                  mode: str = "head") -> None:
-        if not isinstance(lens.bridge, HookedMllama) or not lens.bridge.has_vision:
-            raise TypeError(f"ImageAttention needs a Llama 3.2 Vision model; {lens.name!r} "
-                            "has no cross-attention to images")
+        lens.require("images", "ImageAttention",
+                     "ImageAttention needs a Llama 3.2 Vision model (cross-attention to "
+                     "images); for self-attention use lensnb.AttentionExplorer(lens, text)")
         if not isinstance(text, str) or text.count(IMAGE_TOKEN) != 1:
             raise ValueError(f"the text must be a string with exactly one {IMAGE_TOKEN} (where "
                              f"the picture goes), e.g. '{IMAGE_TOKEN}a photo of'")

@@ -58,10 +58,27 @@ def test_greedy_equals_hf_generate_on_demo(demo_lens, path):
     assert torch.equal(got.tokens, want)
 
 
+# A tiny Gemma 3 text model: scaled embeddings, (1 + w) RMSNorms around attention and MLP, q/k
+# norms, and a sliding window (4 keys) shorter than the prompt on layer 0.
+GEMMA3 = ("gemma3_text", dict(num_attention_heads=4, num_key_value_heads=1, head_dim=16,
+                              sliding_window=4,
+                              layer_types=["sliding_attention", "full_attention"]))
+# GPT-2 and Phi-3 fuse q/k/v (and Phi-3 gate/up) into one module that the bridge splits:
+# those hooks stay in the bridge, the rest is on the fast path.
+FAST_LAYOUTS = {"gqa-llama3": LAYOUTS["gqa-llama3"], "mqa-gemma": LAYOUTS["mqa-gemma"],
+                "gemma3-text-sliding": GEMMA3,
+                "gpt2-fused-qkv": ("gpt2", dict(num_key_value_heads=4)),
+                "phi3-fused-qkv": ("phi3", {})}
+
+
 @pytest.mark.parametrize("model_type,overrides", [
     ("llama", dict(num_attention_heads=8, num_key_value_heads=2)),
     ("qwen2", dict(num_attention_heads=8, num_key_value_heads=2)),
-])
+    LAYOUTS["mqa-gemma"],
+    GEMMA3,
+    FAST_LAYOUTS["gpt2-fused-qkv"],
+    FAST_LAYOUTS["phi3-fused-qkv"],
+], ids=["llama", "qwen2", "mqa-gemma", "gemma3-text-sliding", "gpt2", "phi3"])
 def test_greedy_equals_hf_generate_tiny(make_tiny_model, model_type, overrides):
     path = make_tiny_model(model_type, seed=1, **overrides)
     lens = lensnb.load(path)
@@ -241,12 +258,15 @@ def test_left_padded_batch_equals_each_row_alone(tiny, with_patch):
         assert (batch.logits[i] - alone.logits[0]).abs().max() < 1e-4
 
 
-def test_cached_activations_equal_bridge_hooks(tiny):
-    """Every fast-path hook (TransformerLens name -> HF module) caches what the bridge's own
-    hook gives on an uncached forward, at the position that predicted each token."""
-    lens, _, _ = tiny
-    names = [n for n in lens.hook_names()
-             if generation.fast_site(n) and (n.startswith("blocks.1.") or "blocks." not in n)]
+@pytest.mark.parametrize("layout", sorted(FAST_LAYOUTS))
+def test_cached_activations_equal_bridge_hooks(make_tiny_model, layout):
+    """Every fast-path hook (TransformerLens name -> HF module, derived from the adapter's
+    component mapping) caches what the bridge's own hook gives on an uncached forward, at the
+    position that predicted each token: same shape (per-head views included), same values."""
+    model_type, overrides = FAST_LAYOUTS[layout]
+    lens = lensnb.load(make_tiny_model(model_type, seed=3, **overrides))
+    names = [n for n in lens.hook_names() if generation.fast_site(lens, n)
+             and (n.startswith("blocks.1.") or "blocks." not in n)]
     assert len(names) > 25
     out = lens.generate(PROMPT, 3, cache=names)
     assert out.path == "fast"

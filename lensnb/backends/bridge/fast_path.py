@@ -1,15 +1,17 @@
 """The fast generation path: a plain Hugging Face module tree sharing the bridge's weight tensors
 (no copy), with TransformerLens hook names mapped onto torch forward hooks of its modules.
 
-Hooks whose TransformerLens name maps onto a Hugging Face module (residual stream, attention/MLP
-outputs, q/k/v/z, norms, embed, unembed; ``fast_site``) become plain torch forward hooks,
-registered only where a hook was asked for. Anything else (``hook_pattern``, ``hook_rot_q``)
-exists only in the bridge.
+Hooks whose TransformerLens name is a Hugging Face module's input or output (residual stream,
+attention/MLP outputs, q/k/v/z, norms, embed, unembed; ``fast_sites``, derived from the
+TransformerLens adapter's ``component_mapping``, so every bridged architecture has one) become
+plain torch forward hooks, registered only where a hook was asked for. Anything else
+(``hook_pattern``, ``hook_rot_q``) exists only in the bridge.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -17,72 +19,93 @@ import torch
 if TYPE_CHECKING:
     from ...lens import Lens
 
-# Families whose Hugging Face layout (model.layers.{i}.self_attn.q_proj, ...) the table below
-# describes; tests check every entry against the bridge's own hooks.
-FAST_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2"})
-
-# TransformerLens hook name (per block, after "blocks.{i}.") -> (Hugging Face module path,
-# "in" = the module's first input | "out" = its output, whether to view it per head).
-_L = "model.layers.{i}"
-_BLOCK_SITES: dict[str, tuple[str, str, bool]] = {
-    "hook_resid_pre": (_L, "in", False),
-    "hook_in": (_L, "in", False),
-    "hook_resid_post": (_L, "out", False),
-    "hook_out": (_L, "out", False),
-    "ln1.hook_in": (f"{_L}.input_layernorm", "in", False),
-    "ln1.hook_out": (f"{_L}.input_layernorm", "out", False),
-    "attn.hook_q": (f"{_L}.self_attn.q_proj", "out", True),
-    "attn.q.hook_out": (f"{_L}.self_attn.q_proj", "out", True),
-    "attn.hook_k": (f"{_L}.self_attn.k_proj", "out", True),
-    "attn.k.hook_out": (f"{_L}.self_attn.k_proj", "out", True),
-    "attn.hook_v": (f"{_L}.self_attn.v_proj", "out", True),
-    "attn.v.hook_out": (f"{_L}.self_attn.v_proj", "out", True),
-    "attn.hook_z": (f"{_L}.self_attn.o_proj", "in", True),
-    "attn.o.hook_in": (f"{_L}.self_attn.o_proj", "in", True),
-    "hook_attn_out": (f"{_L}.self_attn.o_proj", "out", False),
-    "attn.hook_out": (f"{_L}.self_attn.o_proj", "out", False),
-    "attn.o.hook_out": (f"{_L}.self_attn.o_proj", "out", False),
-    "hook_resid_mid": (f"{_L}.post_attention_layernorm", "in", False),
-    "ln2.hook_in": (f"{_L}.post_attention_layernorm", "in", False),
-    "ln2.hook_out": (f"{_L}.post_attention_layernorm", "out", False),
-    "mlp.hook_in": (f"{_L}.mlp", "in", False),
-    "mlp.hook_pre": (f"{_L}.mlp.gate_proj", "out", False),
-    "mlp.gate.hook_out": (f"{_L}.mlp.gate_proj", "out", False),
-    "mlp.hook_pre_linear": (f"{_L}.mlp.up_proj", "out", False),
-    "mlp.in.hook_out": (f"{_L}.mlp.up_proj", "out", False),
-    "mlp.hook_post": (f"{_L}.mlp.down_proj", "in", False),
-    "mlp.out.hook_in": (f"{_L}.mlp.down_proj", "in", False),
-    "hook_mlp_out": (f"{_L}.mlp", "out", False),
-    "mlp.hook_out": (f"{_L}.mlp", "out", False),
-    "mlp.out.hook_out": (f"{_L}.mlp", "out", False),
-}
-_GLOBAL_SITES: dict[str, tuple[str, str, bool]] = {
-    "hook_embed": ("model.embed_tokens", "out", False),
-    "embed.hook_out": ("model.embed_tokens", "out", False),
-    "ln_final.hook_in": ("model.norm", "in", False),
-    "ln_final.hook_out": ("model.norm", "out", False),
-    "unembed.hook_in": ("lm_head", "in", False),
-    "unembed.hook_out": ("lm_head", "out", False),
-    "hook_unembed": ("lm_head", "out", False),
-}
+_SIDES = {"hook_in": "in", "hook_out": "out"}
+_PROJECTIONS = ("q", "k", "v", "o")  # TransformerLens's names of the attention projections
 
 
-def fast_site(name: str) -> tuple[str, str, bool] | None:
-    """The Hugging Face module, side and per-head view that TransformerLens hook ``name`` is,
-    or ``None`` when only the bridge has it."""
-    if name in _GLOBAL_SITES:
-        return _GLOBAL_SITES[name]
-    parts = name.split(".", 2)
-    if len(parts) == 3 and parts[0] == "blocks" and parts[1].isdigit():
-        site = _BLOCK_SITES.get(parts[2])
-        if site:
-            return site[0].format(i=parts[1]), site[1], site[2]
-    return None
+@dataclass(frozen=True)
+class Site:
+    """Where a TransformerLens hook sits in the plain Hugging Face model.
+
+    Attributes:
+        module: the Hugging Face module path (``model.layers.3.self_attn.q_proj``).
+        side: ``"in"`` (the module's first input) or ``"out"`` (its output, the first element
+            of a tuple output).
+        conversion: the bridge hook's own tensor conversion (``hook_conversion``, e.g. the
+            per-head view ``[batch, pos, d_model] -> [batch, pos, n_heads, d_head]``), applied
+            before the hook function and reverted on what it returns; ``None`` for none.
+    """
+
+    module: str
+    side: str
+    conversion: Any = None
+
+    @property
+    def heads(self) -> bool:
+        """Whether the hook sees the tensor per head (``[batch, pos, n_heads, d_head]``)."""
+        return bool(getattr(self.conversion, "splits_attention_heads", False))
 
 
-def layer_of(name: str) -> int | None:
-    parts = name.split(".", 2)
-    return int(parts[1]) if len(parts) > 2 and parts[0] == "blocks" and parts[1].isdigit() else None
+def _hf_paths(components: dict[str, Any], n_layers: int, tl: str = "",
+              hf: str = "") -> dict[str, str]:
+    """TransformerLens component path -> Hugging Face module path, read off an adapter's
+    ``component_mapping`` (each bridge component names its HF module, relative to its parent;
+    list components such as ``blocks`` repeat per layer)."""
+    out: dict[str, str] = {}
+    for key, comp in components.items():
+        name = getattr(comp, "name", None)
+        if not name:  # no module of its own in the HF model (a computed or joint part)
+            continue
+        tl_path = f"{tl}.{key}" if tl else key
+        hf_path = f"{hf}.{name}" if hf else name
+        items = ([(f"{tl_path}.{i}", f"{hf_path}.{i}") for i in range(n_layers)]
+                 if getattr(comp, "is_list_item", False) else [(tl_path, hf_path)])
+        subs = getattr(comp, "submodules", None) or {}
+        if "Attention" in type(comp).__name__:
+            # inside attention only the q/k/v/o projections: q/k norms get [batch, n_heads,
+            # pos, d_head] (position on axis 2, which hooks do not expect), and a fused qkv
+            # projection's hooks never fire in the bridge (it splits q/k/v itself)
+            subs = {k: c for k, c in subs.items()
+                    if k in _PROJECTIONS and type(c).__name__ == "LinearBridge"}
+        for t, h in items:
+            out[t] = h
+            out.update(_hf_paths(subs, n_layers, t, h))
+    return out
+
+
+def mapped_sites(lens: Lens) -> dict[str, Site]:
+    """Every hook name of ``lens`` that is a module input or output in the adapter's mapping,
+    with its ``Site``. Derived, not typed: a hook name resolves (aliases included) to its
+    bridge HookPoint ``{component}.hook_in`` / ``.hook_out``, and the adapter's
+    ``component_mapping`` says which HF module the component wraps. Rotary embeddings (a tuple
+    of cos/sin) and hooks inside a computation (``hook_pattern``, ``hook_rot_q``,
+    ``ln1.hook_scale``, ...) exist only in the bridge."""
+    bridge = lens.bridge
+    mapping = getattr(getattr(bridge, "adapter", None), "component_mapping", None) or {}
+    paths = _hf_paths(mapping, lens.n_layers)
+    rotary = {k for k, c in mapping.items() if type(c).__name__ == "RotaryEmbeddingBridge"}
+    sites: dict[str, Site] = {}
+    for name, point in bridge.hook_dict.items():
+        component, _, hook = (getattr(point, "name", None) or name).rpartition(".")
+        if hook in _SIDES and component in paths and component.split(".")[0] not in rotary:
+            sites[name] = Site(paths[component], _SIDES[hook],
+                               getattr(point, "hook_conversion", None))
+    return sites
+
+
+def fast_sites(lens: Lens) -> dict[str, Site]:
+    """The hooks the fast path serves: ``mapped_sites`` whose module the plain Hugging Face
+    model has (an adapter may split a fused module into parts that exist only under the bridge,
+    e.g. GPT-2's ``c_attn`` into ``q``/``k``/``v``: those hooks stay in the bridge). Empty where
+    there is no plain model (``plain_model`` says why)."""
+    plain_model(lens)
+    return lens.__dict__.get("_lensnb_fast_sites", {})
+
+
+def fast_site(lens: Lens, name: str) -> Site | None:
+    """The ``Site`` of TransformerLens hook ``name`` in the plain HF model, or ``None`` when
+    only the bridge has it."""
+    return fast_sites(lens).get(name)
 
 
 # ---------------------------------------------------------------------------- the plain HF model
@@ -94,6 +117,8 @@ def plain_model(lens: Lens) -> tuple[torch.nn.Module | None, str]:
         return cached
     result = _build_plain_model(lens)
     lens.__dict__["_lensnb_plain_model"] = result
+    if result[0] is None:
+        lens.__dict__["_lensnb_fast_sites"] = {}
     return result
 
 
@@ -104,8 +129,11 @@ def _build_plain_model(lens: Lens) -> tuple[torch.nn.Module | None, str]:
     config = lens.hf_config
     if lens.compatibility:
         return None, "compatibility mode changes the weights"
-    if getattr(config, "model_type", None) not in FAST_MODEL_TYPES:
-        return None, f"model type {getattr(config, 'model_type', None)!r} is not mapped"
+    if not lens.capabilities.fast_path:
+        return None, f"the {lens.backend.name} backend has no fast path"
+    mapped = mapped_sites(lens)
+    if not mapped:
+        return None, "the TransformerLens adapter maps no Hugging Face module"
     if len(set((getattr(lens.hf_model, "hf_device_map", None) or {0: 0}).values())) > 1:
         return None, "the model is split over several devices"
     shared: dict[str, torch.Tensor] = {}
@@ -121,36 +149,41 @@ def _build_plain_model(lens: Lens) -> tuple[torch.nn.Module | None, str]:
     missing = [k for k in own if k not in shared or shared[k].shape != own[k].shape]
     if missing:
         return None, f"weights not found in the bridge: {missing[:3]}"
+    modules = dict(plain.named_modules())
+    lens.__dict__["_lensnb_fast_sites"] = {n: s for n, s in mapped.items() if s.module in modules}
     plain.load_state_dict({k: shared[k] for k in own}, assign=True, strict=False)
     plain.to(lens.device).eval()
     plain.generation_config = lens.hf_model.generation_config
     return plain, ""
 
 
-def torch_hook(module: torch.nn.Module, side: str, heads: bool, d_head: int,
-                run: Callable[[torch.Tensor], torch.Tensor | None]) -> Any:
-    def view(t: torch.Tensor) -> torch.Tensor:
-        return t.unflatten(-1, (-1, d_head)) if heads else t  # [batch, pos, n_heads, d_head]
+def torch_hook(module: torch.nn.Module, site: Site,
+               run: Callable[[torch.Tensor], torch.Tensor | None]) -> Any:
+    """A torch forward (pre-)hook on ``module`` that shows ``run`` the tensor at ``site`` as the
+    bridge's hook sees it (its conversion applied) and writes back what ``run`` returns."""
+    conv = site.conversion
 
-    def back(t: torch.Tensor) -> torch.Tensor:
-        return t.flatten(-2) if heads else t
+    def call(t: torch.Tensor) -> torch.Tensor | None:
+        new = run(conv.convert(t) if conv is not None else t)
+        if new is None:
+            return None
+        return conv.revert(new) if conv is not None else new
 
-    if side == "out":
+    if site.side == "out":
         def out_hook(_m: Any, _args: Any, output: Any) -> Any:
             t = output[0] if isinstance(output, tuple) else output
-            new = run(view(t))
+            new = call(t)
             if new is None:
                 return None
-            return (back(new), *output[1:]) if isinstance(output, tuple) else back(new)
+            return (new, *output[1:]) if isinstance(output, tuple) else new
 
         return module.register_forward_hook(out_hook)
 
     def in_hook(_m: Any, args: tuple, kwargs: dict) -> Any:
         if args:
-            new = run(view(args[0]))
-            return None if new is None else ((back(new), *args[1:]), kwargs)
-        new = run(view(kwargs["hidden_states"]))
-        return None if new is None else (args, {**kwargs, "hidden_states": back(new)})
+            new = call(args[0])
+            return None if new is None else ((new, *args[1:]), kwargs)
+        new = call(kwargs["hidden_states"])
+        return None if new is None else (args, {**kwargs, "hidden_states": new})
 
     return module.register_forward_pre_hook(in_hook, with_kwargs=True)
-

@@ -211,10 +211,6 @@ class HookedMllama(HookedRootModule):
                 "Vision models; use blocks.{i}.ln1.hook_out (the attention input) instead"
             )
 
-    def _gated_hook_reason(self, name: str) -> str | None:
-        """Like the bridge's: why hook ``name`` cannot fire (never: no hook is switched off)."""
-        return None
-
     def to_tokens(self, text: str | Sequence[str], prepend_bos: bool | None = None,
                   padding_side: str | None = None, truncate: bool = False) -> torch.Tensor:
         """Token ids ``[batch, pos]``; BOS first unless ``prepend_bos=False``."""

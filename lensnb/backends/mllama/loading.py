@@ -14,17 +14,21 @@ from .hooked import HookedMllama
 from .images import processor
 
 ARCHITECTURES = ("MllamaForConditionalGeneration", "MllamaForCausalLM")
+MODEL_TYPES = ("mllama", "mllama_text_model")
 
 
 def is_mllama(config: dict) -> bool:
     """Whether a ``config.json`` dict describes a Mllama model (full or text decoder only)."""
-    return config.get("model_type") in ("mllama", "mllama_text_model") or any(
+    return config.get("model_type") in MODEL_TYPES or any(
         a in ARCHITECTURES for a in config.get("architectures") or [])
 
 
 def load_mllama(path: str | os.PathLike, *, dtype: torch.dtype, device: Any = None,
-                device_map: Any = None, compatibility: bool = False) -> HookedMllama:
-    """The ``HookedMllama`` of the checkpoint at ``path`` (eager attention, eval mode)."""
+                device_map: Any = None, compatibility: bool = False,
+                offload_folder: Any = None, trust_remote_code: bool = False) -> HookedMllama:
+    """The ``HookedMllama`` of the checkpoint at ``path`` (eager attention, eval mode).
+    ``offload_folder`` goes with ``device_map``; transformers' own Mllama code needs no
+    ``trust_remote_code``."""
     from transformers import AutoConfig, AutoTokenizer
 
     _no_compatibility(compatibility)
@@ -32,6 +36,8 @@ def load_mllama(path: str | os.PathLike, *, dtype: torch.dtype, device: Any = No
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": "eager"}
     if device_map is not None:
         kwargs["device_map"] = device_map
+        if offload_folder is not None:
+            kwargs["offload_folder"] = str(offload_folder)
     if config.model_type == "mllama":
         from transformers import MllamaForConditionalGeneration as cls
     else:
@@ -55,8 +61,10 @@ def _no_compatibility(compatibility: bool) -> None:
 
 
 def wrap(model: torch.nn.Module, tokenizer: Any, *, path: Path | None = None,
-         compatibility: bool = False) -> HookedMllama:
-    """The ``HookedMllama`` around an already-loaded Mllama HF model."""
+         compatibility: bool = False, device: Any = None,
+         trust_remote_code: bool = False) -> HookedMllama:
+    """The ``HookedMllama`` around an already-loaded Mllama HF model (it stays where it is:
+    ``device`` is ignored, as for the bridge around a loaded model)."""
     _no_compatibility(compatibility)
     model.eval()
     vision = getattr(model.config, "vision_config", None)
