@@ -74,16 +74,16 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
 
 __all__ = [
     "AttentionExplorer", "CacheNotFilledError", "Capabilities", "CheckResult",
-    "ChromiumNotFoundError",
-    "ContextLengthError", "GQAError", "Generation", "GenerationConfig", "GenerationStepper",
-    "HookContext", "IDENTITY_PROMPT", "ImageAttention", "ImageInputError", "ImageTokenError",
-    "KVGroupView", "KVGroups", "KeptQK", "Lens", "LogitAttribution", "LogitLensStep",
-    "LongContextProfile", "MissingModelPackageError", "ModelFacts", "ModelNotFoundError", "Patch",
-    "PatchscopeResult", "PatternMemoryError", "RequestError", "RopeSpectrum", "Step",
-    "UnknownHookError", "UnsupportedArchitectureError", "UnsupportedFeatureError",
-    "attention_patterns", "cached_path", "check", "export", "facts", "group_summaries",
-    "hook_shapes", "load", "long_context_profile", "model_table", "options", "patch", "patchscope",
-    "rope", "save", "save_text_only", "stdlib_tokens", "supported_architectures",
+    "ChromiumNotFoundError", "ContextLengthError", "GQAError", "Generation", "GenerationConfig",
+    "GenerationStepper", "HookContext", "IDENTITY_PROMPT", "ImageAttention", "ImageInputError",
+    "ImageTokenError", "KVGroupView", "KVGroups", "KeptQK", "Lens", "LogitAttribution",
+    "LogitLensStep", "LongContextProfile", "MissingModelPackageError", "ModelFacts",
+    "ModelNotFoundError", "Patch", "PatchscopeResult", "PatternMemoryError", "RequestError",
+    "RopeSpectrum", "Step", "UnknownHookError", "UnsupportedArchitectureError",
+    "UnsupportedFeatureError", "attention_patterns", "cached_path", "check", "export", "facts",
+    "group_summaries", "hook_shapes", "load", "long_context_profile", "model_table", "options",
+    "patch", "patchscope", "rope", "save", "save_text_only", "stdlib_tokens",
+    "supported_architectures",
 ]
 
 
