@@ -2,8 +2,11 @@
 
 A widget is an anywidget: a Python class with synced traitlets plus one ES module. The module is
 assembled from real files in ``static/``: ``common.js`` (helpers every widget uses: buffer
-decoding, requests to Python, HTML escaping, colour maps) followed by the widget's own file (or
+decoding, requests to Python, HTML escaping, colour maps) and ``theme.js`` (theme colours for
+canvas drawing, redraws when the notebook's theme changes) followed by the widget's own file (or
 files: ``_esm_file = ("helpers.js", "widget.js")``, one scope, the last one exports render).
+In front of it all ``const THEME = {...}`` and, in front of the CSS, the ``--lensnb-*``
+variables, both generated from ``lensnb/core/theme.py`` (the one theme, read by the figures too).
 
 State flows one way: Python owns the data; the frontend asks for what it shows with
 ``request(model, {...})`` and Python answers in ``answer()`` with JSON plus binary buffers
@@ -22,6 +25,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import anywidget
 import numpy as np
 import torch
+
+from ..core import theme
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -66,10 +71,11 @@ class LensWidget(anywidget.AnyWidget):
         if cls.__dict__.get("_esm_file"):
             files = cls._esm_file if isinstance(cls._esm_file, tuple) else (cls._esm_file,)
             shared = tuple(f"{n}.js" for n in cls._shared_files)
-            cls._esm = "\n".join(
-                (STATIC / f).read_text(encoding="utf-8") for f in ("common.js", *shared, *files)
+            cls._esm = theme.theme_js() + "\n".join(
+                (STATIC / f).read_text(encoding="utf-8")
+                for f in ("common.js", "theme.js", *shared, *files)
             )
-            cls._css = "\n".join(
+            cls._css = theme.theme_css() + "\n".join(
                 (STATIC / f).read_text(encoding="utf-8")
                 for f in ("common.css", *(f"{n}.css" for n in cls._shared_files),
                           cls.__dict__.get("_css_file", ""))

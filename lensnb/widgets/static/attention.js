@@ -96,19 +96,21 @@ function render({ model, el: root }) {
 
   function drawHeatmap() {
     const W = MARGIN + PLOT + 4;
-    hctx.fillStyle = "#fff";
+    hctx.fillStyle = themeColour(root, "bg");
     hctx.fillRect(0, 0, W, W);
+    hctx.fillStyle = themeColour(root, "bg_alt"); // under masked (transparent) cells
+    hctx.fillRect(MARGIN, MARGIN, PLOT, PLOT);
     hctx.imageSmoothingEnabled = false;
     if (state.overview) drawTile(state.overview);
     const d = state.detail;
     const { q0, q1, k0, k1 } = state.win;
     if (d && d.tile.q0 <= q0 && d.tile.k0 <= k0 && d.tile.q1 >= q1 && d.tile.k1 >= k1) drawTile(d);
-    hctx.strokeStyle = "#888";
+    hctx.strokeStyle = themeColour(root, "border");
     hctx.strokeRect(MARGIN - 0.5, MARGIN - 0.5, PLOT + 1, PLOT + 1);
     // axes: token labels when cells are tall enough, positions otherwise
     const toks = tokens();
-    hctx.fillStyle = "#333";
-    hctx.font = "10px monospace";
+    hctx.fillStyle = themeColour(root, "fg");
+    hctx.font = `${THEME.font.tiny_px}px ${THEME.font.mono}`;
     const cell = PLOT / (q1 - q0);
     const every = cell >= 10 ? 1 : Math.ceil(40 / cell);
     const first = Math.ceil(q0 / every) * every;
@@ -133,12 +135,12 @@ function render({ model, el: root }) {
       hctx.restore();
     }
     hctx.textAlign = "left";
-    hctx.fillStyle = "#666";
+    hctx.fillStyle = themeColour(root, "fg_muted");
     hctx.fillText("query ↓  key →", 2, 10);
     if (state.hover) {
       const { i, j } = state.hover;
       if (i >= q0 && i < q1 && j >= k0 && j < k1) {
-        hctx.strokeStyle = "#e34a33";
+        hctx.strokeStyle = THEME.roles.highlight;
         hctx.lineWidth = 1.5;
         hctx.strokeRect(MARGIN + (j - k0) * kcell, MARGIN + (i - q0) * cell, Math.max(2, kcell), Math.max(2, cell));
         hctx.lineWidth = 1;
@@ -345,6 +347,7 @@ function render({ model, el: root }) {
     const t = thumbEls.get(h);
     if (!t) return;
     t.ctx.imageSmoothingEnabled = false;
+    t.ctx.clearRect(0, 0, 48, 48); // masked cells are transparent
     t.ctx.drawImage(canvas, 0, 0, 48, 48);
     t.cell.dataset.loaded = "1";
   }
@@ -472,9 +475,11 @@ function render({ model, el: root }) {
   buildText();
   showView();
   loadThumbs();
+  const stopTheme = onThemeChange(() => { drawHeatmap(); text.redraw(); });
 
   return () => {
     state.alive = false;
+    stopTheme();
     window.removeEventListener("mouseup", onUp);
     for (const [event, fn] of listeners) model.off(event, fn);
   };

@@ -4,7 +4,8 @@
 
 const PLOT = 480; // heatmap plot area, CSS px
 const MARGIN = 84; // room for token labels left of and above the plot
-const MASKED = [236, 236, 236]; // causally hidden cells
+// causally hidden cells are left transparent: the canvas or CSS background beneath (theme
+// colour bg_alt) shows through, so cached tiles stay right when the notebook's theme changes
 const MIN_WINDOW = 4; // tokens visible at the deepest zoom
 
 /** A token as a short visible label: whitespace made visible, long tokens cut. */
@@ -41,12 +42,9 @@ function tileCanvas(tile, scale) {
     const lastQuery = q0 + (i + 1) * fq - 1;
     for (let j = 0; j < cols; j++) {
       const o = 4 * (i * cols + j);
-      if (tile.causal && k0 + j * fk > lastQuery) {
-        img.data[o] = MASKED[0]; img.data[o + 1] = MASKED[1]; img.data[o + 2] = MASKED[2];
-      } else {
-        const b = 3 * tile.data[i * cols + j];
-        img.data[o] = lut[b]; img.data[o + 1] = lut[b + 1]; img.data[o + 2] = lut[b + 2];
-      }
+      if (tile.causal && k0 + j * fk > lastQuery) continue; // masked: alpha stays 0
+      const b = 3 * tile.data[i * cols + j];
+      img.data[o] = lut[b]; img.data[o + 1] = lut[b + 1]; img.data[o + 2] = lut[b + 2];
       img.data[o + 3] = 255;
     }
   }

@@ -7,12 +7,8 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 const W = 640; // chart width, CSS px
 const H = 380; // chart height
 const PAD = { l: 64, r: 16, t: 14, b: 44 };
-const COLOURS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000"];
-const REGION_FILL = {
-  "high-frequency kept": "rgba(0,114,178,0.10)",
-  "smoothed": "rgba(230,159,0,0.18)",
-  "low-frequency scaled": "rgba(213,94,0,0.10)",
-};
+// colours and widths from THEME (lensnb/core/theme.py), the same the figures use
+const REGION_FILL = Object.fromEntries(Object.entries(THEME.regions).map(([k, r]) => [k, r.fill]));
 const TAB_NAMES = [["spectrum", "Spectrum"], ["usage", "Head usage"], ["decay", "Distance decay"]];
 // slider: [trait, label, min, max, step, toSlider, fromSlider, format]
 const SLIDERS = [
@@ -344,10 +340,10 @@ function render({ model, el: root }) {
     const edited = series[0];
     const idx = (n) => Float32Array.from({ length: n }, (_, i) => i);
     if (model.get("show_original")) {
-      lines.push({ x: idx(edited.n), y: edited.base, colour: "#555555", dash: true, width: 1.5, label: `${edited.label} (unscaled)` });
+      lines.push({ x: idx(edited.n), y: edited.base, colour: themeColour(box, "fg_muted"), dash: true, width: THEME.lines.normal, label: `${edited.label} (unscaled)` });
     }
     series.forEach((s, i) => lines.push({
-      x: idx(s.n), y: s.scaled, colour: COLOURS[i % COLOURS.length], width: s.role === "edited" ? 2.5 : 1.5,
+      x: idx(s.n), y: s.scaled, colour: seriesColour(i), width: s.role === "edited" ? THEME.lines.emphasis : THEME.lines.normal,
       markers: s.n <= 64 && s.role === "edited", label: s.role === "edited" ? `${s.label} (scaled)` : s.label,
     }));
     const hbands = [];
@@ -378,8 +374,8 @@ function render({ model, el: root }) {
     let colour = 0;
     const lines = reply.series.map((s, i) => ({
       x: dist, y: unpack(s.data, buffers[i + 1]).data, label: s.role === "edited" ? `${s.label} (scaled)` : s.label,
-      dash: s.role === "original", width: s.role === "edited" ? 2 : 1.2,
-      colour: s.role === "original" ? "#555555" : COLOURS[colour++ % COLOURS.length],
+      dash: s.role === "original", width: s.role === "edited" ? THEME.lines.normal : THEME.lines.thin,
+      colour: s.role === "original" ? themeColour(box, "fg_muted") : seriesColour(colour++),
     }));
     const orig = reply.original_context;
     lineChart(plotHost, {
@@ -415,8 +411,8 @@ function render({ model, el: root }) {
       ctx.fillStyle = `rgb(${R | 0},${G | 0},${B | 0})`;
       ctx.fillRect(left + c * cw, top + r * ch, cw, ch);
     }
-    ctx.fillStyle = getComputedStyle(box).color || "#222";
-    ctx.font = "11px system-ui, sans-serif";
+    ctx.fillStyle = themeColour(box, "fg");
+    ctx.font = `${THEME.font.small_px}px ${THEME.font.ui}`;
     ctx.textAlign = "right";
     for (let l = 0; l < reply.n_layers; l++) {
       ctx.fillText(`L${l}`, left - 4, top + l * nHeads * ch + Math.min(nHeads * ch, 12) - 1);
@@ -433,7 +429,7 @@ function render({ model, el: root }) {
       ctx.fillStyle = `rgb(${R | 0},${G | 0},${B | 0})`;
       ctx.fillRect(bx, top + (i * rows * ch) / 100, 12, (rows * ch) / 100 + 1);
     }
-    ctx.fillStyle = getComputedStyle(box).color || "#222";
+    ctx.fillStyle = themeColour(box, "fg");
     ctx.textAlign = "left";
     ctx.fillText(vmax.toFixed(2), bx + 16, top + 10);
     ctx.fillText("0", bx + 16, top + rows * ch);
@@ -456,10 +452,12 @@ function render({ model, el: root }) {
   const onChange = () => { syncControls(); schedule(); };
   const watched = ["tab", "y_axis", "log_y", "show_original", "usage_which", ...SLIDERS.map(([k]) => k)];
   for (const k of watched) model.on(`change:${k}`, onChange);
+  const stopTheme = onThemeChange(schedule); // canvas text and muted lines follow the theme
   syncControls();
   refresh();
   return () => {
     disposed = true;
+    stopTheme();
     clearTimeout(timer);
     for (const k of watched) model.off(`change:${k}`, onChange);
   };
