@@ -51,8 +51,9 @@ function request(model, req) {
 }
 
 /** Viridis (colour-blind safe; the figures' stops, from THEME), t in [0, 1] -> [r, g, b]. */
-const _VIRIDIS = THEME.colormaps.viridis.map(hexToRgb);
+let _VIRIDIS = null; // decoded on first use (THEME and theme.js come with every widget module)
 function viridis(t) {
+  if (!_VIRIDIS) _VIRIDIS = THEME.colormaps.viridis.map(hexToRgb);
   const x = Math.max(0, Math.min(1, t)) * (_VIRIDIS.length - 1);
   const i = Math.min(_VIRIDIS.length - 2, Math.floor(x));
   const f = x - i;
