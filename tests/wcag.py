@@ -10,7 +10,8 @@ AA_TEXT, AA_LARGE_TEXT = 4.5, 3.0
 
 
 def parse(css: str) -> Rgba:
-    """A computed CSS colour (``rgb(...)``, ``rgba(...)``, ``#rrggbb``) as (r, g, b, a)."""
+    """A computed CSS colour (``rgb(...)``, ``rgba(...)``, ``#rrggbb``, ``color(srgb ...)``) as
+    (r, g, b, a)."""
     css = css.strip().lower()
     if css == "transparent":
         return (0.0, 0.0, 0.0, 0.0)
@@ -21,7 +22,12 @@ def parse(css: str) -> Rgba:
         r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
         a = int(h[6:8], 16) / 255 if len(h) == 8 else 1.0
         return (float(r), float(g), float(b), a)
-    m = re.fullmatch(r"rgba?\(\s*([\d.]+)[,\s]+([\d.]+)[,\s]+([\d.]+)(?:\s*[,/]\s*([\d.]+%?))?\s*\)",
+    m = re.fullmatch(r"color\(srgb\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)(?:\s*/\s*([\d.]+))?\s*\)", css)
+    if m:  # color-mix() results: channels 0..1
+        r, g, b = (float(m.group(i)) * 255 for i in (1, 2, 3))
+        return (r, g, b, 1.0 if m.group(4) is None else float(m.group(4)))
+    number = r"\s*([\d.]+)"
+    m = re.fullmatch(rf"rgba?\({number}[,\s]{number}[,\s]{number}(?:\s*[,/]\s*([\d.]+%?))?\s*\)",
                      css)
     if not m:
         raise ValueError(f"not a colour this test reads: {css!r}")

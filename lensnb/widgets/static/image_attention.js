@@ -43,11 +43,11 @@ function drawGates(host, layers, gates, current) {
       class: layer === current ? "current" : "" }, `L${layer}`);
     svg.appendChild(label);
   });
-  const legend = iaSvg("text", { x: P.l, y: H - 4 }, "■ attention  ");
-  legend.setAttribute("class", "legend-attn");
-  const legend2 = iaSvg("text", { x: P.l + 70, y: H - 4 }, "■ MLP");
-  legend2.setAttribute("class", "legend-mlp");
-  svg.append(legend, legend2);
+  // legend: coloured swatches, labels in the text colour (legible in any theme)
+  const legend = iaSvg("text", { x: P.l, y: H - 4 });
+  legend.append(iaSvg("tspan", { class: "legend-attn" }, "■"), " attention  ",
+    iaSvg("tspan", { class: "legend-mlp" }, "■"), " MLP");
+  svg.append(legend);
   host.appendChild(svg);
 }
 
