@@ -39,7 +39,10 @@ CELLS = [
     "explorer",
     "stepper = lensnb.GenerationStepper(lens, 'def f(x):\\n    return', max_new_tokens=3, "
     "top_k=5)\nstepper",
-    f"rope = lensnb.RopeSpectrum({LLAMA31}, compare={{'Llama 3': {LLAMA3}}})\nrope",
+    f"llama3 = {LLAMA3}\n"  # four data series: the 4th colour is where the palettes differed
+    f"rope = lensnb.RopeSpectrum({LLAMA31}, compare={{'Llama 3': llama3, "
+    "'theta 1e4': {**llama3, 'rope_theta': 1e4}, 'theta 1e6': {**llama3, 'rope_theta': 1e6}})\n"
+    "rope",
 ]
 if HAS_VISION:
     CELLS.append(
@@ -179,11 +182,12 @@ def _rgba(colour: str) -> tuple[float, ...]:
     return (round(r), round(g), round(b), round(a, 3))
 
 
-def _check_rope_matches_figure(shown: dict, fig: dict, *, fallbacks: bool) -> None:
+def _check_rope_matches_figure(shown: dict, fig: dict, *, fallbacks: bool,
+                               bands: int = 3) -> None:
     """Same lines (colour, width), same bands (colour, opacity). The unscaled line and the
     reference line are surroundings: in JupyterLab they follow its theme, elsewhere (fallbacks)
     they are the figure's colours too."""
-    assert len(shown["lines"]) == len(fig["lines"]) >= 3
+    assert len(shown["lines"]) == len(fig["lines"]) >= 4
     for (s_colour, s_width), (f_colour, f_width) in zip(shown["lines"], fig["lines"],
                                                         strict=True):
         assert s_width == pytest.approx(f_width)
@@ -192,7 +196,7 @@ def _check_rope_matches_figure(shown: dict, fig: dict, *, fallbacks: bool) -> No
         else:
             assert _rgb(s_colour) == _rgb(f_colour), (s_colour, f_colour)
     assert sorted(map(_rgba, shown["bands"])) == sorted(map(_rgba, fig["bands"]))
-    assert len(shown["bands"]) == 3
+    assert len(shown["bands"]) == bands
     want_ref = fig["ref"][0] if fallbacks else shown["fg"]
     assert _rgba(shown["ref"]) == _rgba(want_ref)
 
@@ -214,6 +218,18 @@ def test_light_theme(themed_page, lab_kernel):
         assert luminance((r, g, b, 1)) > 0.7, (xy, (r, g, b))
     shown, fig = _rope(page, lab_kernel)
     _check_rope_matches_figure(shown, fig, fallbacks=False)
+    _rope_tab(page, lab_kernel, "decay")  # other widths and no bands
+    shown, fig = _rope(page, lab_kernel)
+    _check_rope_matches_figure(shown, fig, fallbacks=False, bands=0)
+    _rope_tab(page, lab_kernel, "spectrum")
+
+
+def _rope_tab(page, lab_kernel, tab: str) -> None:
+    ready = widget_output(page, "lensnb-rope").get_attribute("data-ready")
+    lab_kernel(page).eval(f"rope.tab = {tab!r}")
+    page.wait_for_function(
+        "([r]) => document.querySelector('.jp-OutputArea-output .lensnb-rope')"
+        ".dataset.ready !== r", arg=[ready])
 
 
 def test_dark_theme(themed_page, lab_kernel):
@@ -240,7 +256,9 @@ def test_standalone_export_matches_the_figure_in_every_colour(chromium, tmp_path
                    rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0,
                                      high_freq_factor=4.0, original_max_position_embeddings=8192))
     llama3 = {**llama31, "rope_scaling": None, "max_position_embeddings": 8192}
-    w = lensnb.RopeSpectrum(llama31, compare={"Llama 3": llama3})
+    w = lensnb.RopeSpectrum(llama31, compare={"Llama 3": llama3,
+                                              "theta 1e4": {**llama3, "rope_theta": 1e4},
+                                              "theta 1e6": {**llama3, "rope_theta": 1e6}})
     path = lensnb.save(w, tmp_path / "rope.html")
     f = w.figure()
     fig = {"lines": [[t.line.color, t.line.width] for t in f.data],
