@@ -77,19 +77,23 @@ TINT_TEXT_FLIP = 0.55
 # default opacity of an attention heatmap drawn over a picture
 OVERLAY_OPACITY = 0.6
 
-# Surroundings: (JupyterLab variable, light value). In the browser ``--lensnb-<name>`` is
-# ``var(<jupyterlab variable>, <light value>)``; figures and exports use the light value.
-UI: dict[str, tuple[str | None, str]] = {
-    "bg": ("--jp-layout-color0", "#ffffff"),  # canvas and chart backgrounds
-    "bg_alt": ("--jp-layout-color2", "#eeeeee"),  # tracks, thumbnails, causally masked cells
-    "fg": ("--jp-ui-font-color1", "#1a1a1a"),  # text, axes, reference lines
-    "fg_muted": ("--jp-ui-font-color2", "#555555"),  # secondary text, unscaled/original lines
-    "border": ("--jp-border-color1", "#bdbdbd"),  # frames, control borders, chart axes
-    "border_soft": ("--jp-border-color2", "#e0e0e0"),  # boxes, grid lines
-    "accent": ("--jp-brand-color0", "#0d47a1"),  # the active tab/view button
-    "on_accent": (None, "#ffffff"),  # text on ``accent``, ``selection`` and a full tint
-    "error": ("--jp-error-color1", "#b00020"),
+# Surroundings: (JupyterLab variable, light value, dark value). In the browser
+# ``--lensnb-<name>`` is ``var(<jupyterlab variable>, <light value>)``: JupyterLab's theme where
+# there is one, else the light value (standalone HTML, nbviewer, Colab's light mode), or the dark
+# value where the host says it is dark without JupyterLab's variables (Colab: ``html[theme=dark]``).
+# Figures and exports use the light value. The dark values are JupyterLab Dark's.
+UI: dict[str, tuple[str | None, str, str]] = {
+    "bg": ("--jp-layout-color0", "#ffffff", "#111111"),  # canvas and chart backgrounds
+    "bg_alt": ("--jp-layout-color2", "#eeeeee", "#424242"),  # tracks, thumbnails, masked cells
+    "fg": ("--jp-ui-font-color1", "#1a1a1a", "#dedede"),  # text, axes, reference lines
+    "fg_muted": ("--jp-ui-font-color2", "#555555", "#959595"),  # secondary text, unscaled lines
+    "border": ("--jp-border-color1", "#bdbdbd", "#616161"),  # frames, control borders, axes
+    "border_soft": ("--jp-border-color2", "#e0e0e0", "#424242"),  # boxes, grid lines
+    "accent": ("--jp-brand-color0", "#0d47a1", "#1976d2"),  # the active tab/view button
+    "on_accent": (None, "#ffffff", "#ffffff"),  # text on ``accent``, ``selection``, a full tint
+    "error": ("--jp-error-color1", "#b00020", "#f44336"),
 }
+DARK_HOSTS = ("html[theme=dark]",)  # hosts that mark a dark theme but set no --jp-* (Colab)
 
 FONT: dict[str, Any] = {
     # the widgets (screen)
@@ -115,11 +119,12 @@ def series_colour(i: int) -> str:
     return SERIES[i % len(SERIES)]
 
 
-def ui(name: str) -> str:
-    """The light (export/figure) value of the surrounding colour ``name`` (a key of ``UI``)."""
+def ui(name: str, *, dark: bool = False) -> str:
+    """The light (export/figure) value of the surrounding colour ``name`` (a key of ``UI``), or
+    its dark value."""
     if name not in UI:
         raise KeyError(f"unknown theme colour {name!r}; known: {', '.join(UI)}")
-    return UI[name][1]
+    return UI[name][2 if dark else 1]
 
 
 def rgba(colour: str, alpha: float) -> str:
@@ -156,8 +161,8 @@ def as_dict() -> dict[str, Any]:
         "regions": {k: {"colour": c, "opacity": a, "fill": region_fill(k)}
                     for k, (c, a) in REGIONS.items()},
         "tint_text_flip": TINT_TEXT_FLIP, "overlay_opacity": OVERLAY_OPACITY,
-        "ui": {k: {"var": f"--lensnb-{k.replace('_', '-')}", "jupyterlab": jp, "light": light}
-               for k, (jp, light) in UI.items()},
+        "ui": {k: {"var": _var(k), "jupyterlab": jp, "light": light, "dark": dark}
+               for k, (jp, light, dark) in UI.items()},
         "font": FONT, "lines": LINES,
     }
 
@@ -169,18 +174,26 @@ def theme_js() -> str:
             f"const THEME = Object.freeze({body});\n")
 
 
+def _var(name: str) -> str:
+    return f"--lensnb-{name.replace('_', '-')}"
+
+
 def theme_css() -> str:
     """CSS custom properties on every widget root (``.lensnb``): the surroundings follow
-    JupyterLab's ``--jp-*`` variables (light values elsewhere), meaningful colours are fixed."""
+    JupyterLab's ``--jp-*`` variables (light values elsewhere, dark ones on a dark host without
+    them), meaningful colours are fixed."""
     lines = ["/* generated from lensnb/core/theme.py (widgets/base.py): the one theme */",
              ".lensnb {"]
-    for name, (jp, light) in UI.items():
-        value = f"var({jp}, {light})" if jp else light
-        lines.append(f"  --lensnb-{name.replace('_', '-')}: {value};")
+    for name, (jp, light, _) in UI.items():
+        lines.append(f"  {_var(name)}: {f'var({jp}, {light})' if jp else light};")
     for name, colour in {**NAMED, **ROLES}.items():
-        lines.append(f"  --lensnb-{name.replace('_', '-')}: {colour};")
+        lines.append(f"  {_var(name)}: {colour};")
     lines += [f"  --lensnb-font: {FONT['ui']};", f"  --lensnb-mono: {FONT['mono']};",
               f"  --lensnb-size: {FONT['size_px']}px;",
               f"  --lensnb-size-small: {FONT['small_px']}px;",
               f"  --lensnb-size-tiny: {FONT['tiny_px']}px;", "}"]
+    lines.append(", ".join(f"{host} .lensnb" for host in DARK_HOSTS) + " {")
+    for name, (jp, _, dark) in UI.items():
+        lines.append(f"  {_var(name)}: {f'var({jp}, {dark})' if jp else dark};")
+    lines.append("}")
     return "\n".join(lines) + "\n"

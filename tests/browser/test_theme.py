@@ -6,7 +6,8 @@ In each theme: a screenshot of every widget (under the test's tmp dir and test-o
 WCAG contrast of every text element against its effective background (tests/wcag.py, from the
 spec), the explorer's canvas pixels beside and inside the heatmap (dark in the dark theme), and
 RopeSpectrum's lines and bands against ``w.figure()`` of the same widget. A standalone HTML export
-(no JupyterLab variables: the light fallbacks) must match the figure in every colour.
+(no JupyterLab variables: the light fallbacks) must match the figure in every colour, and
+turn dark, legibly, on a host that marks itself dark the way Colab does.
 """
 
 from __future__ import annotations
@@ -155,10 +156,13 @@ def _shoot(page, mode: str) -> None:
         shutil.copy(path, SCREENSHOTS / f"theme_{name}_{mode}.png")
 
 
-def _low_contrast(page) -> tuple[list[str], int]:
+def _low_contrast(page, selectors: dict[str, str] | None = None) -> tuple[list[str], int]:
+    """Text elements under WCAG AA (4.5, large text 3.0) against their effective background."""
+    if selectors is None:
+        selectors = {name: f".jp-OutputArea-output .{css}" for name, css in WIDGETS.items()}
     bad, n = [], 0
-    for name, css in WIDGETS.items():
-        for t in page.evaluate(TEXTS_JS, f".jp-OutputArea-output .{css}"):
+    for name, selector in selectors.items():
+        for t in page.evaluate(TEXTS_JS, selector):
             n += 1
             bg = (255.0, 255.0, 255.0, 1.0)
             for layer in reversed(t["layers"]):
@@ -272,5 +276,19 @@ def test_standalone_export_matches_the_figure_in_every_colour(chromium, tmp_path
         root = page.locator(".lensnb-rope")
         root.locator("svg.lensnb-rope-svg").wait_for()
         _check_rope_matches_figure(root.evaluate(ROPE_JS), fig, fallbacks=True)
+        bad, n = _low_contrast(page, {"standalone": ".lensnb-rope"})
+        assert n > 20 and not bad, "\n".join(bad)
+
+        # a dark host without JupyterLab's variables (Colab marks <html theme="dark">)
+        ready = root.get_attribute("data-ready")
+        page.evaluate("document.body.style.background = '#1e1e1e';"
+                      "document.documentElement.setAttribute('theme', 'dark')")
+        page.wait_for_function("([r]) => document.querySelector('.lensnb-rope').dataset.ready"
+                               " !== r", arg=[ready])
+        shown = root.evaluate(ROPE_JS)
+        assert _rgb(shown["muted"]) == _rgb(theme.ui("fg_muted", dark=True))
+        assert [_rgb(c) for c, _ in shown["lines"]][1:] == [_rgb(c) for c, _ in fig["lines"]][1:]
+        bad, n = _low_contrast(page, {"standalone dark": ".lensnb-rope"})
+        assert n > 20 and not bad, "\n".join(bad)
     finally:
         page.close()

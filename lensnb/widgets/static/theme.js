@@ -34,7 +34,8 @@ function themeColour(node, name) {
 
 /**
  * Call `redraw()` whenever the notebook's theme changes (JupyterLab sets data-jp-theme-* on
- * <body> once the new theme's CSS is in; the OS colour scheme for other hosts). Returns the
+ * <body> once the new theme's CSS is in, Colab sets theme on <html>; the OS colour scheme for
+ * other hosts). Returns the
  * function that stops listening (for render's cleanup).
  */
 function onThemeChange(redraw) {
@@ -42,6 +43,7 @@ function onThemeChange(redraw) {
   const fire = () => { cancelAnimationFrame(pending); pending = requestAnimationFrame(() => redraw()); };
   const observer = new MutationObserver(fire);
   if (document.body) observer.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-name", "data-jp-theme-light"] });
+  observer.observe(document.documentElement, { attributes: true, attributeFilter: ["theme"] }); // Colab
   const media = window.matchMedia ? window.matchMedia("(prefers-color-scheme: dark)") : null;
   if (media && media.addEventListener) media.addEventListener("change", fire);
   return () => {
