@@ -67,6 +67,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "ImageInputError": (".backends.mllama.images", "ImageInputError"),
     "ImageTokenError": (".backends.mllama.hooked", "ImageTokenError"),
     "ChromiumNotFoundError": (".export.render", "ChromiumNotFoundError"),
+    "RequestError": (".widgets.protocol", "RequestError"),
 }
 
 __all__ = [
@@ -75,7 +76,7 @@ __all__ = [
     "IDENTITY_PROMPT", "ImageAttention", "ImageInputError", "ImageTokenError", "KVGroupView",
     "KVGroups", "KeptQK", "Lens", "LogitAttribution", "LogitLensStep", "LongContextProfile",
     "MissingModelPackageError", "ModelFacts", "ModelNotFoundError", "Patch", "PatchscopeResult",
-    "PatternMemoryError", "RopeSpectrum", "Step", "UnknownHookError",
+    "PatternMemoryError", "RequestError", "RopeSpectrum", "Step", "UnknownHookError",
     "UnsupportedArchitectureError", "UnsupportedFeatureError", "attention_patterns", "cached_path",
     "check", "export", "facts", "group_summaries", "hook_shapes", "load", "long_context_profile",
     "model_table", "options", "patch", "patchscope", "rope", "save", "save_text_only",
@@ -133,4 +134,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .widgets.attention import AttentionExplorer
     from .widgets.generation_stepper import GenerationStepper
     from .widgets.image_attention import ImageAttention
+    from .widgets.protocol import RequestError
     from .widgets.rope_spectrum import RopeSpectrum

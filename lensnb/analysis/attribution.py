@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from ..core.kv_groups import group_patterns
+from ..core.kv_groups import KVGroups, group_patterns
 
 
 @dataclass
@@ -77,10 +77,10 @@ class LogitAttribution:
         import pandas as pd
 
         n_layers, n_heads = self.heads.shape
-        group = n_heads // self.n_key_value_heads
+        groups = KVGroups(n_heads, self.n_key_value_heads)
         rows = [("embed", None, None, None, self.embed)]
         for layer in range(n_layers):
-            rows += [("head", layer, h, h // group, float(self.heads[layer, h]))
+            rows += [("head", layer, h, groups.kv_head_of(h), float(self.heads[layer, h]))
                      for h in range(n_heads)]
             rows.append(("attn_bias", layer, None, None, float(self.attn_bias[layer])))
             rows.append(("mlp", layer, None, None, float(self.mlp[layer])))

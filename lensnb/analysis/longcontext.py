@@ -84,12 +84,13 @@ def bin_labels(edges: np.ndarray) -> list[str]:
 
 
 @dataclass
-class HeadStats:
-    """Per-head statistics of one layer over queries ``q0..q1``.
+class DistanceStats:
+    """Where attention goes, by distance: the fields ``HeadStats`` (one layer) and
+    ``LongContextProfile`` (stacked over layers) share.
 
-    distance: ``[heads, n_bins]`` mean mass per log2 distance bin (rows sum to 1);
-    sink: ``[heads]`` mean mass on keys ``0..n_sink-1``; reach: fraction ->
-    ``[heads, n_queries]`` the distance holding that fraction, per query.
+    edges: log2 distance bin edges (``log_bins``); distance: ``[..., heads, n_bins]`` mean mass
+    per bin (rows sum to 1); sink: ``[..., heads]`` mean mass on keys ``0..n_sink-1``; reach:
+    fraction -> the distance holding that fraction; queries: ``(q0, q1)`` the queries averaged.
     """
 
     edges: np.ndarray
@@ -98,6 +99,12 @@ class HeadStats:
     reach: dict[float, torch.Tensor]
     n_sink: int
     queries: tuple[int, int]
+
+
+@dataclass
+class HeadStats(DistanceStats):
+    """Per-head statistics of one layer over queries ``q0..q1``: distance ``[heads, n_bins]``,
+    sink ``[heads]``, reach fraction -> ``[heads, n_queries]`` (per query)."""
 
 
 def head_stats(kept: KeptQK, layer: int, heads: Sequence[int] | None = None, *,
@@ -135,8 +142,8 @@ def head_stats(kept: KeptQK, layer: int, heads: Sequence[int] | None = None, *,
     return HeadStats(edges, (dist / n_q).float(), (sink / n_q).float(), reach, n_sink, (q0, q1))
 
 
-@dataclass
-class LongContextProfile:
+@dataclass(kw_only=True)
+class LongContextProfile(DistanceStats):
     """``long_context_profile``'s result for the kept layers of one text.
 
     distance ``[layers, heads, n_bins]``, sink ``[layers, heads]``, reach fraction ->
@@ -146,12 +153,6 @@ class LongContextProfile:
 
     layers: list[int]
     n_pos: int
-    edges: np.ndarray
-    distance: torch.Tensor
-    sink: torch.Tensor
-    reach: dict[float, torch.Tensor]
-    n_sink: int
-    queries: tuple[int, int]
     spectrum: Any = None
     per_layer: dict[int, HeadStats] = field(default_factory=dict, repr=False)
 

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from ..backends.bridge.attention_mode import attention_for
-from ..lens import PROGRESS_MIN_TOKENS
+from ..core.kv_groups import KVGroups
+from ..core.settings import PROGRESS_MIN_TOKENS
 
 if TYPE_CHECKING:
     from ..lens import Lens, TextOrTokens
@@ -120,9 +121,8 @@ class KeptQK:
         first = next(iter(q.values()))
         self.n_pos, self.n_heads, self.d_head = first.shape
         self.n_kv = next(iter(k.values())).shape[1]
-        if self.n_heads % self.n_kv:
-            raise ValueError(f"{self.n_heads} query heads do not split into {self.n_kv} KV heads")
-        self.group_size = self.n_heads // self.n_kv
+        self.kv_groups = KVGroups(self.n_heads, self.n_kv)  # GQAError for an impossible split
+        self.group_size = self.kv_groups.group_size
         self._lse: dict[tuple[int, int], torch.Tensor] = {}  # (layer, head) -> [pos]
 
     @classmethod

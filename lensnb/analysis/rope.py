@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..core.facts import _config_dict
+from ..core.facts import config_dict, unwrap_lens
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -82,14 +82,11 @@ def rope_config(config_or_lens: ConfigLike, *, layer_type: str | None = None,
     """
     from transformers import PretrainedConfig
 
-    from ..lens import Lens
-
-    if isinstance(config_or_lens, Lens):
-        config_or_lens = config_or_lens.hf_config
+    config_or_lens = unwrap_lens(config_or_lens)
     if isinstance(config_or_lens, PretrainedConfig):
         cfg = copy.deepcopy(config_or_lens.get_text_config())
     else:
-        _, data = _config_dict(config_or_lens)
+        _, data = config_dict(config_or_lens)
         cfg = _from_dict(data)
     if not getattr(cfg, "rope_parameters", None):
         raise ValueError(

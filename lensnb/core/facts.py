@@ -130,10 +130,17 @@ def _rope(cfg: dict) -> tuple[float | None, dict | None]:
     return (float(theta) if theta is not None else None), (scaling or None)
 
 
+def unwrap_lens(obj: Any) -> Any:
+    """A ``Lens``'s Hugging Face config; anything else unchanged (core cannot import ``Lens``,
+    which sits layers above: a lens is what has ``facts`` and ``hf_config``)."""
+    if hasattr(obj, "facts") and hasattr(obj, "hf_config"):
+        return obj.hf_config
+    return obj
+
+
 def config_dict(config: ConfigLike) -> tuple[str, dict]:
     """``(name, config dict)`` for anything ``facts`` accepts."""
-    if hasattr(config, "facts") and hasattr(config, "hf_config"):  # a Lens
-        config = config.hf_config
+    config = unwrap_lens(config)
     if hasattr(config, "to_dict"):
         return getattr(config, "name_or_path", "") or config.model_type, config.to_dict()
     if isinstance(config, dict):

@@ -27,14 +27,12 @@ from __future__ import annotations
 import base64
 import html
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..core.settings import STATIC_FALLBACKS, options
 from .html import widget_fragment
+from .protocol import Exportable
 from .saving import render_view
-
-if TYPE_CHECKING:
-    from ..widgets.base import LensWidget
 
 PNG_SCALE = 2.0  # device pixels per CSS pixel of the fallback picture (sharp on HiDPI screens)
 Bundle = tuple[dict[str, Any], dict[str, Any]]
@@ -54,7 +52,7 @@ def _kib(n: int | None) -> str:
     return "no limit" if n is None else f"{n / 1024:,.0f} KiB"
 
 
-def static_fallback(view: LensWidget, bundle: Bundle, mode: Any = "options", *,
+def static_fallback(view: Exportable, bundle: Bundle, mode: Any = "options", *,
                     max_bytes: Any = "options") -> Bundle:
     """``view``'s display ``bundle`` (``(data, metadata)``) with the static copies of its current
     view that ``mode`` asks for (default: ``lensnb.options``) added, within ``max_bytes``."""
@@ -95,7 +93,7 @@ def _with_note(data: dict, metadata: dict, name: str, message: str, mode: str) -
     return data, metadata
 
 
-def _build(view: LensWidget, mode: str) -> Bundle:
+def _build(view: Exportable, mode: str) -> Bundle:
     """The fallback entries alone (base64 PNG, HTML fragment) and their metadata."""
     picture = None
     data: dict[str, Any] = {}

@@ -1,9 +1,10 @@
 """Standalone HTML: self-contained, interactive with no kernel, and never touching the network.
 
-A lensnb widget is exported as its own ES module (inlined), its CSS, its synced state at export
-time and the replies to the requests its ``export_requests()`` lists (buffers base64-encoded and
-gzip-compressed when large). ``static/standalone.js`` (inlined too) runs the module against a
-small stand-in for the anywidget model that answers requests from those replies.
+A lensnb widget (anything ``protocol.Exportable``) is exported as its own ES module (inlined),
+its CSS, its synced state at export time and the replies to the requests its
+``export_requests()`` lists (buffers base64-encoded and gzip-compressed when large).
+``static/standalone.js`` (inlined too) runs the module against a small stand-in for the
+anywidget model that answers requests from those replies.
 
 All of it lives in one host element (``static/host.html``) with an id unique to that export, so
 ``widget_fragment`` can be a notebook output (the static fallback beside the live widget view)
@@ -22,10 +23,10 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .protocol import Exportable
+
 if TYPE_CHECKING:
     import plotly.graph_objects as go
-
-    from ..widgets.base import LensWidget
 
 STATIC = Path(__file__).parent / "static"
 GZIP_ABOVE_BYTES = 4096  # smaller buffers are not worth a decompression step
@@ -49,7 +50,7 @@ def _script_json(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def widget_payload(view: LensWidget) -> dict:
+def widget_payload(view: Exportable) -> dict:
     """Everything the standalone page needs: ES module, CSS, state and pre-computed replies."""
     from ipywidgets.widgets.widget import _remove_buffers
 
@@ -79,7 +80,7 @@ def _data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def widget_fragment(view: LensWidget, *, picture: tuple[bytes, float, float] | None = None,
+def widget_fragment(view: Exportable, *, picture: tuple[bytes, float, float] | None = None,
                     host_id: str | None = None) -> str:
     """One exported view as an HTML fragment: a ``<div class="lensnb-static">`` host with its
     data and the inline module that runs it. ``picture``: ``(png, width_px, height_px)`` shown
@@ -107,7 +108,7 @@ def widget_fragment(view: LensWidget, *, picture: tuple[bytes, float, float] | N
             .replace("<!--lensnb:shim-->", (STATIC / "standalone.js").read_text(encoding="utf-8")))
 
 
-def widget_html(view: LensWidget, *, title: str | None = None) -> str:
+def widget_html(view: Exportable, *, title: str | None = None) -> str:
     """The standalone page of a lensnb widget (one ``widget_fragment`` in a page)."""
     page = (STATIC / "standalone.html").read_text(encoding="utf-8")
     title = title or f"lensnb {type(view).__name__}"

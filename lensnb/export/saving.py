@@ -7,6 +7,7 @@ from typing import Any
 
 from .downsample import MAX_CELLS, limit_heatmaps
 from .html import MAX_BYTES, figure_html, widget_html, write_html
+from .protocol import Exportable
 from .render import render_image
 from .style import CSS_PX_PER_INCH, apply_style, get_style
 
@@ -72,7 +73,7 @@ def save(view: Any, path: str | Path, *, style: str | None = "paper", dpi: float
     path.parent.mkdir(parents=True, exist_ok=True)
 
     if suffix in HTML_FORMATS:
-        if not _is_plotly_figure(view) and hasattr(view, "_esm") and hasattr(view, "answer"):
+        if not _is_plotly_figure(view) and isinstance(view, Exportable):
             return write_html(widget_html(view, title=title), path, max_bytes=max_bytes)
         fig, _ = limit_heatmaps(to_figure(view, style=style, width=width, height=height),
                                 max_cells)

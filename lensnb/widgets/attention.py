@@ -22,7 +22,19 @@ import traitlets
 
 from ..analysis.patterns import KeptQK, summaries_pooled
 from ..lens import UnsupportedFeatureError
-from .base import Buffers, LensWidget, pack
+from .base import Buffers, LensWidget
+from .protocol import Array, handles
+from .requests import (
+    Column,
+    Group,
+    GroupReply,
+    Row,
+    Thumb,
+    ThumbReply,
+    Tile,
+    TileReply,
+    WeightsReply,
+)
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -65,11 +77,10 @@ def explorer_layers(lens: Lens, text: TextOrTokens, layers: Sequence[int] | None
                     f"{lens.self_attention_layers} are shown; its {where}.")
 
 
-def _quantise(tile: torch.Tensor) -> tuple[dict, bytes, float]:
-    """A non-negative tile as uint8 scaled to its max: ``(meta, bytes, vmax)``."""
+def _quantise(tile: torch.Tensor) -> tuple[Array, float]:
+    """A non-negative tile as a uint8 buffer scaled to its max: ``(array, vmax)``."""
     vmax = float(tile.max()) if tile.numel() else 0.0
-    meta, buf = pack(tile / vmax if vmax > 0 else tile, "uint8")
-    return meta, buf, vmax
+    return Array(tile / vmax if vmax > 0 else tile, "uint8"), vmax
 
 
 class AttentionExplorer(LensWidget):
@@ -88,7 +99,8 @@ class AttentionExplorer(LensWidget):
     one raises ``UnsupportedFeatureError`` saying so.
     """
 
-    _esm_file = ("attention_draw.js", "attention_text.js", "attention.js")
+    _esm_file = ("attention_draw.js", "attention_head.js", "attention_grid.js",
+                 "attention_group.js", "attention_text.js", "attention.js")
     _css_file = "attention.css"
 
     layer = traitlets.Int(0).tag(sync=True)
@@ -194,60 +206,65 @@ class AttentionExplorer(LensWidget):
             self._overviews.popitem(last=False)
         return entry
 
-    def answer(self, request: dict) -> tuple[dict, Buffers]:
+    def answer(self, request: object) -> tuple[dict, Buffers]:
         """Frontend requests: ``tile``, ``thumb``, ``row``, ``column``, ``group``.
 
         An interrupt (Kernel > Interrupt) during a long one becomes an error reply: the
         frontend shows it and stays usable; nothing half-computed is cached."""
         try:
-            return self._answer(request)
+            return super().answer(request)
         except KeyboardInterrupt:
             raise RuntimeError("interrupted: click again to recompute") from None
 
-    def _answer(self, request: dict) -> tuple[dict, Buffers]:
-        kind = request.get("kind")
-        layer = int(request.get("layer", self.layer))
+    def _layer(self, layer: int | None) -> int:
+        layer = self.layer if layer is None else layer
         if layer not in self._kept.q:
             raise IndexError(f"layer {layer} was not kept: kept layers are {self.layers}")
-        if kind == "tile":
-            head = int(request["head"])
-            n = self._kept.n_pos
-            window = [int(request.get(k, d)) for k, d in
-                      (("q0", 0), ("q1", n), ("k0", 0), ("k1", n))]
-            if window == [0, n, 0, n]:
-                tile, (fq, fk) = self._overview(layer, head)
-            else:
-                size = min(int(request.get("size", OVERVIEW)), OVERVIEW)
-                t, (fq, fk) = self._kept.pooled(layer, [head], *window, size=size)
-                tile = t[0]
-            meta, buf, vmax = _quantise(tile)
-            return {"meta": meta, "vmax": vmax, "fq": fq, "fk": fk, "window": window}, [buf]
-        if kind == "thumb":
-            head = int(request["head"])
-            tile, (fq, fk) = self._overview(layer, head)
-            side = (min(THUMB, tile.shape[0]), min(THUMB, tile.shape[1]))
-            thumb = F.adaptive_max_pool2d(tile.float()[None], side)[0]
-            meta, buf, vmax = _quantise(thumb)
-            return {"meta": meta, "vmax": vmax}, [buf]
-        if kind in ("row", "column"):
-            head, pos = int(request["head"]), int(request["pos"])
-            fn = self._kept.row if kind == "row" else self._kept.column
-            meta, buf = pack(fn(layer, head, pos), "float32")
-            return {"meta": meta}, [buf]
-        if kind == "group":
-            group = int(request["kv_group"])
-            heads, summaries, (f, _) = summaries_pooled(self._kept, layer, group, GROUP_PANEL)
-            panels = [(f"H{h}", heads[i]) for i, h in
-                      enumerate(range(group * self.group_size, (group + 1) * self.group_size))]
-            panels += list(summaries.items())
-            metas, bufs = [], []
-            for name, tile in panels:
-                meta, buf, vmax = _quantise(tile)
-                metas.append({"name": name, "meta": meta, "vmax": vmax})
-                bufs.append(buf)
-            return {"panels": metas, "f": f}, bufs
-        raise ValueError(f"unknown request kind {kind!r}: expected tile, thumb, row, column "
-                         "or group")
+        return layer
+
+    @handles(Tile)
+    def _on_tile(self, req: Tile) -> TileReply:
+        layer, n = self._layer(req.layer), self._kept.n_pos
+        window = [d if v is None else v for v, d in
+                  ((req.q0, 0), (req.q1, n), (req.k0, 0), (req.k1, n))]
+        if window == [0, n, 0, n]:
+            tile, (fq, fk) = self._overview(layer, req.head)
+        else:
+            size = min(OVERVIEW if req.size is None else req.size, OVERVIEW)
+            t, (fq, fk) = self._kept.pooled(layer, [req.head], *window, size=size)
+            tile = t[0]
+        array, vmax = _quantise(tile)
+        return TileReply(vmax=vmax, fq=fq, fk=fk, window=window, tile=array)
+
+    @handles(Thumb)
+    def _on_thumb(self, req: Thumb) -> ThumbReply:
+        tile, _ = self._overview(self._layer(req.layer), req.head)
+        side = (min(THUMB, tile.shape[0]), min(THUMB, tile.shape[1]))
+        array, vmax = _quantise(F.adaptive_max_pool2d(tile.float()[None], side)[0])
+        return ThumbReply(vmax=vmax, thumb=array)
+
+    @handles(Row)
+    def _on_row(self, req: Row) -> WeightsReply:
+        return WeightsReply(weights=Array(self._kept.row(self._layer(req.layer), req.head,
+                                                         req.pos)))
+
+    @handles(Column)
+    def _on_column(self, req: Column) -> WeightsReply:
+        return WeightsReply(weights=Array(self._kept.column(self._layer(req.layer), req.head,
+                                                            req.pos)))
+
+    @handles(Group)
+    def _on_group(self, req: Group) -> GroupReply:
+        layer, group = self._layer(req.layer), req.kv_group
+        heads, summaries, (f, _) = summaries_pooled(self._kept, layer, group, GROUP_PANEL)
+        panels = [(f"H{h}", heads[i]) for i, h in
+                  enumerate(range(group * self.group_size, (group + 1) * self.group_size))]
+        panels += list(summaries.items())
+        metas, tiles = [], {}
+        for name, tile in panels:
+            tiles[name], vmax = _quantise(tile)
+            metas.append({"name": name, "vmax": vmax})
+        return GroupReply(panels=metas, f=f, tiles=tiles)
 
     def send(self, content: dict, buffers: Sequence[bytes] | None = None) -> None:
         self.bytes_sent += len(json.dumps(content)) + sum(len(b) for b in buffers or ())
@@ -256,10 +273,11 @@ class AttentionExplorer(LensWidget):
     def export_requests(self) -> list[dict]:
         """The first view: the selected head's overview, its layer's thumbnails, text row."""
         token = self.text_token if self.text_token >= 0 else len(self.tokens) - 1
-        return ([{"kind": "tile", "layer": self.layer, "head": self.head}]
-                + [{"kind": "thumb", "layer": self.layer, "head": h} for h in range(self.n_heads)]
-                + [{"kind": "row" if self.text_role == "query" else "column",
-                    "layer": self.layer, "head": self.head, "pos": token}])
+        text = Row if self.text_role == "query" else Column
+        reqs = ([Tile(layer=self.layer, head=self.head)]
+                + [Thumb(layer=self.layer, head=h) for h in range(self.n_heads)]
+                + [text(layer=self.layer, head=self.head, pos=token)])
+        return [r.wire() for r in reqs]
 
     # ------------------------------------------------------------------ static figure
     def figure(self, *, style: str | None = None) -> go.Figure:

@@ -26,14 +26,30 @@ from ..backends.mllama.images import IMAGE_TOKEN, ImageLayout, image_layout, ope
 from ..core import theme
 from ..interventions.generation import Step, steps
 from ..interventions.patchscope import Patch, patch
-from .base import Buffers, LensWidget, pack
+from .base import LensWidget
 from .image_overlay import (
-    MODES,
     SHARED_FILES,
     data_url,
+    grid_reply,
     head_weights,
     overlay_geometry,
     picture_grid,
+)
+from .protocol import Array, Done, Request, handles
+from .requests import (
+    MODES,
+    AddPatch,
+    Attention,
+    AttentionReply,
+    ClearPatches,
+    Cross,
+    CrossReply,
+    Explorer,
+    Reset,
+    State,
+    StateReply,
+    StepOnce,
+    StepReply,
 )
 
 if TYPE_CHECKING:
@@ -63,7 +79,8 @@ class GenerationStepper(LensWidget):
     ``cross_attention(step)`` and ``cross_grid(step)``.
     """
 
-    _esm_file = "generation_stepper.js"
+    _esm_file = ("generation_stepper_panels.js", "generation_stepper_picture.js",
+                 "generation_stepper_patches.js", "generation_stepper.js")
     _css_file = "generation_stepper.css"
     _shared_files = SHARED_FILES
 
@@ -338,89 +355,79 @@ class GenerationStepper(LensWidget):
         return AttentionExplorer(self.lens, self.text, layers)
 
     # ------------------------------------------------------------------ frontend
-    def _step_json(self, s: Step) -> tuple[dict, Buffers]:
-        top_meta, top_buf = pack(s.top_probs[0], "float32")
+    def _step_json(self, s: Step) -> tuple[dict, Array, Array | None]:
         out: dict[str, Any] = {"index": s.index, "token": s.text, "id": s.token,
-                               "position": int(s.positions[0]), "top_texts": s.top_texts[0],
-                               "top": top_meta}
-        bufs = [top_buf]
+                               "position": int(s.positions[0]), "top_texts": s.top_texts[0]}
+        lens = None
         if s.logit_lens is not None:
-            meta, buf = pack(s.logit_lens.chosen_probs[0], "float32")  # [n_layers]
+            lens = Array(s.logit_lens.chosen_probs[0])  # [n_layers]
             ids = s.logit_lens.top_ids[0, :, 0].tolist()
-            out["lens"] = meta
             out["lens_top"] = [self.lens.tokenizer.decode([t]) for t in ids]
-            bufs.append(buf)
-        return out, bufs
+        return out, Array(s.top_probs[0]), lens
 
-    def _state(self) -> tuple[dict, Buffers]:
-        items, bufs = [], []
-        for s in self.steps:
-            j, b = self._step_json(s)
-            j["buffers"] = [len(bufs), len(bufs) + len(b)]
-            items.append(j)
-            bufs.extend(b)
-        return {"steps": items, "done": self.done, "stop_reason": self.stop_reason}, bufs
+    @handles(State)
+    def _on_state(self, _req: Request | None = None) -> StateReply:
+        steps = [self._step_json(s) for s in self.steps]
+        return StateReply(steps=[j for j, _, _ in steps], done=self.done,
+                          stop_reason=self.stop_reason, top=[t for _, t, _ in steps],
+                          lens=[lens for _, _, lens in steps])
 
-    def answer(self, request: dict) -> tuple[dict, Buffers]:
-        """Requests: ``state``, ``step``, ``reset``, ``add_patch``, ``clear_patches``,
-        ``attention``, ``explorer``."""
-        kind = request.get("kind")
-        if kind == "state":
-            return self._state()
-        if kind == "step":
-            s = self.step()
-            if s is None:
-                return {"step": None, "done": True, "stop_reason": self.stop_reason}, []
-            j, b = self._step_json(s)
-            return {"step": j, "done": self.done, "stop_reason": self.stop_reason}, b
-        if kind == "reset":
-            self.reset()
-            return self._state()
-        if kind == "add_patch":
-            self.add_patch(int(request["layer"]), str(request.get("hook", "hook_resid_post")),
-                           position=int(request.get("position", -1)),
-                           value=str(request.get("value", "zero")),
-                           scale=float(request.get("scale", 0.0)),
-                           source_prompt=request.get("source_prompt") or None,
-                           source_position=int(request.get("source_position", -1)),
-                           every_generated=bool(request.get("every_generated", False)))
-            return self._state()
-        if kind == "clear_patches":
-            self.clear_patches()
-            return self._state()
-        if kind == "attention":
-            layer = int(request.get("layer", self.n_layers - 1))
-            meta, buf = pack(self.attention(layer), "float32")
-            tokens = self.prompt_tokens + self.generated[:-1]
-            return {"meta": meta, "layer": layer, "tokens": tokens,
-                    "patched": bool(self._patches)}, [buf]
-        if kind == "explorer":
-            self.explorer = self.attention_explorer()
-            return {"ok": True}, []
-        if kind == "cross":
-            step = int(request.get("step", -1))
-            choice: dict[str, Any] = {k: int(request[k]) for k in ("layer", "head", "kv_group")
-                                      if k in request}
-            if "mode" in request:
-                choice["mode"] = str(request["mode"])
-            grid, summary = self.cross_grid(step, **choice)
-            meta, buf = pack(grid, "float32")
-            s = self.steps[step]
-            return {"grid": meta, "step": s.index, "token": s.text, **summary}, [buf]
-        raise ValueError(f"unknown request kind {kind!r}: expected state, step, reset, "
-                         "add_patch, clear_patches, attention, explorer or cross")
+    @handles(StepOnce)
+    def _on_step(self, _req: StepOnce) -> StepReply:
+        s = self.step()
+        if s is None:
+            return StepReply(step=None, done=True, stop_reason=self.stop_reason)
+        j, top, lens = self._step_json(s)
+        return StepReply(step=j, done=self.done, stop_reason=self.stop_reason, top=top,
+                         lens=lens)
+
+    @handles(Reset)
+    def _on_reset(self, _req: Reset) -> StateReply:
+        self.reset()
+        return self._on_state()
+
+    @handles(AddPatch)
+    def _on_add_patch(self, req: AddPatch) -> StateReply:
+        self.add_patch(req.layer, req.hook, position=req.position, value=req.value,
+                       scale=req.scale, source_prompt=req.source_prompt or None,
+                       source_position=req.source_position, every_generated=req.every_generated)
+        return self._on_state()
+
+    @handles(ClearPatches)
+    def _on_clear_patches(self, _req: ClearPatches) -> StateReply:
+        self.clear_patches()
+        return self._on_state()
+
+    @handles(Attention)
+    def _on_attention(self, req: Attention) -> AttentionReply:
+        layer = self.n_layers - 1 if req.layer is None else req.layer
+        return AttentionReply(layer=layer, tokens=self.prompt_tokens + self.generated[:-1],
+                              patched=bool(self._patches), weights=Array(self.attention(layer)))
+
+    @handles(Explorer)
+    def _on_explorer(self, _req: Explorer) -> Done:
+        self.explorer = self.attention_explorer()
+        return Done()
+
+    @handles(Cross)
+    def _on_cross(self, req: Cross) -> CrossReply:
+        choice = {k: getattr(req, k) for k in ("layer", "mode", "head", "kv_group")
+                  if getattr(req, k) is not None}
+        grid, summary = self.cross_grid(req.step, **choice)
+        s = self.steps[req.step]
+        return grid_reply(grid, summary, CrossReply, step=s.index, token=s.text)
 
     def export_requests(self) -> list[dict]:
         """The state and, once there are steps, what the view draws first: the newest
         token's attention (last self-attention layer) and each step's picture overlay."""
-        reqs: list[dict] = [{"kind": "state"}]
+        reqs: list[Request] = [State()]
         if self.steps and self.attention_layers:
-            reqs.append({"kind": "attention", "layer": self.attention_layers[-1]})
+            reqs.append(Attention(layer=self.attention_layers[-1]))
         if self._image is not None:
-            base = {"kind": "cross", "layer": self.cross_layer, "mode": self.cross_mode,
-                    "head": self.cross_head, "kv_group": self.cross_kv_group}
-            reqs += [{**base, "step": i} for i in range(len(self.steps))]
-        return reqs
+            reqs += [Cross(step=i, layer=self.cross_layer, mode=self.cross_mode,
+                           head=self.cross_head, kv_group=self.cross_kv_group)
+                     for i in range(len(self.steps))]
+        return [r.wire() for r in reqs]
 
     # ------------------------------------------------------------------ static figure
     def figure(self, *, style: str | None = None, max_pictures: int = 6) -> go.Figure:

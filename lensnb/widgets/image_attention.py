@@ -21,15 +21,17 @@ import traitlets
 from ..backends.mllama.hooked import HookedMllama
 from ..backends.mllama.images import IMAGE_TOKEN, ImageLayout, image_layout, open_image
 from ..core import theme
-from .base import Buffers, LensWidget, pack
+from .base import LensWidget
 from .image_overlay import (
-    MODES,
     SHARED_FILES,
     data_url,
+    grid_reply,
     head_weights,
     overlay_geometry,
     picture_grid,
 )
+from .protocol import handles
+from .requests import MODES, Grid, GridReply
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -153,23 +155,16 @@ class ImageAttention(LensWidget):
         the picture's patches, on class tokens, on padding."""
         return picture_grid(self._layout, self.weights(**choice))
 
-    def answer(self, request: dict) -> tuple[dict, Buffers]:
-        if request.get("kind") != "grid":
-            raise ValueError(f"unknown request {request.get('kind')!r}: ImageAttention answers "
-                             "'grid'")
-        choice = {k: int(request[k]) for k in ("layer", "token", "head", "kv_group")
-                  if k in request}
-        if "mode" in request:
-            choice["mode"] = str(request["mode"])
-        grid, summary = self.grid(**choice)
-        meta, buf = pack(grid, "float32")
-        return {"grid": meta, **summary}, [buf]
+    @handles(Grid)
+    def _on_grid(self, req: Grid) -> GridReply:
+        choice = {k: getattr(req, k) for k in ("layer", "token", "mode", "head", "kv_group")}
+        return grid_reply(*self.grid(**{k: v for k, v in choice.items() if v is not None}))
 
     def export_requests(self) -> list[dict]:
         """Every (layer, token) for the current head choice, up to ``MAX_EXPORT_REQUESTS``."""
-        base = {"kind": "grid", "mode": self.mode, "head": self.head, "kv_group": self.kv_group}
-        reqs = [{**base, "layer": layer, "token": t} for layer in self.cross_layers
-                for t in range(len(self.tokens))]
+        reqs = [Grid(layer=layer, token=t, mode=self.mode, head=self.head,
+                     kv_group=self.kv_group).wire()
+                for layer in self.cross_layers for t in range(len(self.tokens))]
         return reqs[:MAX_EXPORT_REQUESTS]
 
     # ------------------------------------------------------------------ figure

@@ -17,11 +17,12 @@ import numpy as np
 import torch
 
 from ..backends.mllama.images import ImageLayout
+from .protocol import Array
+from .requests import MODES, GridReply
 
 if TYPE_CHECKING:
     from ..lens import Lens
 
-MODES = ("head", "kv_group", "mean")
 PREVIEW_PX = 384  # longest side of the picture sent to the browser
 SHARED_FILES = ("image_overlay",)  # static/image_overlay.js + .css, for LensWidget
 
@@ -50,6 +51,12 @@ def picture_grid(layout: ImageLayout, weights: torch.Tensor) -> tuple[np.ndarray
                "on_class_tokens": float(per_tile[:used, 0].sum()),
                "total": float(weights.sum())}
     return grid, summary
+
+
+def grid_reply(grid: np.ndarray, summary: dict, reply: type[GridReply] = GridReply,
+               **extra: Any) -> GridReply:
+    """``picture_grid``'s result as a reply (``reply``: a subclass with ``extra`` fields)."""
+    return reply(grid=Array(grid, "float32"), **summary, **extra)
 
 
 def overlay_geometry(layout: ImageLayout) -> dict:

@@ -19,7 +19,9 @@ import traitlets
 from ..analysis import rope
 from ..core import theme
 from ..core.facts import catalogue
-from .base import Buffers, LensWidget, pack
+from .base import LensWidget
+from .protocol import Array, Request, handles
+from .requests import Decay, DecayReply, RopeParams, Spectrum, SpectrumReply, Usage, UsageReply
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -78,7 +80,7 @@ class RopeSpectrum(LensWidget):
     with these values), ``y_axis``, ``log_y``, ``show_original``, ``usage_which``.
     """
 
-    _esm_file = "rope_spectrum.js"
+    _esm_file = ("rope_chart.js", "rope_views.js", "rope_spectrum.js")
     _css_file = "rope_spectrum.css"
 
     tab = traitlets.Enum(TABS, default_value="spectrum").tag(sync=True)
@@ -220,53 +222,48 @@ class RopeSpectrum(LensWidget):
         return self._usage[which]
 
     # ------------------------------------------------------------------ frontend requests
-    def answer(self, request: dict) -> tuple[dict, Buffers]:
-        """Requests: ``{"what": "spectrum"|"decay", "params"?}``, ``{"what": "usage", "which"}``."""
-        what = request.get("what")
-        params = request.get("params") or None
-        if params is not None:
-            params = {k: params[k] for k in PARAMS if k in params}
-        if what == "spectrum":
-            data = self.spectrum_data(params)
-            meta, buffers = [], []
-            for s in data["series"]:
-                f = s["frame"]
-                rows = np.stack([f["base_inv_freq"], f["inv_freq"], f["base_wavelength"],
-                                 f["wavelength"], f["smooth"],
-                                 f["region"].map({r: i for i, r in enumerate(
-                                     (*rope.REGIONS, rope.UNSCALED))}).to_numpy(float)])
-                m, b = pack(rows, "float32")  # [6, n_pairs]
-                meta.append({"label": s["label"], "role": s["role"], "data": m})
-                buffers.append(b)
-            return ({"series": meta, "bands": data["bands"],
-                     "original_context": data["original_context"],
-                     "regions": [*rope.REGIONS, rope.UNSCALED]}, buffers)
-        if what == "decay":
-            data = self.decay_data(params)
-            m, b = pack(data["distances"].double(), "float32")
-            meta, buffers = [], [b]
-            for s in data["series"]:
-                ms, bs = pack(s["score"], "float32")
-                meta.append({"label": s["label"], "role": s["role"], "data": ms})
-                buffers.append(bs)
-            return ({"distances": m, "series": meta,
-                     "original_context": data["original_context"]}, buffers)
-        if what == "usage":
-            u = self.usage(request.get("which") or self.usage_which)  # [L, H, P]
-            m, b = pack(u.reshape(-1, u.shape[-1]), "float32")
-            wavelength = rope.spectrum(self._config)["wavelength"].to_numpy()
-            return ({"data": m, "n_layers": u.shape[0], "n_heads": u.shape[1],
-                     "which": request.get("which") or self.usage_which,
-                     "wavelength": [float(w) for w in wavelength]}, [b])
-        raise ValueError(f"unknown request {what!r}: expected 'spectrum', 'decay' or 'usage'")
+    @handles(Spectrum)
+    def _on_spectrum(self, req: Spectrum) -> SpectrumReply:
+        data = self.spectrum_data(req.params.values() if req.params else None)
+        regions = [*rope.REGIONS, rope.UNSCALED]
+        frames = [s["frame"] for s in data["series"]]
+
+        def column(name: str, dtype: str = "float32") -> list[Array]:
+            return [Array(np.asarray(f[name]), dtype) for f in frames]
+
+        codes = [Array(f["region"].map({r: i for i, r in enumerate(regions)}).to_numpy(),
+                       "int32") for f in frames]
+        return SpectrumReply(
+            series=[{"label": s["label"], "role": s["role"]} for s in data["series"]],
+            bands=data["bands"], original_context=data["original_context"], regions=regions,
+            base_inv_freq=column("base_inv_freq"), inv_freq=column("inv_freq"),
+            base_wavelength=column("base_wavelength"), wavelength=column("wavelength"),
+            smooth=column("smooth"), region=codes)
+
+    @handles(Decay)
+    def _on_decay(self, req: Decay) -> DecayReply:
+        data = self.decay_data(req.params.values() if req.params else None)
+        return DecayReply(
+            series=[{"label": s["label"], "role": s["role"]} for s in data["series"]],
+            original_context=data["original_context"],
+            distances=Array(data["distances"].double()),
+            score=[Array(s["score"]) for s in data["series"]])
+
+    @handles(Usage)
+    def _on_usage(self, req: Usage) -> UsageReply:
+        which = req.which or self.usage_which
+        u = self.usage(which)  # [L, H, P]
+        wavelength = rope.spectrum(self._config)["wavelength"].to_numpy()
+        return UsageReply(n_layers=u.shape[0], n_heads=u.shape[1], which=which,
+                          usage=Array(u.reshape(-1, u.shape[-1])), wavelength=Array(wavelength))
 
     def export_requests(self) -> list[dict]:
         """Every tab at the current slider values (the usage tab for both q and k)."""
-        out = [{"what": "spectrum", "params": self.params()},
-               {"what": "decay", "params": self.params()}]
+        params = RopeParams(**self.params())
+        out: list[Request] = [Spectrum(params=params), Decay(params=params)]
         if self._lens is not None:
-            out += [{"what": "usage", "which": "q"}, {"what": "usage", "which": "k"}]
-        return out
+            out += [Usage(which="q"), Usage(which="k")]
+        return [r.wire() for r in out]
 
     # ------------------------------------------------------------------ static figure
     def figure(self, *, style: str | None = None) -> go.Figure:

@@ -3,6 +3,7 @@ and a plotly heatmap with known axis labels."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ import pytest
 import traitlets
 
 from lensnb.export import apply_style
-from lensnb.widgets.base import STATIC, LensWidget, pack
+from lensnb.widgets.base import LensWidget
+from lensnb.widgets.protocol import Array, Reply, Request, buffer, handles, param, request_schema
 
 DATA = Path(__file__).parent / "data"
 ROW_LENGTHS = (8, 6000, 16)  # row 1 is large enough to travel gzip-compressed in HTML exports
@@ -22,28 +24,34 @@ def tiny_row(index: int) -> np.ndarray:
     return ((index + 1) * np.arange(ROW_LENGTHS[index], dtype=np.float64) / 7).astype(np.float32)
 
 
+@request_schema("row")
+class RowRequest(Request):
+    index: int = param(ge=0)
+
+
+@dataclass
+class RowReply(Reply):
+    index: int
+    row: Array = buffer()
+
+
 class TinyWidget(LensWidget):
     """A real LensWidget with a minimal frontend: shows ``label`` and row ``index``."""
 
-    _esm = "\n".join(p.read_text(encoding="utf-8")
-                     for p in (STATIC / "common.js", DATA / "tiny_widget.js"))
-    _css = (STATIC / "common.css").read_text(encoding="utf-8")
+    _esm_file = str(DATA / "tiny_widget.js")  # after common.js, like every widget
     label = traitlets.Unicode("tiny <b>label</b>").tag(sync=True)
     index = traitlets.Int(0).tag(sync=True)
     ROW_LENGTHS = ROW_LENGTHS
     row = staticmethod(tiny_row)
 
-    def answer(self, request: dict):
-        if request.get("kind") != "row":
-            raise ValueError(f"unknown request {request!r}")
-        index = int(request["index"])
-        if not 0 <= index < len(ROW_LENGTHS):
-            raise ValueError(f"row {index} out of range")
-        meta, buffer = pack(tiny_row(index), "float32")
-        return {"index": index, "meta": meta}, [buffer]
+    @handles(RowRequest)
+    def _on_row(self, request: RowRequest) -> RowReply:
+        if not request.index < len(ROW_LENGTHS):
+            raise ValueError(f"row {request.index} out of range")
+        return RowReply(index=request.index, row=Array(tiny_row(request.index), "float32"))
 
     def export_requests(self) -> list[dict]:
-        return [{"kind": "row", "index": i} for i in range(len(ROW_LENGTHS))]
+        return [RowRequest(index=i).wire() for i in range(len(ROW_LENGTHS))]
 
     def figure(self, *, style: str | None = None) -> go.Figure:
         row = tiny_row(0)

@@ -98,7 +98,7 @@ def test_over_the_size_limit_leaves_a_note_instead(tiny_widget):
 
 def test_a_failing_fallback_warns_and_keeps_the_live_view(tiny_widget, monkeypatch):
     def broken():
-        return [{"kind": "row", "index": 99}]  # answer() refuses it
+        return [{"name": "row", "params": {"index": 99}}]  # answer() refuses it
 
     monkeypatch.setattr(tiny_widget, "export_requests", broken)
     with pytest.warns(StaticFallbackWarning, match="no static copy"):

@@ -60,10 +60,10 @@ def test_widget_html_embeds_module_state_and_exact_replies(tmp_path, tiny_widget
     assert "export default" in data["esm"] and "function unpack" in data["esm"]
     assert data["state"]["index"] == 1 and data["state"]["label"] == "tiny <b>label</b>"
     assert not any(key.startswith("_") for key in data["state"])
-    assert [r["request"] for r in data["replies"]] == [{"kind": "row", "index": i}
+    assert [r["request"] for r in data["replies"]] == [{"name": "row", "params": {"index": i}}
                                                        for i in range(len(tiny_widget.ROW_LENGTHS))]
     for reply in data["replies"]:  # the embedded bytes decode to the rows Python computes
-        spec = reply["buffers"][0]
+        spec = reply["buffers"][reply["reply"]["buffers"]["row"]["index"]]
         raw = base64.b64decode(spec["b64"])
         raw = gzip.decompress(raw) if spec["gzip"] else raw
         np.testing.assert_array_equal(np.frombuffer(raw, np.float32),

@@ -28,27 +28,27 @@ def truth(demo_lens):
     return {la: cache[f"blocks.{la}.attn.hook_pattern"][0] for la in (1, 3)}
 
 
-def decode(reply, buf):
-    meta = reply["meta"]
-    data = np.frombuffer(buf, dtype=meta["dtype"]).reshape(meta["shape"])
-    return data.astype(np.float32) / 255.0 * reply["vmax"] if meta["dtype"] == "uint8" else data
+def decode(data, vmax=None):
+    """A named buffer as weights (uint8 tiles are scaled to their vmax)."""
+    return data.astype(np.float32) / 255.0 * vmax if data.dtype == np.uint8 else data
 
 
 def test_overview_tile_matches_pattern(explorer, truth):
-    reply, (buf,) = explorer.answer({"kind": "tile", "layer": 3, "head": 5})
+    got = explorer.ask("tile", layer=3, head=5)
+    reply = got.reply
     assert (reply["fq"], reply["fk"]) == (1, 1)  # a short text is sent at full resolution
-    got = decode(reply, buf)
+    got = decode(got.buffers["tile"], reply["vmax"])
     np.testing.assert_allclose(got, truth[3][5].numpy(), atol=reply["vmax"] / 510 + 1e-6)
 
 
 def test_zoom_tile_is_pooled_window(explorer, truth, monkeypatch):
     monkeypatch.setattr(attention_module, "OVERVIEW", 4)
     n = len(explorer.tokens)
-    reply, (buf,) = explorer.answer({"kind": "tile", "layer": 1, "head": 2, "q0": 2, "q1": n,
-                                     "k0": 0, "k1": 10, "size": 4})
+    got = explorer.ask("tile", layer=1, head=2, q0=2, q1=n, k0=0, k1=10, size=4)
+    reply = got.reply
     fq, fk = reply["fq"], reply["fk"]
     assert (fq, fk) == (-(-(n - 2) // 4), 3)
-    got = decode(reply, buf)
+    got = decode(got.buffers["tile"], reply["vmax"])
     want = truth[1][2, 2:n, 0:10]
     for i in range(got.shape[0]):
         for j in range(got.shape[1]):
@@ -58,39 +58,41 @@ def test_zoom_tile_is_pooled_window(explorer, truth, monkeypatch):
 
 def test_rows_and_columns_are_exact_float32(explorer, truth):
     n = len(explorer.tokens)
-    reply, (buf,) = explorer.answer({"kind": "row", "layer": 3, "head": 6, "pos": n - 1})
-    np.testing.assert_allclose(decode(reply, buf), truth[3][6, n - 1].numpy(), rtol=1e-5,
-                               atol=1e-7)
-    reply, (buf,) = explorer.answer({"kind": "column", "layer": 3, "head": 6, "pos": 2})
-    np.testing.assert_allclose(decode(reply, buf), truth[3][6, :, 2].numpy(), rtol=1e-5,
-                               atol=1e-7)
+    got = explorer.ask("row", layer=3, head=6, pos=n - 1)
+    np.testing.assert_allclose(decode(got.buffers["weights"]), truth[3][6, n - 1].numpy(),
+                               rtol=1e-5, atol=1e-7)
+    got = explorer.ask("column", layer=3, head=6, pos=2)
+    np.testing.assert_allclose(decode(got.buffers["weights"]), truth[3][6, :, 2].numpy(),
+                               rtol=1e-5, atol=1e-7)
 
 
 def test_thumbnails_and_group_view(explorer, truth, demo_lens):
-    reply, (buf,) = explorer.answer({"kind": "thumb", "layer": 3, "head": 0})
-    assert max(reply["meta"]["shape"]) <= attention_module.THUMB
-    assert decode(reply, buf).max() == pytest.approx(truth[3][0].max().item(), abs=1 / 255)
-    reply, bufs = explorer.answer({"kind": "group", "layer": 3, "kv_group": 1})
+    got = explorer.ask("thumb", layer=3, head=0)
+    assert max(got.buffers["thumb"].shape) <= attention_module.THUMB
+    thumb = decode(got.buffers["thumb"], got.reply["vmax"])
+    assert thumb.max() == pytest.approx(truth[3][0].max().item(), abs=1 / 255)
+    got = explorer.ask("group", layer=3, kv_group=1)
+    reply = got.reply
     heads = demo_lens.heads_of_kv(1)
     assert [p["name"] for p in reply["panels"]] == [f"H{h}" for h in heads] + [
         "mean", "max", "spread"]
     g = truth[3][heads]  # [group, q, k]
-    spread = decode(reply["panels"][-1], bufs[-1])
+    spread = decode(got.buffers["tiles"]["spread"], reply["panels"][-1]["vmax"])
     np.testing.assert_allclose(spread, (g.max(0).values - g.min(0).values).numpy(),
                                atol=reply["panels"][-1]["vmax"] / 510 + 1e-6)
 
 
 def test_requests_report_errors_clearly(explorer):
     with pytest.raises(IndexError, match=r"kept layers are \[1, 3\]"):
-        explorer.answer({"kind": "tile", "layer": 0, "head": 0})
+        explorer.ask("tile", layer=0, head=0)
     with pytest.raises(ValueError, match="unknown request kind 'nope'"):
-        explorer.answer({"kind": "nope"})
+        explorer.ask("nope")
     sent = []
     explorer.send = lambda content, buffers=None: sent.append(content)  # capture the reply
     try:
         explorer._on_frontend_msg(explorer, {"kind": "request", "id": "x",
-                                             "request": {"kind": "row", "layer": 3,
-                                                         "head": 99, "pos": 0}}, [])
+                                             "request": {"name": "row", "params": {
+                                                 "layer": 3, "head": 99, "pos": 0}}}, [])
     finally:
         del explorer.send
     assert "valid heads are 0..7" in sent[0]["error"]
@@ -119,7 +121,7 @@ def test_synced_traits(demo_lens):
 def test_export_requests_answerable_and_small(explorer):
     total = 0
     for req in explorer.export_requests():
-        reply, bufs = explorer.answer(req)
+        _, bufs = explorer.answer(req)
         total += sum(len(b) for b in bufs)
     n = len(explorer.tokens)
     assert total <= (explorer.n_heads + 1) * n * n + 4 * n  # uint8 tiles + one float32 row
@@ -154,8 +156,8 @@ def test_to_circuitsvis_bounded(explorer, monkeypatch):
 def test_bytes_sent_counts_replies(explorer):
     before = explorer.bytes_sent
     explorer._on_frontend_msg(explorer, {"kind": "request", "id": "1",
-                                         "request": {"kind": "row", "layer": 1, "head": 0,
-                                                     "pos": 0}}, [])
+                                         "request": {"name": "row", "params": {
+                                             "layer": 1, "head": 0, "pos": 0}}}, [])
     assert explorer.bytes_sent - before >= 4 * len(explorer.tokens)
 
 
@@ -174,11 +176,11 @@ def test_long_text_builds_first_overview_and_survives_interrupt(demo_lens, monke
     ex.send = lambda content, buffers=None: sent.append(content)
     sent = []
     ex._on_frontend_msg(ex, {"kind": "request", "id": "7",
-                             "request": {"kind": "tile", "layer": 2, "head": 6}}, [])
+                             "request": {"name": "tile", "params": {"layer": 2, "head": 6}}}, [])
     assert sent[-1]["id"] == "7" and "interrupted" in sent[-1]["error"]
     assert (2, 6) not in ex._overviews and (2, 6) not in kept._lse
     monkeypatch.undo()
-    reply, _ = ex.answer({"kind": "tile", "layer": 2, "head": 6})  # usable afterwards
+    reply = ex.ask("tile", layer=2, head=6).reply  # usable afterwards
     assert reply["vmax"] > 0
 
 
@@ -204,12 +206,13 @@ def test_vision_lens_shows_its_self_attention_layers(vision_explorer, vision_len
     assert len(want) == 2
     for layer, ref in zip(e.layers, want, strict=True):
         torch.testing.assert_close(e.kept.pattern(layer), ref[0], atol=1e-5, rtol=0)
-        reply, (buf,) = e.answer({"kind": "tile", "layer": layer, "head": 3})
-        np.testing.assert_allclose(decode(reply, buf), ref[0, 3].numpy(),
+        got = e.ask("tile", layer=layer, head=3)
+        reply = got.reply
+        np.testing.assert_allclose(decode(got.buffers["tile"], reply["vmax"]), ref[0, 3].numpy(),
                                    atol=reply["vmax"] / 510 + 1e-6)
-    reply, bufs = e.answer({"kind": "group", "layer": 2, "kv_group": 1})
-    assert [p["name"] for p in reply["panels"]] == ["H2", "H3", "mean", "max", "spread"]
-    assert len(bufs) == 5
+    got = e.ask("group", layer=2, kv_group=1)
+    assert [p["name"] for p in got.reply["panels"]] == ["H2", "H3", "mean", "max", "spread"]
+    assert len(got.buffers["tiles"]) == 5
 
 
 def test_text_lens_has_no_notice(explorer):

@@ -21,8 +21,10 @@ def lens(make_tiny_model):
                                        num_key_value_heads=2))
 
 
-def _buffer(meta, buf):
-    return np.frombuffer(buf, dtype=meta["dtype"]).reshape(meta["shape"])
+def _buffer(array):
+    """A named float32 buffer of a reply (``LensWidget.ask``)."""
+    assert array.dtype == np.float32
+    return array
 
 
 def test_step_and_run_follow_generate(lens):
@@ -61,24 +63,25 @@ def test_patch_reruns_from_prompt(lens):
 
 def test_replies_decode_to_the_steps(lens):
     w = GenerationStepper(lens, PROMPT, max_new_tokens=4, top_k=3)
-    reply, bufs = w.answer({"kind": "step"})
+    got = w.ask("step")
+    reply = got.reply
     s = w.steps[0]
     assert reply["step"]["token"] == s.text and reply["step"]["top_texts"] == s.top_texts[0]
-    np.testing.assert_allclose(_buffer(reply["step"]["top"], bufs[0]), s.top_probs[0].numpy())
-    np.testing.assert_allclose(_buffer(reply["step"]["lens"], bufs[1]),
+    np.testing.assert_allclose(_buffer(got.buffers["top"]), s.top_probs[0].numpy())
+    np.testing.assert_allclose(_buffer(got.buffers["lens"]),
                                s.logit_lens.chosen_probs[0].numpy())
-    w.answer({"kind": "step"})
-    state, bufs = w.answer({"kind": "state"})
+    w.ask("step")
+    got = w.ask("state")
+    state = got.reply
     assert [j["token"] for j in state["steps"]] == [t.text for t in w.steps]
-    lo, hi = state["steps"][1]["buffers"]
-    np.testing.assert_allclose(_buffer(state["steps"][1]["top"], bufs[lo]),
-                               w.steps[1].top_probs[0].numpy())
-    assert hi - lo == 2
-    state, _ = w.answer({"kind": "add_patch", "layer": 1, "hook": "hook_resid_post",
-                         "position": 1, "value": "zero"})
+    np.testing.assert_allclose(_buffer(got.buffers["top"][1]), w.steps[1].top_probs[0].numpy())
+    assert len(got.buffers["top"]) == len(got.buffers["lens"]) == 2  # both buffers per step
+    np.testing.assert_allclose(_buffer(got.buffers["lens"][1]),
+                               w.steps[1].logit_lens.chosen_probs[0].numpy())
+    state = w.ask("add_patch", layer=1, hook="hook_resid_post", position=1, value="zero").reply
     assert state["steps"] == [] and w.patches[0]["name"] == "blocks.1.hook_resid_post"
     with pytest.raises(ValueError, match="unknown request"):
-        w.answer({"kind": "nope"})
+        w.ask("nope")
 
 
 def test_attention_of_the_new_token(lens):
@@ -88,9 +91,9 @@ def test_attention_of_the_new_token(lens):
     # the second new token was predicted from the sequence prompt + first new token
     _, cache = lens.run_with_cache(w.tokens[:, :-1], names=["blocks.1.attn.hook_pattern"])
     torch.testing.assert_close(att, cache["blocks.1.attn.hook_pattern"][0, :, -1])
-    reply, bufs = w.answer({"kind": "attention", "layer": 1})
-    assert reply["meta"]["shape"] == [lens.n_heads, w.tokens.shape[1] - 1]
-    assert len(reply["tokens"]) == w.tokens.shape[1] - 1
+    got = w.ask("attention", layer=1)
+    assert list(got.buffers["weights"].shape) == [lens.n_heads, w.tokens.shape[1] - 1]
+    assert len(got.reply["tokens"]) == w.tokens.shape[1] - 1
     explorer = w.attention_explorer()
     assert type(explorer).__name__ == "AttentionExplorer" and explorer.tokens[-1] == w.generated[-1]
 
@@ -171,21 +174,22 @@ def test_captioning_replies_and_the_image_attention_grid(vision_lens):  # noqa: 
     independent forward: ImageAttention runs the prompt uncached)."""
     img = picture(40, 30, seed=6)
     w = GenerationStepper(vision_lens, CAPTION, max_new_tokens=4, image=img)
-    reply, bufs = w.answer({"kind": "step"})
+    reply = w.ask("step").reply
     assert reply["step"]["token"] == w.steps[0].text
     ia = lensnb.ImageAttention(vision_lens, CAPTION, img, layer=1, token=-1, mode="head", head=1)
-    got, gbufs = w.answer({"kind": "cross", "step": 0, "layer": 1, "mode": "head", "head": 1})
+    answer = w.ask("cross", step=0, layer=1, mode="head", head=1)
+    got = answer.reply
     want, summary = ia.grid()
-    np.testing.assert_allclose(_buffer(got["grid"], gbufs[0]), want, atol=1e-5)
+    np.testing.assert_allclose(_buffer(answer.buffers["grid"]), want, atol=1e-5)
     assert got["step"] == 0 and got["token"] == w.steps[0].text
     assert got["on_picture"] == pytest.approx(summary["on_picture"], abs=1e-5)
-    w.answer({"kind": "step"})
+    w.ask("step")
     reqs = w.export_requests()
-    cross = [r for r in reqs if r["kind"] == "cross"]
+    cross = [r["params"] for r in reqs if r["name"] == "cross"]
     assert [r["step"] for r in cross] == [0, 1]
     assert all(r["layer"] == w.cross_layer and r["mode"] == "mean" for r in cross)
     # the first drawn self-attention panel is a self-attention layer, not a cross one
-    assert {"kind": "attention", "layer": 2} in reqs
+    assert {"name": "attention", "params": {"layer": 2}} in reqs
     # self-attention of the new token on a vision lens: truth from a full forward
     att = w.attention(2)
     ids, kw = _grown_inputs(vision_lens, CAPTION, img, [w.steps[0].token])

@@ -53,14 +53,14 @@ def test_grid_is_the_layout_of_the_weights_and_mass_adds_up(widget, vision_lens)
 
 def test_answer_sends_the_grid_as_float32(widget):
     widget.layer, widget.mode, widget.head = 1, "head", 0
-    reply, buffers = widget.answer({"kind": "grid", "layer": 1, "token": 3, "mode": "kv_group",
-                                    "kv_group": 0})
-    grid = np.frombuffer(buffers[0], dtype=np.float32).reshape(reply["grid"]["shape"])
+    got = widget.ask("grid", layer=1, token=3, mode="kv_group", kv_group=0)
+    grid = got.buffers["grid"]
+    assert grid.dtype == np.float32
     np.testing.assert_allclose(grid, widget.grid(layer=1, token=3, mode="kv_group",
                                                  kv_group=0)[0], rtol=1e-6)
     assert len(widget.export_requests()) == 2 * len(widget.tokens)
     with pytest.raises(ValueError, match="unknown request"):
-        widget.answer({"kind": "nope"})
+        widget.ask("nope")
 
 
 def test_gates_are_tanh_of_hf_parameters(widget, hf_mllama):  # noqa: F811
@@ -101,7 +101,8 @@ def test_standalone_html_carries_every_token_of_the_current_choice(widget, tmp_p
 
     widget.layer, widget.mode, widget.head = 1, "head", 1
     payload = widget_payload(widget)
-    asked = {(r["request"]["layer"], r["request"]["token"]) for r in payload["replies"]}
+    asked = {(r["request"]["params"]["layer"], r["request"]["params"]["token"])
+             for r in payload["replies"]}
     assert asked == {(layer, t) for layer in (1, 3) for t in range(len(widget.tokens))}
     path = widget.save(tmp_path / "image_attention.html")
     assert path.stat().st_size > 1000 and "lensnb-imgattn" in path.read_text()

@@ -29,9 +29,10 @@ LLAMA3 = {**LLAMA31, "_name_or_path": "llama3-test", "rope_scaling": None,
           "max_position_embeddings": 8192}
 
 
-def _decode(meta: dict, buf: bytes) -> np.ndarray:
-    assert meta["dtype"] == "float32"
-    return np.frombuffer(buf, dtype=np.float32).reshape(meta["shape"])
+def _f32(array: np.ndarray) -> np.ndarray:
+    """A named float32 buffer of a reply (``LensWidget.ask``)."""
+    assert array.dtype == np.float32
+    return array
 
 
 def _trace(fig, name: str):
@@ -87,14 +88,14 @@ def test_sliders_recompute_through_lensnb_rope():
     np.testing.assert_allclose(_trace(w.figure(), "llama31-test (scaled)").y,
                                expected.double().numpy(), rtol=1e-7)
     # the frontend's request carries the slider values; the reply is the same numbers
-    reply, buffers = w.answer({"what": "spectrum", "params": {"factor": 16.0, "theta": 1e4}})
-    rows = _decode(reply["series"][0]["data"], buffers[0])  # [6, n_pairs]
+    got = w.ask("spectrum", params={"factor": 16.0, "theta": 1e4})
+    reply, buffers = got.reply, got.buffers  # named buffers, one per series each
     truth = rope.spectrum(LLAMA31, factor=16.0, rope_theta=1e4, high_freq_factor=8.0,
                           original_max_position_embeddings=4096)
-    np.testing.assert_allclose(rows[1], truth["inv_freq"], rtol=1e-6)
-    np.testing.assert_allclose(rows[3], truth["wavelength"], rtol=1e-6)
-    np.testing.assert_allclose(rows[4], truth["smooth"], atol=1e-6)
-    regions = [reply["regions"][int(i)] for i in rows[5]]
+    np.testing.assert_allclose(_f32(buffers["inv_freq"][0]), truth["inv_freq"], rtol=1e-6)
+    np.testing.assert_allclose(_f32(buffers["wavelength"][0]), truth["wavelength"], rtol=1e-6)
+    np.testing.assert_allclose(_f32(buffers["smooth"][0]), truth["smooth"], atol=1e-6)
+    regions = [reply["regions"][int(i)] for i in buffers["region"][0]]
     assert regions == list(truth["region"])
     assert reply["bands"] == {"high_freq_wavelen": 512.0, "low_freq_wavelen": 4096.0,
                               "original_context": 4096.0}
@@ -103,16 +104,15 @@ def test_sliders_recompute_through_lensnb_rope():
 def test_bad_slider_values_are_refused_with_a_reason():
     w = lensnb.RopeSpectrum(LLAMA31, compare=None)
     with pytest.raises(ValueError, match="high_freq_factor .* greater than low_freq_factor"):
-        w.answer({"what": "spectrum", "params": {"low_freq_factor": 4.0,
-                                                 "high_freq_factor": 2.0}})
+        w.ask("spectrum", params={"low_freq_factor": 4.0, "high_freq_factor": 2.0})
     with pytest.raises(ValueError, match="factor >= 1"):
-        w.answer({"what": "spectrum", "params": {"factor": 0.5}})
+        w.ask("spectrum", params={"factor": 0.5})
     with pytest.raises(ValueError, match="unknown request"):
-        w.answer({"what": "nope"})
+        w.ask("nope")
     with pytest.raises(Exception, match="expected any of"):
         w.tab = "3d"
     with pytest.raises(ValueError, match="needs a loaded model"):
-        w.answer({"what": "usage", "which": "q"})
+        w.ask("usage", which="q")
 
 
 def test_unscaled_config_stays_unscaled_until_a_slider_moves():
@@ -156,10 +156,9 @@ def test_decay_tab_is_mean_cosine_of_the_rotation(widget):
         assert scaled.y[i] == pytest.approx(np.cos(d[i] * f).mean(), abs=1e-9)
         # float32 frequencies differ from float64 ones by < 1e-6 relative: |dcos| < d * 1e-6
         assert unscaled.y[i] == pytest.approx(np.cos(d[i] * base).mean(), abs=d[i] * 1e-6)
-    reply, buffers = widget.answer({"what": "decay", "params": widget.params()})
-    np.testing.assert_allclose(_decode(reply["distances"], buffers[0]), d)
-    np.testing.assert_allclose(_decode(reply["series"][0]["data"], buffers[1]), scaled.y,
-                               rtol=1e-6, atol=1e-7)
+    got = widget.ask("decay", params=widget.params())
+    np.testing.assert_allclose(_f32(got.buffers["distances"]), d)
+    np.testing.assert_allclose(_f32(got.buffers["score"][0]), scaled.y, rtol=1e-6, atol=1e-7)
 
 
 def test_usage_tab_is_frequency_usage(demo_lens):
@@ -173,13 +172,14 @@ def test_usage_tab_is_frequency_usage(demo_lens):
         np.testing.assert_allclose(np.asarray(heat.z), truth.reshape(-1, truth.shape[-1]),
                                    rtol=1e-6)
         assert len(heat.y) == demo_lens.n_layers * n
-        reply, buffers = w.answer({"what": "usage", "which": which})
-        np.testing.assert_allclose(_decode(reply["data"], buffers[0]),
+        got = w.ask("usage", which=which)
+        reply = got.reply
+        np.testing.assert_allclose(_f32(got.buffers["usage"]),
                                    truth.reshape(-1, truth.shape[-1]).numpy())
         assert (reply["n_layers"], reply["n_heads"]) == (demo_lens.n_layers, n)
     # standalone exports pre-answer every tab; replies are plain JSON
     requests = w.export_requests()
-    assert {r["what"] for r in requests} == {"spectrum", "decay", "usage"}
+    assert {r["name"] for r in requests} == {"spectrum", "decay", "usage"}
     for req in requests:
         json.dumps(w.answer(req)[0], allow_nan=False)
 
@@ -187,7 +187,8 @@ def test_usage_tab_is_frequency_usage(demo_lens):
 def test_paper_figure_and_frontend_files(widget):
     fig = widget.figure(style="paper")
     assert fig.layout.width == pytest.approx(3.25 * 96, abs=1)
-    esm = (STATIC / "rope_spectrum.js").read_text()
+    esm = "\n".join((STATIC / f).read_text()
+                    for f in ("rope_chart.js", "rope_views.js", "rope_spectrum.js"))
     assert "http://" not in esm.replace("http://www.w3.org/2000/svg", "")
     assert "https://" not in esm and "import " not in esm.split("export default")[0]
     assert "innerHTML" not in esm  # labels are untrusted text: textContent only

@@ -8,9 +8,12 @@
 // inline module script that follows this file calls start(host).
 //
 // The model below implements the part of the anywidget model API lensnb widgets use (get, set,
-// on, off, send, save_changes). A frontend request ({kind: "request", id, request}, see
-// common.js) is answered from the pre-computed replies, matched by deep equality of the request;
-// a request that was not pre-computed gets an error reply, shown in the host.
+// on, off, send, save_changes). A frontend request (the envelope {kind: "request", id, request:
+// {name, params}}, see common.js and lensnb/widgets/base.py) is answered from the pre-computed
+// replies, matched by deep equality of the request: common.js fills every field from the
+// widget's schemas, as Python's Request.wire() does for export_requests(). The reply travels as
+// Python sends it ({kind: "reply", id, reply} with the buffers its named layout points into); a
+// request that was not pre-computed gets an error reply, shown in the host.
 
 /** Show a message in the host's error line (as text: messages may quote token text). */
 function showError(host, message) {

@@ -1,89 +1,81 @@
-// AttentionExplorer text view (second of attention.py's files; attention_draw.js before it).
-// Virtualised: a page of at most TEXT_PAGE tokens is in the DOM at a time, whatever the text's
-// length; a strip above it shows the whole text (max weight per pixel) and jumps on click.
+// AttentionExplorer text view (after attention_group.js). Virtualised: a page of at most
+// TEXT_PAGE tokens is in the DOM at a time, whatever the text's length; a strip above it shows
+// the whole text (max weight per pixel) and jumps on click.
 
 const TEXT_PAGE = 1024; // tokens in the DOM at once
 const STRIP_W = 720; // CSS px of the whole-text strip
 const STRIP_H = 16;
 
-function textPanel({ model, N, tokens, exactRow, hoverLine, showError, state }) {
-  const element = el("div", "lensnb-attn-textpanel");
-  const roleSel = el("select", "lensnb-attn-role");
-  for (const [v, label] of [["query", "chosen token as query: attention it sends to each token"], ["key", "chosen token as key: attention each token sends to it"]]) {
-    const o = el("option", "", label);
-    o.value = v;
-    roleSel.appendChild(o);
+/** The whole-text strip: max weight per pixel, the shown page framed, the chosen token marked. */
+function paintStrip(sctx, view, N) {
+  const { weights, max, page, chosen } = view;
+  sctx.clearRect(0, 0, STRIP_W, STRIP_H);
+  for (let x = 0; x < STRIP_W; x++) {
+    const a0 = Math.floor((x / STRIP_W) * N), a1 = Math.max(a0 + 1, Math.floor(((x + 1) / STRIP_W) * N));
+    let m = 0;
+    for (let i = a0; i < a1; i++) if (weights[i] > m) m = weights[i];
+    const a = max > 0 ? m / max : 0;
+    sctx.fillStyle = withAlpha(THEME.roles.attention_tint, Math.max(0.04, a).toFixed(3));
+    sctx.fillRect(x, 0, 1, STRIP_H);
   }
+  const px = (i) => (i / N) * STRIP_W;
+  sctx.strokeStyle = themeColour(sctx.canvas, "fg");
+  sctx.strokeRect(px(page) + 0.5, 0.5, Math.max(2, px(Math.min(N, page + TEXT_PAGE)) - px(page) - 1), STRIP_H - 1);
+  sctx.fillStyle = THEME.roles.highlight;
+  sctx.fillRect(px(chosen) - 1, 0, 2, STRIP_H);
+}
+
+/** Colour the tokens of the page in `textBox` by `view.weights`. */
+function colourTokens(textBox, view) {
+  if (!view.weights) return;
+  for (const s of textBox.children) {
+    const i = Number(s.dataset.pos);
+    const a = view.max > 0 ? view.weights[i] / view.max : 0;
+    s.style.backgroundColor = withAlpha(THEME.roles.attention_tint, a.toFixed(3));
+    s.style.color = a > THEME.tint_text_flip ? THEME.ui.on_accent.light : "";
+    s.dataset.weight = String(view.weights[i]);
+    s.classList.toggle("chosen", i === view.chosen);
+  }
+}
+
+/** The text view: {element, build, load, redraw}. */
+function textPanel(ctx) {
+  const { model, N, state } = ctx;
+  const element = el("div", "lensnb-attn-textpanel");
+  const roleSel = selectEl("lensnb-attn-role", [["query", "chosen token as query: attention it sends to each token"],
+    ["key", "chosen token as key: attention each token sends to it"]], (v) => setTraits(model, { text_role: v }));
   const textNote = el("div", "lensnb-attn-note");
   const nav = el("div", "lensnb-attn-textnav");
-  const prev = el("button", "lensnb-attn-prev", "◀ earlier");
-  const next = el("button", "lensnb-attn-next", "later ▶");
   const range = el("span", "lensnb-attn-range");
   const [strip, sctx] = hiDpiCanvas(STRIP_W, STRIP_H, "lensnb-attn-strip");
   strip.title = "the whole text: darker = more attention; click to show that part";
+  const textBox = el("div", "lensnb-attn-tokens");
+  const view = { page: 0, weights: null, max: 0, chosen: -1 }; // page: first token shown
+  const pageOf = (i) => Math.floor(i / TEXT_PAGE) * TEXT_PAGE;
+  const goTo = (first) => { view.page = Math.max(0, Math.min(pageOf(N - 1), pageOf(first))); renderPage(); drawStrip(); };
+  const prev = buttonEl("lensnb-attn-prev", "◀ earlier", () => goTo(view.page - TEXT_PAGE));
+  const next = buttonEl("lensnb-attn-next", "later ▶", () => goTo(view.page + TEXT_PAGE));
   nav.append(prev, range, next);
   nav.hidden = N <= TEXT_PAGE;
   strip.hidden = N <= TEXT_PAGE;
-  const textBox = el("div", "lensnb-attn-tokens");
   element.append(roleSel, textNote, nav, strip, textBox);
-
-  let page = 0; // first token of the page shown
-  let weights = null; // Float32Array [N] of the chosen row/column
-  let max = 0;
-  let chosen = -1;
-  const pageOf = (i) => Math.floor(i / TEXT_PAGE) * TEXT_PAGE;
+  const drawStrip = () => { if (!strip.hidden && view.weights) paintStrip(sctx, view, N); };
 
   function renderPage() {
-    const toks = tokens();
-    const end = Math.min(N, page + TEXT_PAGE);
+    const toks = ctx.tokens();
+    const end = Math.min(N, view.page + TEXT_PAGE);
     const frag = document.createDocumentFragment();
-    for (let i = page; i < end; i++) {
+    for (let i = view.page; i < end; i++) {
       const s = el("span", "lensnb-attn-token", toks[i]);
       s.dataset.pos = String(i);
       frag.appendChild(s);
     }
     textBox.replaceChildren(frag);
-    textBox.dataset.first = String(page);
-    range.textContent = `tokens ${page}–${end - 1} of ${N}`;
-    prev.disabled = page === 0;
+    textBox.dataset.first = String(view.page);
+    range.textContent = `tokens ${view.page}–${end - 1} of ${N}`;
+    prev.disabled = view.page === 0;
     next.disabled = end >= N;
-    colour();
-  }
-
-  function colour() {
-    if (!weights) return;
-    for (const s of textBox.children) {
-      const i = Number(s.dataset.pos);
-      const a = max > 0 ? weights[i] / max : 0;
-      s.style.backgroundColor = withAlpha(THEME.roles.attention_tint, a.toFixed(3));
-      s.style.color = a > THEME.tint_text_flip ? THEME.ui.on_accent.light : "";
-      s.dataset.weight = String(weights[i]);
-      s.classList.toggle("chosen", i === chosen);
-    }
-  }
-
-  function drawStrip() {
-    if (strip.hidden || !weights) return;
-    sctx.clearRect(0, 0, STRIP_W, STRIP_H);
-    for (let x = 0; x < STRIP_W; x++) {
-      const a0 = Math.floor((x / STRIP_W) * N), a1 = Math.max(a0 + 1, Math.floor(((x + 1) / STRIP_W) * N));
-      let m = 0;
-      for (let i = a0; i < a1; i++) if (weights[i] > m) m = weights[i];
-      const a = max > 0 ? m / max : 0;
-      sctx.fillStyle = withAlpha(THEME.roles.attention_tint, Math.max(0.04, a).toFixed(3));
-      sctx.fillRect(x, 0, 1, STRIP_H);
-    }
-    const px = (i) => (i / N) * STRIP_W;
-    sctx.strokeStyle = themeColour(element, "fg");
-    sctx.strokeRect(px(page) + 0.5, 0.5, Math.max(2, px(Math.min(N, page + TEXT_PAGE)) - px(page) - 1), STRIP_H - 1);
-    sctx.fillStyle = THEME.roles.highlight;
-    sctx.fillRect(px(chosen) - 1, 0, 2, STRIP_H);
-  }
-
-  function goTo(first) {
-    page = Math.max(0, Math.min(pageOf(N - 1), pageOf(first)));
-    renderPage();
-    drawStrip();
+    colourTokens(textBox, view);
   }
 
   async function load() {
@@ -94,40 +86,30 @@ function textPanel({ model, N, tokens, exactRow, hoverLine, showError, state }) 
     roleSel.value = role;
     const gen = ++state.generation;
     try {
-      const w = await exactRow(role === "query" ? "row" : "column", layer, head, pos);
+      const w = await ctx.exactRow(role === "query" ? "row" : "column", layer, head, pos);
       if (gen !== state.generation) return;
-      weights = w;
-      chosen = pos;
-      max = 0;
-      for (const v of w) max = Math.max(max, v);
-      if (pageOf(pos) !== page || !textBox.children.length) { page = pageOf(pos); renderPage(); } else colour();
+      Object.assign(view, { weights: w, chosen: pos, max: w.reduce((m, v) => Math.max(m, v), 0) });
+      if (pageOf(pos) !== view.page || !textBox.children.length) { view.page = pageOf(pos); renderPage(); } else colourTokens(textBox, view);
       drawStrip();
-      const toks = tokens();
+      const tok = tokenLabel(ctx.tokens()[pos], 24);
       textNote.textContent = (role === "query"
-        ? `L${layer} H${head}: attention query ${pos} «${tokenLabel(toks[pos], 24)}» gives each token`
-        : `L${layer} H${head}: attention each query gives key ${pos} «${tokenLabel(toks[pos], 24)}»`)
-        + `; colour scaled to the largest weight, ${weightText(max)}. Click a token to choose it.`;
-    } catch (err) { showError(err); }
+        ? `L${layer} H${head}: attention query ${pos} «${tok}» gives each token`
+        : `L${layer} H${head}: attention each query gives key ${pos} «${tok}»`)
+        + `; colour scaled to the largest weight, ${weightText(view.max)}. Click a token to choose it.`;
+    } catch (err) { ctx.showError(err); }
   }
 
   // one listener for the whole page (delegation), not two per token
   textBox.addEventListener("click", (ev) => {
     const pos = ev.target && ev.target.dataset ? ev.target.dataset.pos : undefined;
-    if (pos === undefined) return;
-    model.set("text_token", Number(pos));
-    model.save_changes();
+    if (pos !== undefined) setTraits(model, { text_token: Number(pos) });
   });
   textBox.addEventListener("mouseover", (ev) => {
     const s = ev.target;
     if (!s || !s.dataset || s.dataset.pos === undefined) return;
-    const i = Number(s.dataset.pos);
-    const w = s.dataset.weight;
-    hoverLine.textContent = `token ${i} «${tokenLabel(tokens()[i], 24)}»` + (w !== undefined ? `: ${weightText(Number(w))}` : "");
+    const i = Number(s.dataset.pos), w = s.dataset.weight;
+    ctx.hoverLine.textContent = `token ${i} «${tokenLabel(ctx.tokens()[i], 24)}»` + (w !== undefined ? `: ${weightText(Number(w))}` : "");
   });
-  prev.addEventListener("click", () => goTo(page - TEXT_PAGE));
-  next.addEventListener("click", () => goTo(page + TEXT_PAGE));
   strip.addEventListener("click", (ev) => goTo(Math.floor((ev.offsetX / STRIP_W) * N)));
-  roleSel.addEventListener("change", () => { model.set("text_role", roleSel.value); model.save_changes(); });
-
   return { element, build: renderPage, load, redraw: drawStrip };
 }

@@ -1,33 +1,24 @@
 // ImageAttention frontend (lensnb/widgets/image_attention.py). common.js and image_overlay.js
-// are concatenated in front: request, unpack, el, imageOverlay, headPicker, ... are in scope.
+// are concatenated in front: request, el, svgEl, selectEl, imageOverlay, headPicker, ... are in scope.
 // Python computes every number; this file draws the picture with the chosen token's
 // cross-attention over it (the shared overlay) and an SVG bar chart of the gates. Token text
 // only via textContent.
-
-const IA_SVG = "http://www.w3.org/2000/svg";
-
-function iaSvg(tag, attrs = {}, text) {
-  const node = document.createElementNS(IA_SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 /** Bar chart of tanh(gate) per cross-attention layer: attention and MLP side by side. */
 function drawGates(host, layers, gates, current) {
   host.replaceChildren();
   const W = 240, H = 150, P = { l: 34, r: 8, t: 10, b: 30 };
-  const svg = iaSvg("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, class: "lensnb-imgattn-gates" });
+  const svg = svgEl("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, class: "lensnb-imgattn-gates" });
   const y = (v) => P.t + (1 - (v + 1) / 2) * (H - P.t - P.b);
   for (const v of [-1, 0, 1]) {
-    svg.appendChild(iaSvg("line", { x1: P.l, x2: W - P.r, y1: y(v), y2: y(v), class: v === 0 ? "axis" : "grid" }));
-    svg.appendChild(iaSvg("text", { x: P.l - 4, y: y(v) + 3, "text-anchor": "end" }, String(v)));
+    svg.appendChild(svgEl("line", { x1: P.l, x2: W - P.r, y1: y(v), y2: y(v), class: v === 0 ? "axis" : "grid" }));
+    svg.appendChild(svgEl("text", { x: P.l - 4, y: y(v) + 3, "text-anchor": "end" }, String(v)));
   }
   const slot = (W - P.l - P.r) / Math.max(1, layers.length);
   layers.forEach((layer, i) => {
     const x0 = P.l + i * slot;
     gates[i].forEach((g, j) => {
-      const bar = iaSvg("rect", {
+      const bar = svgEl("rect", {
         x: x0 + slot * (0.15 + 0.35 * j), width: slot * 0.33,
         y: Math.min(y(g), y(0)), height: Math.abs(y(g) - y(0)),
         class: j === 0 ? "attn" : "mlp",
@@ -35,18 +26,18 @@ function drawGates(host, layers, gates, current) {
       bar.dataset.layer = String(layer);
       bar.dataset.gate = j === 0 ? "attn" : "mlp";
       bar.dataset.value = String(g);
-      const tip = iaSvg("title", {}, `layer ${layer} ${j === 0 ? "attention" : "MLP"} gate tanh(g) = ${g.toFixed(4)}`);
+      const tip = svgEl("title", {}, `layer ${layer} ${j === 0 ? "attention" : "MLP"} gate tanh(g) = ${g.toFixed(4)}`);
       bar.appendChild(tip);
       svg.appendChild(bar);
     });
-    const label = iaSvg("text", { x: x0 + slot / 2, y: H - P.b + 14, "text-anchor": "middle",
+    const label = svgEl("text", { x: x0 + slot / 2, y: H - P.b + 14, "text-anchor": "middle",
       class: layer === current ? "current" : "" }, `L${layer}`);
     svg.appendChild(label);
   });
   // legend: coloured swatches, labels in the text colour (legible in any theme)
-  const legend = iaSvg("text", { x: P.l, y: H - 4 });
-  legend.append(iaSvg("tspan", { class: "legend-attn" }, "■"), " attention  ",
-    iaSvg("tspan", { class: "legend-mlp" }, "■"), " MLP");
+  const legend = svgEl("text", { x: P.l, y: H - 4 });
+  legend.append(svgEl("tspan", { class: "legend-attn" }, "■"), " attention  ",
+    svgEl("tspan", { class: "legend-mlp" }, "■"), " MLP");
   svg.append(legend);
   host.appendChild(svg);
 }
@@ -60,19 +51,8 @@ function render({ model, el: root }) {
 
   // -- controls
   const bar = el("div", "lensnb-imgattn-bar");
-  const layerSel = el("select", "lensnb-imgattn-layer");
-  for (const l of model.get("cross_layers")) {
-    const o = el("option", "", `cross-attention layer ${l}`); o.value = String(l); layerSel.appendChild(o);
-  }
-  layerSel.addEventListener("change", () => { model.set("layer", Number(layerSel.value)); model.save_changes(); });
-  const headSel = headPicker(model.get("n_heads"), model.get("n_kv_heads"), "lensnb-imgattn-head");
-  headSel.addEventListener("change", () => {
-    const choice = headChoice(headSel.value);
-    model.set("mode", choice.mode);
-    if (choice.mode === "head") model.set("head", choice.head);
-    if (choice.mode === "kv_group") model.set("kv_group", choice.kv_group);
-    model.save_changes();
-  });
+  const [layerSel, headSel] = crossControls(model, { layer: "layer", mode: "mode", head: "head", kv_group: "kv_group" },
+    "lensnb-imgattn");
   bar.append(layerSel, headSel);
   box.appendChild(bar);
 
@@ -84,7 +64,7 @@ function render({ model, el: root }) {
     span.dataset.pos = String(i);
     if (!seen[i]) span.classList.add("blind");
     span.title = seen[i] ? `token ${i}` : `token ${i}: comes before the image, sees no tile`;
-    span.addEventListener("click", () => { model.set("token", i); model.save_changes(); });
+    span.addEventListener("click", () => setTraits(model, { token: i }));
     strip.appendChild(span);
     return span;
   });
@@ -106,16 +86,16 @@ function render({ model, el: root }) {
 
   async function update() {
     const mine = ++seq;
-    const req = { kind: "grid", layer: model.get("layer"), token: model.get("token"),
+    const req = { layer: model.get("layer"), token: model.get("token"),
       mode: model.get("mode"), head: model.get("head"), kv_group: model.get("kv_group") };
     layerSel.value = String(req.layer);
     headSel.value = headChoiceValue(req.mode, req.head, req.kv_group);
     tokenEls.forEach((s, i) => s.classList.toggle("selected", i === req.token));
     drawGates(gatesHost, model.get("cross_layers"), model.get("gates"), req.layer);
     try {
-      const { reply, buffers } = await request(model, req);
+      const { reply, buffers } = await request(model, "grid", req);
       if (disposed || mine !== seq) return;
-      const grid = unpack(reply.grid, buffers[0]);
+      const grid = buffers.grid;
       overlay.paint(grid);
       const [argRow, argCol] = overlayArgmax(grid);
       box.dataset.argmaxRow = String(argRow);
@@ -127,7 +107,7 @@ function render({ model, el: root }) {
       status.textContent = "";
       box.dataset.ready = `${req.layer}:${req.token}:${req.mode}:${req.head}:${req.kv_group}`;
     } catch (err) {
-      if (!disposed) { status.textContent = String(err.message || err); status.className = "lensnb-error"; }
+      if (!disposed) { status.textContent = errorText(err); status.className = "lensnb-error"; }
     }
   }
 

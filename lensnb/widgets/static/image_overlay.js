@@ -93,3 +93,21 @@ function headChoice(value) {
 function headChoiceValue(mode, head, kvGroup) {
   return mode === "head" ? `head:${head}` : mode === "kv_group" ? `kv_group:${kvGroup}` : "mean:0";
 }
+
+/**
+ * The cross-attention layer <select> and the head picker, bound to the traits named in
+ * `traits` ({layer, mode, head, kv_group}); classes `${prefix}-layer` and `${prefix}-head`.
+ */
+function crossControls(model, traits, prefix) {
+  const layerSel = selectEl(`${prefix}-layer`, model.get("cross_layers").map((l) => [l, `cross-attention layer ${l}`]),
+    (v) => setTraits(model, { [traits.layer]: Number(v) }));
+  const headSel = headPicker(model.get("n_heads"), model.get("n_kv_heads"), `${prefix}-head`);
+  headSel.addEventListener("change", () => {
+    const choice = headChoice(headSel.value);
+    const values = { [traits.mode]: choice.mode };
+    if (choice.mode === "head") values[traits.head] = choice.head;
+    if (choice.mode === "kv_group") values[traits.kv_group] = choice.kv_group;
+    setTraits(model, values);
+  });
+  return [layerSel, headSel];
+}

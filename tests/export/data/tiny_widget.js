@@ -13,8 +13,8 @@ export default {
     const show = async () => {
       const index = model.get("index");
       try {
-        const { reply, buffers } = await request(model, { kind: "row", index });
-        const row = unpack(reply.meta, buffers[0]);
+        const { reply, buffers } = await request(model, "row", { index });
+        const row = buffers.row;
         let sum = 0;
         for (const v of row.data) sum += v;
         values.textContent = `row ${reply.index}: n=${row.data.length} first=${Array.from(row.data.slice(0, 4)).join(",")} sum=${sum}`;
