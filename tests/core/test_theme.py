@@ -75,7 +75,8 @@ def test_text_on_full_selection_colours_is_legible(role):
 
 @pytest.mark.parametrize("widget", WIDGETS, ids=lambda w: w.__name__)
 def test_every_widget_module_carries_the_theme_itself(widget):
-    m = re.search(r"\n// generated[^\n]*\nconst THEME = Object\.freeze\((\{.*?\})\);\n", widget._esm)
+    m = re.search(r"\n// generated[^\n]*\nconst THEME = Object\.freeze\((\{.*?\})\);\n",
+                  widget._esm)
     assert m and m.start() < widget._esm.index("function escapeHtml("), widget._esm[:300]
     assert json.loads(m.group(1)) == json.loads(json.dumps(theme.as_dict()))
     assert widget._css.startswith(theme.theme_css())
