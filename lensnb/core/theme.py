@@ -80,7 +80,7 @@ OVERLAY_OPACITY = 0.6
 # Surroundings: (JupyterLab variable, light value, dark value). In the browser
 # ``--lensnb-<name>`` is ``var(<jupyterlab variable>, <light value>)``: JupyterLab's theme where
 # there is one, else the light value (standalone HTML, nbviewer, Colab's light mode), or the dark
-# value where the host says it is dark without JupyterLab's variables (Colab: ``html[theme=dark]``).
+# value where the host says it is dark without JupyterLab's variables (``DARK_HOSTS``).
 # Figures and exports use the light value. The dark values are JupyterLab Dark's.
 UI: dict[str, tuple[str | None, str, str]] = {
     "bg": ("--jp-layout-color0", "#ffffff", "#111111"),  # canvas and chart backgrounds
@@ -93,7 +93,9 @@ UI: dict[str, tuple[str | None, str, str]] = {
     "on_accent": (None, "#ffffff", "#ffffff"),  # text on ``accent``, ``selection``, a full tint
     "error": ("--jp-error-color1", "#b00020", "#f44336"),
 }
-DARK_HOSTS = ("html[theme=dark]",)  # hosts that mark a dark theme but set no --jp-* (Colab)
+# hosts that mark a dark theme but may set no --jp-*: Colab (html[theme=dark]) and VS Code
+# webviews (body.vscode-dark, documented in VS Code's webview API)
+DARK_HOSTS = ("html[theme=dark]", "body.vscode-dark")
 
 FONT: dict[str, Any] = {
     # the widgets (screen)

@@ -85,7 +85,7 @@ def test_every_widget_module_carries_the_theme_itself(widget):
 
 def test_css_variables_follow_jupyterlab_with_light_fallbacks():
     css = theme.theme_css()
-    light_block, dark_block = css.split("html[theme=dark] .lensnb {")
+    light_block, dark_block = css.split("html[theme=dark] .lensnb, body.vscode-dark .lensnb {")
     for name, (jp, light, dark) in theme.UI.items():
         var = f"--lensnb-{name.replace('_', '-')}"
         assert f"{var}: {f'var({jp}, {light})' if jp else light};" in light_block
