@@ -36,9 +36,10 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "long_context_profile": (".analysis.longcontext", "long_context_profile"),
     "LongContextProfile": (".analysis.longcontext", "LongContextProfile"),
     "stdlib_tokens": (".analysis.longcontext", "stdlib_tokens"),
-    "patch": (".interventions.hook_context", "patch"),
-    "Patch": (".interventions.hook_context", "Patch"),
+    "patch": (".interventions.patch", "patch"),
+    "Patch": (".interventions.patch", "Patch"),
     "HookContext": (".interventions.hook_context", "HookContext"),
+    "GenerationConfig": (".interventions.generation_config", "GenerationConfig"),
     "Generation": (".interventions.generation_results", "Generation"),
     "Step": (".interventions.generation_results", "Step"),
     "LogitLensStep": (".interventions.generation_results", "LogitLensStep"),
@@ -72,15 +73,15 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
 
 __all__ = [
     "AttentionExplorer", "CacheNotFilledError", "CheckResult", "ChromiumNotFoundError",
-    "ContextLengthError", "GQAError", "Generation", "GenerationStepper", "HookContext",
-    "IDENTITY_PROMPT", "ImageAttention", "ImageInputError", "ImageTokenError", "KVGroupView",
-    "KVGroups", "KeptQK", "Lens", "LogitAttribution", "LogitLensStep", "LongContextProfile",
-    "MissingModelPackageError", "ModelFacts", "ModelNotFoundError", "Patch", "PatchscopeResult",
-    "PatternMemoryError", "RequestError", "RopeSpectrum", "Step", "UnknownHookError",
-    "UnsupportedArchitectureError", "UnsupportedFeatureError", "attention_patterns", "cached_path",
-    "check", "export", "facts", "group_summaries", "hook_shapes", "load", "long_context_profile",
-    "model_table", "options", "patch", "patchscope", "rope", "save", "save_text_only",
-    "stdlib_tokens", "supported_architectures",
+    "ContextLengthError", "GQAError", "Generation", "GenerationConfig", "GenerationStepper",
+    "HookContext", "IDENTITY_PROMPT", "ImageAttention", "ImageInputError", "ImageTokenError",
+    "KVGroupView", "KVGroups", "KeptQK", "Lens", "LogitAttribution", "LogitLensStep",
+    "LongContextProfile", "MissingModelPackageError", "ModelFacts", "ModelNotFoundError",
+    "Patch", "PatchscopeResult", "PatternMemoryError", "RequestError", "RopeSpectrum", "Step",
+    "UnknownHookError", "UnsupportedArchitectureError", "UnsupportedFeatureError",
+    "attention_patterns", "cached_path", "check", "export", "facts", "group_summaries",
+    "hook_shapes", "load", "long_context_profile", "model_table", "options", "patch",
+    "patchscope", "rope", "save", "save_text_only", "stdlib_tokens", "supported_architectures",
 ]
 
 
@@ -125,8 +126,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .core.sources import MissingModelPackageError, cached_path
     from .export import save
     from .export.render import ChromiumNotFoundError
+    from .interventions.generation_config import GenerationConfig
     from .interventions.generation_results import Generation, LogitLensStep, Step
-    from .interventions.hook_context import HookContext, Patch, patch
+    from .interventions.hook_context import HookContext
+    from .interventions.patch import Patch, patch
     from .interventions.patchscope import IDENTITY_PROMPT, PatchscopeResult, patchscope
     from .lens import Lens
     from .loading import load

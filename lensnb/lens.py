@@ -23,10 +23,14 @@ from .core.facts import facts as read_facts
 from .core.indices import check_layer
 from .core.kv_groups import KVGroups
 from .core.settings import PROGRESS_MIN_TOKENS
-from .interventions import split_qkv
+from .interventions import hook_specs, split_qkv
+from .interventions.hook_context import PatchValue
 
 if TYPE_CHECKING:
     from transformer_lens.ActivationCache import ActivationCache
+
+    from .interventions.generation import Generation, Step
+    from .interventions.generation_config import GenerationConfig
 
 TextOrTokens = str | Sequence[str] | torch.Tensor
 
@@ -313,6 +317,7 @@ class Lens:
         text_or_tokens: TextOrTokens,
         names: hooknames.NameFilter = None,
         *,
+        hooks: Sequence[hook_specs.HookSpec] = (),
         progress: bool | None = None,
         images: Any = None,
         **kwargs: Any,
@@ -321,24 +326,44 @@ class Lens:
 
         ``names``: a hook name, a glob (``"blocks.*.attn.hook_pattern"``), a list of those, or a
         predicate; only those hooks are cached (``None`` caches all, except the per-head q/k/v
-        inputs of split QKV, which are cached only when named). ``progress`` shows a bar
-        over layers (default: on from ``PROGRESS_MIN_TOKENS`` tokens). ``images``: as for
-        ``__call__`` (Llama 3.2 Vision).
+        inputs of split QKV, which are cached only when named). ``hooks``: as for
+        ``run_with_hooks`` (``lensnb.patch(...)``, ``(name, fn(activation, ctx))``); the cache
+        holds the hooked activations. ``progress`` shows a bar over layers (default: on from
+        ``PROGRESS_MIN_TOKENS`` tokens). ``images``: as for ``__call__`` (Llama 3.2 Vision).
 
         Layers whose pattern/scores are not cached run memory-efficient attention (see
         ``attention_mode``); caching patterns at a length where they cannot fit raises
         ``PatternMemoryError`` before anything runs.
         """
         tokens, kwargs = self._inputs(text_or_tokens, images, kwargs)
-        keep = hooknames.name_filter(names, self.bridge.hook_dict)
-        keep = split_qkv.cache_filter(self, names, keep)  # per-head q/k/v inputs only when named
-        gated = self.bridge._gated_hook_reason  # hooks switched off by a bridge flag never fire
-        keep_live = (lambda n: keep(n) and gated(n) is None) if not isinstance(names, str) else keep
-        if progress is None:
-            progress = tokens.shape[-1] >= PROGRESS_MIN_TOKENS
-        with (torch.no_grad(), attention_for(self, keep_live, tokens, cache=True),
-              self._layer_progress(progress)):
-            return self.bridge.run_with_cache(tokens, names_filter=keep_live, **kwargs)
+        with self._hooked(hooks, tokens) as (_fwd, hooked):
+            keep = hooknames.name_filter(names, self.bridge.hook_dict)
+            keep = split_qkv.cache_filter(self, names, keep)  # per-head inputs only when named
+            gated = self.bridge._gated_hook_reason  # hooks switched off by a flag never fire
+            keep_live = ((lambda n: keep(n) and gated(n) is None) if not isinstance(names, str)
+                         else keep)
+            if progress is None:
+                progress = tokens.shape[-1] >= PROGRESS_MIN_TOKENS
+            with (torch.no_grad(),
+                  attention_for(self, lambda n: keep_live(n) or hooked(n), tokens, cache=True),
+                  self._layer_progress(progress)):
+                return self.bridge.run_with_cache(tokens, names_filter=keep_live, **kwargs)
+
+    @contextlib.contextmanager
+    def _hooked(self, hooks: Sequence[hook_specs.HookSpec], tokens: torch.Tensor, *,
+                install: bool = True) -> Iterator[tuple[list, Callable[[str], bool]]]:
+        """``hooks`` as TransformerLens ``fwd_hooks`` for one forward pass over ``tokens``,
+        installed unless ``install=False``, with split QKV on when one names a per-head input;
+        yields them and whether a hook name is hooked."""
+        hooks = list(hooks)
+        split = hook_specs.needs_split_qkv(self, hooks) and not self.split_qkv_enabled
+        with contextlib.ExitStack() as stack:
+            if split:
+                stack.enter_context(self.split_qkv())
+            fwd = hook_specs.forward_hooks(self, hooks, tokens)  # checks everything first
+            if fwd and install:
+                stack.enter_context(self.bridge.hooks(fwd_hooks=fwd))
+            yield fwd, hook_specs.hooked_names(self, fwd)
 
     @contextlib.contextmanager
     def _layer_progress(self, enabled: bool) -> Iterator[None]:
@@ -361,35 +386,40 @@ class Lens:
             bar.close()
 
     def run_with_hooks(self, text_or_tokens: TextOrTokens,
-                       fwd_hooks: Sequence[tuple[str | Callable[[str], bool], Callable]] = (),
+                       fwd_hooks: Sequence[hook_specs.HookSpec] = (),
                        *, images: Any = None, **kwargs: Any) -> torch.Tensor:
-        """Logits with hooks ``[(name, fn(tensor, hook) -> tensor | None), ...]`` applied.
+        """Logits ``[batch, pos, d_vocab]`` with hooks applied.
 
-        Layers without a pattern/scores hook run memory-efficient attention."""
+        ``fwd_hooks``: ``lensnb.patch(...)`` objects and ``(name, fn)`` pairs, ``name`` a hook
+        name, a glob, a list of those or a predicate, ``fn(activation, ctx) -> tensor | None``
+        with a ``HookContext`` (``step=None``, positions ``0..n-1``) or TransformerLens-style
+        ``fn(tensor, hook)`` (second parameter named ``hook``; see
+        ``lensnb.interventions.hook_context``). The same hooks work in ``generate``/``steps``.
+        A hook on a split-QKV input turns split QKV on for the call. Layers without a
+        pattern/scores hook run memory-efficient attention."""
         tokens, kwargs = self._inputs(text_or_tokens, images, kwargs)
-        exact = {self.hook_name(n) for n, _fn in fwd_hooks if isinstance(n, str)}
-        preds = [n for n, _fn in fwd_hooks if not isinstance(n, str)]
-
-        def hooked(name: str) -> bool:
-            return name in exact or any(p(name) for p in preds)
-
-        with torch.no_grad(), attention_for(self, hooked, tokens):
-            return self.bridge.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks), **kwargs)
+        with (self._hooked(fwd_hooks, tokens, install=False) as (fwd, hooked), torch.no_grad(),
+              attention_for(self, hooked, tokens)):
+            return self.bridge.run_with_hooks(tokens, fwd_hooks=fwd, **kwargs)
 
     # ------------------------------------------------------------------ generation
-    def generate(self, prompt: Any, max_new_tokens: int = 32, **kwargs: Any) -> Any:
+    def generate(self, prompt: Any, max_new_tokens: int | None = None, *,
+                 config: GenerationConfig | None = None, **kwargs: Any) -> Generation:
         """Generate with the KV cache and position-aware hooks (``hooks=[lensnb.patch(...)]``);
-        returns a ``Generation``. See ``lensnb.interventions.generation.generate``."""
+        returns a ``Generation``. ``config=lensnb.GenerationConfig(...)`` or its fields as
+        keywords (Hugging Face's names: ``do_sample``, ``temperature``, ``top_k``, ...). See
+        ``lensnb.interventions.generation.generate``."""
         from .interventions.generation import generate
 
-        return generate(self, prompt, max_new_tokens, **kwargs)
+        return generate(self, prompt, max_new_tokens, config=config, **kwargs)
 
-    def steps(self, prompt: Any, max_new_tokens: int = 32, **kwargs: Any) -> Iterator[Any]:
-        """Yield one ``Step`` per new token (top-k, cached activations, logit lens). See
-        ``lensnb.interventions.generation.steps``."""
+    def steps(self, prompt: Any, max_new_tokens: int | None = None, *,
+              config: GenerationConfig | None = None, **kwargs: Any) -> Iterator[Step]:
+        """Yield one ``Step`` per new token (top-k probabilities, cached activations, logit
+        lens); arguments as ``generate``. See ``lensnb.interventions.generation.steps``."""
         from .interventions.generation import steps
 
-        return steps(self, prompt, max_new_tokens, **kwargs)
+        return steps(self, prompt, max_new_tokens, config=config, **kwargs)
 
     # ------------------------------------------------------------------ split QKV
     def set_split_qkv(self, enabled: bool) -> None:
@@ -415,15 +445,19 @@ class Lens:
         finally:
             self.set_split_qkv(before)
 
-    def patch_kv_input(self, layer: int, kv_head: int, value: split_qkv.PatchValue, *,
+    def patch_kv_input(self, layer: int, kv_head: int, value: PatchValue, *,
                        which: str = "k") -> contextlib.AbstractContextManager[Lens]:
         """``with lens.patch_kv_input(1, 0, torch.zeros_like): ...`` replaces the key input
-        (``which="v"``: value input) of KV group ``kv_head``; see ``split_qkv.patch_input``."""
+        (``which="v"``: value input) of KV group ``kv_head`` at every position, for every
+        forward pass inside the block: ``lensnb.patch(layer, "attn.hook_k_input",
+        kv_group=kv_head, every_position=True, value=value)`` (which also works in
+        ``run_with_hooks``/``generate``); see ``split_qkv.patch_input``."""
         return split_qkv.patch_kv_input(self, layer, kv_head, value, which=which)
 
     def patch_q_input(self, layer: int, head: int,
-                      value: split_qkv.PatchValue) -> contextlib.AbstractContextManager[Lens]:
-        """``with lens.patch_q_input(1, 3, fn): ...`` replaces query head 3's query input."""
+                      value: PatchValue) -> contextlib.AbstractContextManager[Lens]:
+        """``with lens.patch_q_input(1, 3, fn): ...`` replaces query head 3's query input
+        (``lensnb.patch(layer, "attn.hook_q_input", head=head, every_position=True, ...)``)."""
         return split_qkv.patch_q_input(self, layer, head, value)
 
     def kv_group_view(self, text_or_tokens: TextOrTokens, layer: int) -> kv_views.KVGroupView:

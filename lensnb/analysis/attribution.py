@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from ..core.indices import check_index, check_position
 from ..core.kv_groups import KVGroups, group_patterns
 
 
@@ -110,10 +111,7 @@ def token_id(lens: Any, token: int | str) -> int:
         return ids[0]
     if isinstance(token, bool) or not isinstance(token, int):
         raise TypeError(f"a token is an id (int) or its text (str), got {type(token).__name__}")
-    vocab = lens.facts.vocab_size
-    if not 0 <= token < vocab:
-        raise IndexError(f"token id {token} is out of range: valid ids are 0..{vocab - 1}")
-    return token
+    return check_index(token, lens.facts.vocab_size, "token id", plural="ids")
 
 
 def _norm_gain(lens: Any) -> torch.Tensor:
@@ -166,11 +164,7 @@ def logit_attribution(lens: Any, text_or_tokens: Any, token: int | str,
     tokens = lens.to_tokens(text_or_tokens)
     if tokens.shape[0] != 1:
         raise ValueError(f"logit_attribution takes one text, got a batch of {tokens.shape[0]}")
-    n_pos = tokens.shape[1]
-    if not -n_pos <= pos < n_pos:
-        raise IndexError(f"position {pos} is out of range: the text has {n_pos} tokens "
-                         f"(0..{n_pos - 1}, or negative from the end)")
-    pos %= n_pos
+    pos = check_position(pos, tokens.shape[1])  # negative counts from the end
     t = token_id(lens, token)
     b = None if baseline is None else token_id(lens, baseline)
 

@@ -49,8 +49,7 @@ def kv_group_view(lens: Any, text_or_tokens: Any, layer: int) -> KVGroupView:
     A GQA-only view: raises ``GQAError`` on a model with one KV head per query head.
     """
     lens.require_gqa("a per-KV-group view")
-    if isinstance(layer, int) and -lens.n_layers <= layer < lens.n_layers:
-        layer = lens.require_self_attention(layer, "kv_group_view (a text self-attention view)")
+    layer = lens.require_self_attention(layer, "kv_group_view (a text self-attention view)")
     name = lens.hook_name("attn.hook_pattern", layer)
     tokens = lens.to_tokens(text_or_tokens)
     if tokens.shape[0] != 1:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..backends.bridge.attention_mode import attention_for
+from ..core.indices import check_index, check_layer, check_position
 from ..core.kv_groups import KVGroups
 from ..core.settings import PROGRESS_MIN_TOKENS
 
@@ -136,11 +137,7 @@ class KeptQK:
         layers = list(range(lens.n_layers)) if layers is None else list(layers)
         if not layers:
             raise ValueError("layers is empty: pass at least one layer index")
-        for layer in layers:
-            if not isinstance(layer, int) or not 0 <= layer < lens.n_layers:
-                raise IndexError(
-                    f"layer {layer!r} is out of range: valid layers are 0..{lens.n_layers - 1}"
-                )
+        layers = [check_layer(layer, lens.n_layers) for layer in layers]  # negative: from the end
         tokens = lens.to_tokens(text)
         if tokens.shape[0] != 1:
             raise ValueError(f"attention patterns take one text, got a batch of {tokens.shape[0]}")
@@ -199,10 +196,7 @@ class KeptQK:
         if layer not in self.q:
             raise IndexError(f"layer {layer!r} was not kept: kept layers are {self.layers}")
         for h in heads:
-            if not isinstance(h, int) or not 0 <= h < self.n_heads:
-                raise IndexError(
-                    f"query head {h!r} is out of range: valid heads are 0..{self.n_heads - 1}"
-                )
+            check_index(h, self.n_heads, "query head", plural="heads")
 
     def _scores(self, layer: int, heads: Sequence[int], q0: int, q1: int, step: int = 1,
                 ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
@@ -297,7 +291,7 @@ class KeptQK:
 
     def row(self, layer: int, head: int, query: int) -> torch.Tensor:
         """Weights query position ``query`` gives every key ``[pos]`` (zeros where masked)."""
-        self._check_pos(query, "query")
+        query = self._check_pos(query, "query")
         return self.pattern(layer, head, slice(query, query + 1))[0]
 
     def column(self, layer: int, head: int, key: int) -> torch.Tensor:
@@ -306,7 +300,7 @@ class KeptQK:
         Needs every row's normaliser: the first column of a head costs one pass over its
         scores (``normalisers``), later ones ``pos x d_head``.
         """
-        self._check_pos(key, "key")
+        key = self._check_pos(key, "key")
         lse = self.normalisers(layer, head)
         spec = self.specs[layer]
         kv = head // self.group_size
@@ -320,9 +314,9 @@ class KeptQK:
             hidden |= qi - key >= spec.window
         return torch.exp(s - lse).masked_fill_(hidden, 0.0)
 
-    def _check_pos(self, pos: int, what: str) -> None:
-        if not isinstance(pos, int) or not 0 <= pos < self.n_pos:
-            raise IndexError(f"{what} position {pos!r} is out of range: 0..{self.n_pos - 1}")
+    def _check_pos(self, pos: int, what: str) -> int:
+        """``pos`` as ``0..n_pos-1`` (negative counts from the end)."""
+        return check_position(pos, self.n_pos, f"{what} position")
 
     def _check_window(self, q0: int, q1: int, k0: int, k1: int) -> None:
         if not (0 <= q0 < q1 <= self.n_pos and 0 <= k0 < k1 <= self.n_pos):
@@ -384,8 +378,7 @@ def summaries_pooled(kept: KeptQK, layer: int, kv_group: int, size: int = 256,
     """
     from ..core.kv_groups import group_summaries
 
-    if not 0 <= kv_group < kept.n_kv:
-        raise IndexError(f"KV group {kv_group!r} is out of range: 0..{kept.n_kv - 1}")
+    kv_group = check_index(kv_group, kept.n_kv, "KV group")
     heads = list(range(kv_group * kept.group_size, (kv_group + 1) * kept.group_size))
     n = kept.n_pos
     f = math.ceil(n / size)

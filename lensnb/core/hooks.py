@@ -13,6 +13,8 @@ import fnmatch
 import re
 from collections.abc import Callable, Iterable
 
+from .indices import check_layer
+
 NameFilter = str | Iterable[str] | Callable[[str], bool] | None
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -47,17 +49,18 @@ def full_name(name: str, layer: int | None, available: Iterable[str], n_layers: 
     """Resolve ``name`` (optionally relative to ``blocks.{layer}.``) to a real hook name."""
     available = set(available)
     if layer is not None:
-        if not -n_layers <= layer < n_layers:
-            raise IndexError(
-                f"layer {layer} is out of range: this model has {n_layers} layers "
-                f"(0..{n_layers - 1}, or negative from the end)"
-            )
-        layer %= n_layers
+        layer = check_layer(layer, n_layers)
         if not name.startswith("blocks."):
             name = f"blocks.{layer}.{name}"
     if name in available:
         return name
     raise unknown(name, available)
+
+
+def layer_of(name: str) -> int | None:
+    """The block index of ``blocks.{layer}.…``, ``None`` for a hook outside the blocks."""
+    parts = name.split(".", 2)
+    return int(parts[1]) if len(parts) > 2 and parts[0] == "blocks" and parts[1].isdigit() else None
 
 
 def name_filter(names: NameFilter, available: Iterable[str]) -> Callable[[str], bool]:

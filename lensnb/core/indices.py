@@ -11,24 +11,29 @@ from typing import Any
 
 
 def check_index(value: Any, n: int, noun: str, *, plural: str | None = None,
-                from_end: bool = False, where: str = "") -> int:
+                from_end: bool = False, where: str = "", n_back: int | None = None,
+                why: str = "") -> int:
     """``value`` checked against ``n`` items called ``noun``; returns it as ``0..n-1``.
 
     Raises ``TypeError`` for a non-int, ``IndexError`` naming the valid range otherwise.
     ``from_end``: accept ``-n..-1`` (counted from the end). ``where``: what holds the items
-    (``"this model"``, ``"the text"``), said in the message.
+    (``"this model"``, ``"the text"``), said in the message. ``n_back``: how many items may be
+    counted from the end when that is not ``n`` (a generation's positions: ``-prompt..-1`` from
+    the prompt's end, ``0..prompt+new-1`` forwards); the value is then returned as given.
+    ``why``: a sentence appended to the message.
     """
     plural = plural or f"{noun}s"
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"a {noun} index is an int, got {type(value).__name__}")
-    low = -n if from_end else 0
-    if not low <= value < n:
+    back = (n if n_back is None else n_back) if from_end else 0
+    if not -back <= value < n:
         valid = f"0..{n - 1}" if n else "none"
-        if from_end and n:
-            valid += f", or -{n}..-1 from the end"
+        if back:
+            valid += f", or -{back}..-1 from the end"
         held = f" ({where} has {n} {plural} (0..{n - 1}))" if where and n else ""
-        raise IndexError(f"{noun} {value} is out of range: valid {plural} are {valid}{held}")
-    return value % n
+        raise IndexError(f"{noun} {value} is out of range: valid {plural} are {valid}{held}"
+                         + (f"; {why}" if why else ""))
+    return value if n_back is not None else value % n
 
 
 def check_layer(layer: Any, n_layers: int) -> int:

@@ -39,7 +39,7 @@ class KVGroups:
         return self.n_key_value_heads < self.n_heads
 
     def check_head(self, head: int) -> int:
-        """``head`` as a query-head index ``0..n_heads-1`` (negative counts from the end)."""
+        """``head`` as a query-head index ``0..n_heads-1`` (heads do not count from the end)."""
         return check_index(head, self.n_heads, "query head", plural="heads")
 
     def check_kv_head(self, kv_head: int) -> int:

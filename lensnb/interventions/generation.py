@@ -1,8 +1,10 @@
 """Step-by-step generation with position-aware hooks, a KV cache and a per-step logit lens.
 
 ``steps(lens, prompt, ...)`` yields one ``Step`` per new token; ``generate(...)`` runs it to the
-end and returns a ``Generation``. Hooks keep TransformerLens names and see a ``HookContext``
-(step, absolute positions per row; see ``patching.py``).
+end and returns a ``Generation``. How to generate is a ``GenerationConfig`` (Hugging Face's
+names; ``generation_config``). Hooks (``hook_specs``: ``lensnb.patch(...)``, ``(name, fn)``)
+keep TransformerLens names and see a ``HookContext`` (step, absolute positions per row; see
+``hook_context``); a hook on a split-QKV input turns split QKV on for the generation.
 
 Three ways to run, same numbers as Hugging Face ``generate``:
 
@@ -25,26 +27,28 @@ import contextlib
 import inspect
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..backends import kv_cache
-from ..backends.bridge.fast_path import fast_site, layer_of, plain_model, torch_hook
+from ..backends.bridge.fast_path import fast_site, plain_model, torch_hook
 from ..backends.mllama.hooked import HookedMllama
 from ..core import hooks as hooknames
+from ..core.hooks import layer_of
+from . import split_qkv
+from .generation_config import GenerationConfig
 from .generation_results import Generation, LogitLensStep, Step
-from .hook_context import HookContext, HookFn, Patch, position_axis
+from .hook_context import TEXT_HOOK_PREFIXES, HookContext, HookFn, position_axis
+from .hook_specs import HookSpec, needs_split_qkv, resolve_hooks
 
 if TYPE_CHECKING:
     from ..lens import Lens
 
-__all__ = ["Generation", "LogitLensStep", "Step", "fast_site", "generate", "layer_of",
-           "plain_model", "steps"]
+__all__ = ["Generation", "GenerationConfig", "LogitLensStep", "Step", "fast_site", "generate",
+           "layer_of", "plain_model", "steps"]
 
 Prompt = str | Sequence[str] | torch.Tensor
-HookSpec = Patch | tuple[str, HookFn]
-Path = Literal["auto", "fast", "bridge"]
 # per-token model inputs of Mllama (position on axis 1), left-padded with the ids
 _PER_TOKEN = ("cross_attention_mask",)
 
@@ -53,30 +57,34 @@ _PER_TOKEN = ("cross_attention_mask",)
 class _Run:
     """State of one generation: tokens, mask, positions, KV cache, installed hooks."""
 
-    def __init__(self, lens: Lens, prompt: Prompt, *, hooks: Sequence[HookSpec],
-                 cache: hooknames.NameFilter | Literal[False], logit_lens: int,
-                 max_new_tokens: int, path: Path, images: Any = None):
+    def __init__(self, lens: Lens, prompt: Prompt, config: GenerationConfig, *,
+                 hooks: Sequence[HookSpec], images: Any = None):
         self.lens = lens
+        self.config = config
         self.vision = isinstance(lens.bridge, HookedMllama)
         self.ids, self.mask, self.prompt_lengths, self.image_kwargs = _inputs(lens, prompt,
                                                                               images)
         self.batch = self.ids.shape[0]
+        max_new_tokens = config.max_new_tokens
         lens._check_length(self.ids.shape[1] + max_new_tokens)
         self.padded = bool((self.mask == 0).any())
+        hooks = list(hooks)
+        self.split = needs_split_qkv(lens, hooks) and not lens.split_qkv_enabled
+        if self.split:
+            split_qkv.require_split_qkv(lens)
         self.user: dict[str, list[HookFn]] = {}
-        for spec in hooks:
-            for name, fn in _resolve_hook(lens, spec, self.prompt_lengths, max_new_tokens):
-                self.user.setdefault(name, []).append(fn)
+        for name, fn in resolve_hooks(lens, hooks, self.prompt_lengths, max_new_tokens):
+            self.user.setdefault(name, []).append(fn)
         available = lens.bridge.hook_dict
         self.cache_names: list[str] = []
-        if cache:
-            keep = hooknames.name_filter(cache, available)
+        if config.cache:
+            keep = hooknames.name_filter(config.cache, available)
             self.cache_names = [n for n in available if keep(n)]
-        self.logit_lens = int(logit_lens)
+        self.logit_lens = config.logit_lens
         self.lens_names = ([f"blocks.{i}.hook_resid_post" for i in range(lens.n_layers)]
                            if self.logit_lens else [])
         names = set(self.user) | set(self.cache_names) | set(self.lens_names)
-        self.model, self.path = self._choose_path(names, path)
+        self.model, self.path = self._choose_path(names, config.path)
         self.all_logits = any(n.startswith(("unembed.", "hook_unembed")) for n in names)
         self.keep_kw = (not self.vision and
                         "logits_to_keep" in inspect.signature(self.model.forward).parameters)
@@ -93,9 +101,7 @@ class _Run:
             self.kv = self.kv_store = kv_cache.new_cache(lens.hf_config)
             self.kv_layers = list(range(lens.n_layers))
 
-    def _choose_path(self, names: set[str], path: Path) -> tuple[torch.nn.Module, str]:
-        if path not in ("auto", "fast", "bridge"):
-            raise ValueError(f"path must be 'auto', 'fast' or 'bridge', got {path!r}")
+    def _choose_path(self, names: set[str], path: str) -> tuple[torch.nn.Module, str]:
         if path != "bridge":
             plain, why = plain_model(self.lens)
             slow = sorted(n for n in names if fast_site(n) is None)
@@ -117,8 +123,7 @@ class _Run:
         axis = position_axis(name)
         cross = (layer in self.cross_layers and name.endswith(("attn.hook_pattern",
                                                                "attn.hook_attn_scores")))
-        text = name.startswith(("blocks.", "hook_embed", "ln_final.", "unembed.", "hook_unembed",
-                                "embed.", "rotary_emb.", "pos_embed."))
+        text = name.startswith(TEXT_HOOK_PREFIXES)
 
         def run(act: torch.Tensor) -> torch.Tensor | None:
             changed = False
@@ -162,6 +167,8 @@ class _Run:
         names = [n for n in self.lens.bridge.hook_dict
                  if n in self.user or n in self.cache_names or n in self.lens_names]
         with contextlib.ExitStack() as stack:
+            if self.split:  # a hook on a per-head q/k/v input: split QKV on for the run
+                stack.enter_context(self.lens.split_qkv())
             if self.path == "fast":
                 d_head = self.lens.facts.d_head
                 for name in names:
@@ -240,20 +247,6 @@ def _tl_hook(run: Callable[[torch.Tensor], torch.Tensor | None]) -> Callable:
     return hook
 
 
-def _resolve_hook(lens: Lens, spec: HookSpec, prompt_lengths: list[int],
-                  max_new_tokens: int) -> list[tuple[str, HookFn]]:
-    if isinstance(spec, Patch):
-        spec.resolve(lens).check_positions(prompt_lengths, max_new_tokens)
-        return [(spec.name, spec)]
-    if not (isinstance(spec, tuple) and len(spec) == 2 and callable(spec[1])):
-        raise TypeError(
-            f"a hook is lensnb.patch(...) or a pair (name, fn(activation, ctx)), got {spec!r}"
-        )
-    name, fn = spec
-    keep = hooknames.name_filter(name, lens.bridge.hook_dict)
-    return [(n, fn) for n in lens.bridge.hook_dict if keep(n)]
-
-
 def _inputs(lens: Lens, prompt: Prompt, images: Any
             ) -> tuple[torch.Tensor, torch.Tensor, list[int], dict[str, torch.Tensor]]:
     """Left-padded ids ``[batch, pos]``, mask ``[batch, pos]``, each row's real length, and the
@@ -303,8 +296,10 @@ def _tokenize(lens: Lens, prompt: Prompt) -> tuple[torch.Tensor, torch.Tensor, l
     return ids, mask, [len(s) for s in seqs]
 
 
-def _eos_ids(lens: Lens) -> list[int]:
-    eos = getattr(lens.hf_model.generation_config, "eos_token_id", None)
+def _eos_ids(lens: Lens, config: GenerationConfig | None = None) -> list[int]:
+    eos = config.eos_token_id if config is not None else None
+    if eos is None:
+        eos = getattr(lens.hf_model.generation_config, "eos_token_id", None)
     if eos is None:
         eos = lens.tokenizer.eos_token_id
     if eos is None:
@@ -340,53 +335,22 @@ def _choose(logits: torch.Tensor, do_sample: bool, temperature: float, top_k: in
     return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 
-def _check_args(max_new_tokens: int, top_k_probs: int, stop: str | Sequence[str] | None
-                ) -> list[str]:
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
-    if top_k_probs < 1:
-        raise ValueError(f"top_k must be at least 1, got {top_k_probs}")
-    stops = [stop] if isinstance(stop, str) else list(stop or [])
-    if any(not s for s in stops):
-        raise ValueError("stop strings must be non-empty")
-    return stops
-
-
 # ---------------------------------------------------------------------------------- public API
-def steps(
-    lens: Lens,
-    prompt: Prompt,
-    max_new_tokens: int = 32,
-    *,
-    hooks: Sequence[HookSpec] = (),
-    cache: hooknames.NameFilter | Literal[False] = False,
-    logit_lens: int | bool = False,
-    top_k: int = 10,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    sample_top_k: int | None = None,
-    top_p: float | None = None,
-    seed: int | None = None,
-    stop: str | Sequence[str] | None = None,
-    stop_at_eos: bool = True,
-    return_logits: bool = False,
-    path: Path = "auto",
-    images: Any = None,
-) -> Iterator[Step]:
+def steps(lens: Lens, prompt: Prompt, max_new_tokens: int | None = None, *,
+          config: GenerationConfig | None = None, hooks: Sequence[HookSpec] = (),
+          images: Any = None, **kwargs: Any) -> Iterator[Step]:
     """Generate token by token with the KV cache, yielding a ``Step`` per new token.
 
     Args:
         prompt: a text, a list of texts (left-padded into one batch) or token ids.
-        hooks: ``lensnb.patch(...)`` objects and ``(name_or_glob, fn(activation, ctx))`` pairs;
-            a hook returning a tensor replaces the activation.
-        cache: hook names/globs whose activation (at the predicting position) each step keeps.
-        logit_lens: ``True`` or ``k``: top-k tokens of every layer's residual at the new position.
-        top_k: how many next-token probabilities each step reports.
-        do_sample, temperature, sample_top_k, top_p, seed: sampling (greedy by default).
-        stop: stop once a row's generated text contains one of these strings.
-        stop_at_eos: stop a row at its end-of-sequence token (later tokens are padding).
-        path: ``"auto"`` (plain Hugging Face modules when every hook maps onto one),
-            ``"fast"`` (insist) or ``"bridge"`` (the TransformerBridge's HookPoints).
+        max_new_tokens: how many tokens at most (default: the config's, 32).
+        config: a ``GenerationConfig``; ``kwargs`` are its fields (``do_sample``,
+            ``temperature``, ``top_k``, ``top_p``, ``seed``, ``eos_token_id``, ``stop_strings``,
+            ``stop_at_eos``, ``top_k_probs``, ``logit_lens``, ``cache``, ``return_logits``,
+            ``path``), laid over it. Hugging Face's names and meanings.
+        hooks: ``lensnb.patch(...)`` objects and ``(name_or_glob, fn(activation, ctx))`` pairs
+            (TransformerLens-style ``fn(tensor, hook)`` too; see ``hook_context``); a hook
+            returning a tensor replaces the activation.
         images: Llama 3.2 Vision: PIL images (or paths), one per ``<|image|>`` in the prompt
             (a list per prompt for a batch). The image is encoded once; every step's
             cross-attention reads those keys/values (``blocks.{i}.attn.hook_pattern`` of a
@@ -395,36 +359,30 @@ def steps(
     Bad arguments raise here, before anything runs. Closing the generator (``break``,
     ``.close()``, KeyboardInterrupt) removes every hook.
     """
-    stops = _check_args(max_new_tokens, top_k, stop)
-    run = _Run(lens, prompt, hooks=hooks, cache=cache, max_new_tokens=max_new_tokens,
-               logit_lens=(5 if logit_lens is True else int(logit_lens)), path=path,
-               images=images)
-    return _iterate(run, max_new_tokens, top_k=top_k, do_sample=do_sample,
-                    temperature=temperature, sample_top_k=sample_top_k, top_p=top_p, seed=seed,
-                    stops=stops, stop_at_eos=stop_at_eos, return_logits=return_logits)
+    cfg = GenerationConfig.build(config, max_new_tokens, **kwargs)
+    run = _Run(lens, prompt, cfg, hooks=hooks, images=images)
+    return _iterate(run)
 
 
-def _iterate(run: _Run, max_new_tokens: int, *, top_k: int, do_sample: bool,
-             temperature: float, sample_top_k: int | None, top_p: float | None,
-             seed: int | None, stops: list[str], stop_at_eos: bool, return_logits: bool,
-             light: bool = False) -> Iterator[Step]:
-    lens = run.lens
-    eos = torch.tensor(_eos_ids(lens) if stop_at_eos else [], dtype=torch.long,
+def _iterate(run: _Run, light: bool = False) -> Iterator[Step]:
+    lens, cfg = run.lens, run.config
+    eos = torch.tensor(_eos_ids(lens, cfg) if cfg.stop_at_eos else [], dtype=torch.long,
                        device=run.ids.device)
     pad = _pad_id(lens)
     gen = None
-    if seed is not None:
-        gen = torch.Generator(device=run.ids.device).manual_seed(seed)
+    if cfg.seed is not None:
+        gen = torch.Generator(device=run.ids.device).manual_seed(cfg.seed)
     decode = lens.tokenizer.decode
+    stops = cfg.stop_strings
     finished = torch.zeros(run.batch, dtype=torch.bool, device=run.ids.device)
     new: list[list[int]] = [[] for _ in range(run.batch)]
     ids = run.ids
     with run.installed():  # hooks stay on across yields; grad mode is the caller's between them
-        for index in range(max_new_tokens):
+        for index in range(cfg.max_new_tokens):
             run.step = index
             with torch.no_grad():
                 logits = run.forward(ids)  # [batch, d_vocab]
-            token = _choose(logits, do_sample, temperature, sample_top_k, top_p, gen)
+            token = _choose(logits, cfg.do_sample, cfg.temperature, cfg.top_k, cfg.top_p, gen)
             token = torch.where(finished, pad, token)
             ended = finished.clone()
             if eos.numel():
@@ -436,12 +394,13 @@ def _iterate(run: _Run, max_new_tokens: int, *, top_k: int, do_sample: bool,
                         if any(s in decode(new[r]) for s in stops):
                             finished[r] = True
             if light:
-                yield _LightStep(token, logits if return_logits else None, finished)  # type: ignore[misc]
+                yield _LightStep(token, logits if cfg.return_logits else None, finished)  # type: ignore[misc]
             else:
                 with torch.no_grad():
-                    step = _make_step(run, index, token, logits, finished, top_k, return_logits)
+                    step = _make_step(run, index, token, logits, finished, cfg.top_k_probs,
+                                      cfg.return_logits)
                 yield step
-            if bool(finished.all()) or index == max_new_tokens - 1:
+            if bool(finished.all()) or index == cfg.max_new_tokens - 1:
                 return
             run.append(token)
             ids = token[:, None]
@@ -475,55 +434,33 @@ def _make_step(run: _Run, index: int, token: torch.Tensor, logits: torch.Tensor,
     )
 
 
-def generate(
-    lens: Lens,
-    prompt: Prompt,
-    max_new_tokens: int = 32,
-    *,
-    hooks: Sequence[HookSpec] = (),
-    cache: hooknames.NameFilter | Literal[False] = False,
-    logit_lens: int | bool = False,
-    top_k: int = 10,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    sample_top_k: int | None = None,
-    top_p: float | None = None,
-    seed: int | None = None,
-    stop: str | Sequence[str] | None = None,
-    stop_at_eos: bool = True,
-    return_steps: bool = False,
-    return_logits: bool = False,
-    path: Path = "auto",
-    images: Any = None,
-) -> Generation:
+def generate(lens: Lens, prompt: Prompt, max_new_tokens: int | None = None, *,
+             config: GenerationConfig | None = None, hooks: Sequence[HookSpec] = (),
+             images: Any = None, **kwargs: Any) -> Generation:
     """Generate up to ``max_new_tokens`` tokens (fewer at EOS or a stop string) with ``hooks``.
 
-    Takes the arguments of ``steps`` (``images=`` too). The ``Step``s are kept (``.steps``)
-    when activations are cached, the logit lens is on, or ``return_steps=True``; otherwise no
-    per-step extras are computed. ``return_logits=True`` keeps ``[batch, n_new, d_vocab]`` logits.
+    Takes the arguments of ``steps`` (a ``GenerationConfig`` or its fields as keywords,
+    ``hooks=``, ``images=``). The ``Step``s are kept (``.steps``) when activations are cached,
+    the logit lens is on, or ``return_steps=True``; otherwise no per-step extras are computed.
+    ``return_logits=True`` keeps ``[batch, n_new, d_vocab]`` logits.
     """
-    stops = _check_args(max_new_tokens, top_k, stop)
-    run = _Run(lens, prompt, hooks=hooks, cache=cache, max_new_tokens=max_new_tokens,
-               logit_lens=(5 if logit_lens is True else int(logit_lens)), path=path,
-               images=images)
-    keep_steps = bool(cache) or bool(logit_lens) or return_steps
+    cfg = GenerationConfig.build(config, max_new_tokens, **kwargs)
+    run = _Run(lens, prompt, cfg, hooks=hooks, images=images)
+    keep_steps = cfg.keeps_steps
     ids0, prompt_lengths = run.ids, run.prompt_lengths
     tokens: list[torch.Tensor] = []
     kept: list[Step] = []
     logits: list[torch.Tensor] = []
     finished = None
-    for s in _iterate(run, max_new_tokens, top_k=top_k, do_sample=do_sample,
-                      temperature=temperature, sample_top_k=sample_top_k, top_p=top_p,
-                      seed=seed, stops=stops, stop_at_eos=stop_at_eos,
-                      return_logits=return_logits, light=not keep_steps):
+    for s in _iterate(run, light=not keep_steps):
         tokens.append(s.token_ids)
         if keep_steps:
             kept.append(s)
-        if return_logits:
+        if cfg.return_logits:
             logits.append(s.logits)
         finished = s.finished
     new = torch.stack(tokens, 1).to(ids0.device)  # [batch, n_new]
-    eos = set(_eos_ids(lens)) if stop_at_eos else set()
+    eos = set(_eos_ids(lens, cfg)) if cfg.stop_at_eos else set()
     reason = "max_new_tokens"
     if finished is not None and bool(finished.all()):
         ends_eos = all(any(t in eos for t in row) for row in new.tolist())
@@ -536,7 +473,7 @@ def generate(
         stop_reason=reason,
         path=run.path,
         steps=kept,
-        logits=torch.stack(logits, 1) if return_logits else None,
+        logits=torch.stack(logits, 1) if cfg.return_logits else None,
     )
 
 

@@ -1,30 +1,44 @@
-"""Position-aware hooks: ``HookContext`` and ``patch``.
+"""The one hook signature: ``fn(activation, ctx) -> activation | None``.
+
+Every place that takes hooks (``lens.run_with_hooks``, ``lens.run_with_cache(hooks=...)``,
+``lens.generate``/``lens.steps``, ``GenerationStepper``, the split-QKV patches) calls a hook with
+the activation and a ``HookContext``: the hook name, the layer, which step of a generation this
+is, and the absolute position of every index along the activation's position axis, per row.
 
 With a KV cache the prompt pass shows a hook ``[batch, prompt_len, d]`` and every later step
-``[batch, 1, d]``; with left padding each row's tokens sit at different indices. A lensnb hook is
-``fn(activation, ctx) -> activation | None`` where ``ctx`` (a ``HookContext``) says which step
-this is and the absolute position of every index along the activation's position axis, per row.
-``patch`` builds such a hook that writes a value at "absolute position p" on whichever step holds
-it (``patching.patchscope`` builds on it).
+``[batch, 1, d]``; with left padding each row's tokens sit at different indices. Positions are
+counted per row from its first real token (BOS is 0), exactly like the ``position_ids`` the model
+sees, so they do not move with padding or with the cache. A plain forward pass (no generation)
+has ``step=None``, ``is_prompt=True`` and positions ``0..n-1``.
 
-Positions are counted per row from its first real token (BOS is 0), exactly like the
-``position_ids`` the model sees, so they do not move with padding or with the cache.
+**TransformerLens-style hooks** ``fn(tensor, hook)`` are accepted everywhere too. The rule
+(``is_transformer_lens_hook``): TransformerLens calls a hook as ``fn(tensor, hook=hook_point)``,
+so a function whose second parameter is named ``hook`` (or is annotated ``HookPoint``, or that
+takes ``**kwargs`` after the tensor) is called that way, with the model's ``HookPoint`` of that
+name; every other function gets ``(activation, ctx)``. Annotating the second parameter as
+``HookContext`` always selects the lensnb form.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+import inspect
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-if TYPE_CHECKING:
-    from ..lens import Lens
-
+from ..core.hooks import layer_of
 
 # Hooks whose activation is [batch, n_heads, query_pos, key_pos]: the position axis is 2.
 ATTENTION_MAP_HOOKS = ("hook_pattern", "hook_attn_scores")
+# Hooks that see text positions (the rest, e.g. the vision tower's, index their own axes).
+TEXT_HOOK_PREFIXES = ("blocks.", "hook_embed", "ln_final.", "unembed.", "hook_unembed", "embed.",
+                      "rotary_emb.", "pos_embed.")
+
+#: What a patch writes: a tensor (see ``lensnb.patch`` for its shapes), a scalar, or a function
+#: ``old -> new`` of the part of the activation being replaced.
+PatchValue = torch.Tensor | float | Callable[[torch.Tensor], torch.Tensor]
 
 
 def position_axis(name: str) -> int:
@@ -34,27 +48,28 @@ def position_axis(name: str) -> int:
 
 @dataclass
 class HookContext:
-    """What a hook sees besides the tensor. It also stands in for TransformerLens's ``hook``
-    argument (``ctx.name`` works the same).
+    """What a hook sees besides the tensor.
 
     Attributes:
         name: the hook name (TransformerLens's, e.g. ``blocks.2.hook_resid_post``).
         layer: the block index, or ``None`` outside the blocks.
-        step: 0 for the prompt pass, ``k`` for the pass that feeds the ``k``-th generated token.
+        step: ``None`` in a plain forward pass; in a generation 0 for the prompt pass and ``k``
+            for the pass that feeds the ``k``-th generated token.
         positions: ``[batch, n]`` absolute position of each index along the position axis,
             ``-1`` for left padding.
         key_positions: ``[batch, n_keys]`` absolute positions of every key (cache + new), ``-1``
             for padding; the last axis of ``hook_pattern``/``hook_attn_scores``. In a
             cross-attention layer (Llama 3.2 Vision) the keys are image tokens and this is
             their index ``0..image_tokens-1``.
-        prompt_lengths: ``[batch]`` real (unpadded) prompt length of each row.
+        prompt_lengths: ``[batch]`` real (unpadded) prompt length of each row (in a plain
+            forward pass: the sequence length).
         pos_axis: the activation's position axis (1, or 2 for attention maps).
         cross_attention: whether this is a cross-attention map (text queries, image keys).
     """
 
     name: str
     layer: int | None
-    step: int
+    step: int | None
     positions: torch.Tensor  # [batch, n]
     key_positions: torch.Tensor  # [batch, n_keys]
     prompt_lengths: torch.Tensor  # [batch]
@@ -63,7 +78,8 @@ class HookContext:
 
     @property
     def is_prompt(self) -> bool:
-        return self.step == 0
+        """The prompt pass of a generation, or a plain forward pass."""
+        return self.step is None or self.step == 0
 
     def where(self, position: int) -> torch.Tensor:
         """``[batch, n]`` mask of the indices holding absolute ``position`` (negative: from the
@@ -79,98 +95,74 @@ class HookContext:
 
 
 HookFn = Callable[[torch.Tensor, HookContext], "torch.Tensor | None"]
-PatchValue = torch.Tensor | float | Callable[[torch.Tensor], torch.Tensor]
 
 
-@dataclass
-class Patch:
-    """A hook that overwrites one hook's activation at chosen absolute positions.
-
-    Build with ``lensnb.patch``; pass in ``hooks=[...]`` to ``lens.generate``/``lens.steps``.
-    """
-
-    layer: int | None
-    hook: str
-    value: PatchValue
-    position: int | Sequence[int] | None = None
-    every_generated: bool = False
-    name: str = field(default="", init=False)
-
-    def positions(self) -> list[int]:
-        if self.position is None:
-            return []
-        if isinstance(self.position, int):
-            return [self.position]
-        return [int(p) for p in self.position]
-
-    def resolve(self, lens: Lens) -> Patch:
-        """Check the hook name and layer against ``lens`` (raises with suggestions)."""
-        self.name = lens.hook_name(self.hook, self.layer)
-        return self
-
-    def check_positions(self, prompt_lengths: Sequence[int], max_new_tokens: int) -> None:
-        """Every position must be reachable: inside the prompt, or a generated position."""
-        shortest = min(prompt_lengths)
-        longest = max(prompt_lengths) + max_new_tokens
-        for p in self.positions():
-            if p < -shortest or p >= longest:
-                raise IndexError(
-                    f"patch position {p} is outside the sequence: the prompt has "
-                    f"{shortest} tokens (positions 0..{shortest - 1}, or -1..-{shortest} from "
-                    f"its end) and generation reaches position {longest - 1}"
-                )
-
-    def __call__(self, act: torch.Tensor, ctx: HookContext) -> torch.Tensor | None:
-        mask = torch.zeros_like(ctx.positions, dtype=torch.bool)  # [batch, n]
-        for p in self.positions():
-            mask |= ctx.where(p)
-        if self.every_generated:
-            mask |= ctx.generated()
-        if not bool(mask.any()):
-            return None
-        moved = act.movedim(ctx.pos_axis, 1).clone()  # [batch, n, ...]
-        rows, idx = mask.nonzero(as_tuple=True)
-        old = moved[rows, idx]  # [k, ...]
-        # a value made elsewhere (CPU tensor, Colab GPU lens) lands on the activation's device
-        moved[rows, idx] = self._new_value(old, rows, act.shape[0]).to(old.device, old.dtype)
-        return moved.movedim(1, ctx.pos_axis)
-
-    def _new_value(self, old: torch.Tensor, rows: torch.Tensor, batch: int) -> torch.Tensor:
-        if callable(self.value) and not isinstance(self.value, torch.Tensor):
-            return self.value(old)
-        value = torch.as_tensor(self.value, device=old.device)
-        if value.ndim == old.ndim and value.shape[0] == batch and batch > 1:
-            value = value.to(old.device)[rows]  # one value per row
-        try:
-            return torch.broadcast_to(value, old.shape)
-        except RuntimeError as err:
-            raise ValueError(
-                f"patch value of shape {tuple(value.shape)} does not fit {self.name!r} at one "
-                f"position, shape {tuple(old.shape[1:])} (or [batch, ...] per row)"
-            ) from err
+# ---------------------------------------------------------------------------------- the rule
+def is_transformer_lens_hook(fn: Callable) -> bool:
+    """Whether ``fn`` is called TransformerLens's way, ``fn(tensor, hook=hook_point)``: its
+    second parameter is named ``hook`` or annotated ``HookPoint``, or it takes ``**kwargs``
+    after the tensor. A second parameter annotated ``HookContext`` (or any other name) means
+    ``fn(activation, ctx)``."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # a builtin without a signature: the lensnb form
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) >= 2:
+        second = positional[1]
+        note = second.annotation
+        if note is not inspect.Parameter.empty:
+            text = note if isinstance(note, str) else getattr(note, "__name__", repr(note))
+            if "HookContext" in text:
+                return False
+            if "HookPoint" in text:
+                return True
+        return second.name == "hook"
+    return any(p.kind is p.VAR_KEYWORD for p in params)
 
 
-def patch(layer: int | None, hook: str, *, value: PatchValue,
-          position: int | Sequence[int] | None = None, every_generated: bool = False) -> Patch:
-    """Overwrite ``hook`` of block ``layer`` at absolute ``position`` with ``value``.
+def as_context_hook(fn: Callable, hook_points: Mapping[str, Any]) -> HookFn:
+    """``fn`` in the lensnb form ``fn(activation, ctx)``: a TransformerLens-style function is
+    called with the ``HookPoint`` named ``ctx.name`` (from ``hook_points``) instead."""
+    if not is_transformer_lens_hook(fn):
+        return fn
 
-    Args:
-        layer: block index (negative from the end), or ``None`` with a full hook name.
-        hook: ``"hook_resid_post"``, ``"attn.hook_z"``, ... or a full name.
-        value: a tensor of the activation's shape at one position (``[d_model]`` for the
-            residual stream, ``[n_heads, d_head]`` for ``hook_z``), or ``[batch, ...]`` one per
-            row, or a scalar, or a function ``old -> new`` of the ``[k, ...]`` slice.
-        position: absolute position(s) (BOS is 0; negative counts from the prompt's end). Patched
-            on whichever step holds it: the prompt pass, or the step that feeds that token.
-        every_generated: also patch every generated position (steering).
+    def call(act: torch.Tensor, ctx: HookContext) -> torch.Tensor | None:
+        return fn(act, hook=hook_points[ctx.name])
 
-        ``lens.generate("def f(x):", 8, hooks=[lensnb.patch(2, "hook_resid_post", position=3,
-        value=v)])``
-    """
-    if position is None and not every_generated:
-        raise ValueError("patch needs a position, every_generated=True, or both")
-    return Patch(layer=layer, hook=hook, value=value, position=position,
-                 every_generated=every_generated)
+    call.__wrapped__ = fn  # type: ignore[attr-defined]
+    return call
 
 
-# ---------------------------------------------------------------------------------- patchscopes
+# ---------------------------------------------------------------------------- a plain forward
+def forward_context(name: str, act: torch.Tensor, *,
+                    cross_layers: Collection[int] = ()) -> HookContext:
+    """The context of ``name`` in a plain forward pass: ``step=None``, positions ``0..n-1``
+    along the position axis (keys ``0..n_keys-1`` for attention maps, image tokens in a
+    cross-attention layer)."""
+    axis = position_axis(name) if act.ndim > position_axis(name) else min(1, act.ndim - 1)
+    batch, n = act.shape[0], act.shape[axis] if act.ndim > 1 else 1
+    positions = torch.arange(n, device=act.device).expand(batch, n)
+    keys = positions
+    if axis == 2:
+        keys = torch.arange(act.shape[-1], device=act.device).expand(batch, act.shape[-1])
+    layer = layer_of(name)
+    return HookContext(name=name, layer=layer, step=None, positions=positions,
+                       key_positions=keys,
+                       prompt_lengths=torch.full((batch,), n, device=act.device),
+                       pos_axis=axis,
+                       cross_attention=axis == 2 and layer in set(cross_layers))
+
+
+def forward_hook(fn: HookFn, *, cross_layers: Collection[int] = (),
+                 name: str | Callable[[Any], str] | None = None) -> Callable:
+    """A TransformerLens hook ``(tensor, hook) -> tensor | None`` that calls the lensnb hook
+    ``fn(activation, ctx)`` with the plain-forward ``forward_context``. ``name``: what
+    ``ctx.name`` says (the name the hook was asked for, or a function of the ``HookPoint``);
+    default the ``HookPoint``'s own name."""
+
+    def hook(tensor: torch.Tensor, hook: Any) -> torch.Tensor | None:
+        said = hook.name if name is None else name if isinstance(name, str) else name(hook)
+        return fn(tensor, forward_context(said, tensor, cross_layers=cross_layers))
+
+    return hook

@@ -1,8 +1,8 @@
 """``patch`` and ``patchscope``: position-aware hooks (``hook_context``) and the Patchscopes
 procedure built on generation.
 
-``patchscope`` moves a hidden state from one run into another while generating. ``patch``,
-``HookContext`` and ``Patch`` live in ``hook_context`` (re-exported here).
+``patchscope`` moves a hidden state from one run into another while generating. ``HookContext``
+lives in ``hook_context``, ``patch`` and ``Patch`` in ``patch`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -13,16 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..core.indices import check_index
 from .generation import Generation, generate
-from .hook_context import (
-    ATTENTION_MAP_HOOKS,
-    HookContext,
-    HookFn,
-    Patch,
-    PatchValue,
-    patch,
-    position_axis,
-)
+from .hook_context import ATTENTION_MAP_HOOKS, HookContext, HookFn, PatchValue, position_axis
+from .patch import Patch, patch
 
 if TYPE_CHECKING:
     from ..lens import Lens
@@ -59,12 +53,8 @@ Mapping = Callable[[torch.Tensor], torch.Tensor] | torch.Tensor
 
 def _check_prompt_position(lens: Lens, prompt: str, position: int, what: str) -> int:
     n = lens.to_tokens(prompt).shape[-1]
-    if not -n <= position < n:
-        raise IndexError(
-            f"{what} {position} is outside the prompt: {prompt!r} has {n} tokens "
-            f"(positions 0..{n - 1}, or -1..-{n} from its end; BOS is 0)"
-        )
-    return position % n
+    return check_index(position, n, what, plural="positions", from_end=True,
+                       why=f"it is outside the prompt: {prompt!r} has {n} tokens (BOS is 0)")
 
 
 def patchscope(

@@ -1,4 +1,5 @@
-"""Split QKV: per-head query/key/value inputs, and patches of one head's or one KV group's input.
+"""Split QKV: per-head query/key/value inputs, and patches of one head's or one KV group's input
+(``lensnb.patch`` with ``head=``/``kv_group=``, installed for the duration of a block).
 """
 
 from __future__ import annotations
@@ -8,7 +9,8 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import torch
+from .hook_context import PatchValue, forward_hook
+from .patch import Patch
 
 # ---------------------------------------------------------------------- split-QKV inputs
 # With split QKV on, every attention layer forks the residual stream (before ln1) into one copy
@@ -19,10 +21,6 @@ import torch
 
 PER_HEAD_INPUTS = ("hook_q_input", "hook_k_input", "hook_v_input")
 _WHICH = {"q": "hook_q_input", "k": "hook_k_input", "v": "hook_v_input"}
-
-#: ``value`` of a patch: a replacement ``[batch, pos, d_model]`` (anything broadcasting to it),
-#: or a function of the original input ``[batch, pos, d_model]`` returning the replacement.
-PatchValue = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
 
 
 def require_split_qkv(lens: Any) -> None:
@@ -44,27 +42,20 @@ def input_hook_name(lens: Any, layer: int, which: str) -> str:
     return lens.hook_name(f"attn.{_WHICH[which]}", layer)
 
 
-def _patch_fn(index: int, value: PatchValue) -> Callable[[torch.Tensor, Any], torch.Tensor]:
-    def hook(inputs: torch.Tensor, hook: Any) -> torch.Tensor:  # [batch, pos, heads, d_model]
-        inputs = inputs.clone()
-        old = inputs[:, :, index]  # [batch, pos, d_model]
-        new = value(old) if callable(value) else value
-        inputs[:, :, index] = torch.as_tensor(new, dtype=old.dtype, device=old.device)
-        return inputs
-
-    return hook
-
-
 def input_patch_hook(lens: Any, layer: int, head: int, value: PatchValue, *,
-                     which: str = "k") -> tuple[str, Callable]:
-    """A ``(hook name, fn)`` pair for ``run_with_hooks`` that replaces the per-head input of one
-    head: query head ``head`` for ``which="q"``, KV head (KV group) ``head`` for ``"k"``/``"v"``.
+                     which: str = "k") -> tuple[str, Patch]:
+    """A ``(hook name, Patch)`` pair for ``run_with_hooks`` that replaces the per-head input of
+    one head at every position: query head ``head`` for ``which="q"``, KV head (KV group)
+    ``head`` for ``"k"``/``"v"``. ``value``: anything broadcasting to ``[batch, pos, d_model]``,
+    or a function of the original input ``[batch, pos, d_model]``.
 
-    Needs split QKV on (``with lens.split_qkv():``); ``patch_input`` turns it on for you.
+    The same as ``lensnb.patch(layer, "attn.hook_k_input", kv_group=head, every_position=True,
+    value=value)``; ``run_with_hooks``/``generate`` turn split QKV on for a run with it.
     """
     name = input_hook_name(lens, layer, which)
-    index = lens.kv_groups.check_head(head) if which == "q" else lens.kv_groups.check_kv_head(head)
-    return name, _patch_fn(index, value)
+    p = Patch(layer=layer, hook=f"attn.{_WHICH[which]}", value=value, every_position=True,
+              head=head if which == "q" else None, kv_group=None if which == "q" else head)
+    return name, p.resolve(lens)  # checks the head / KV group now
 
 
 def patch_input(lens: Any, layer: int, head: int, value: PatchValue, *,
@@ -75,8 +66,8 @@ def patch_input(lens: Any, layer: int, head: int, value: PatchValue, *,
         with patch_input(lens, layer=1, head=0, value=torch.zeros_like, which="k"):
             logits, cache = lens.run_with_cache(text, names="blocks.1.attn.hook_pattern")
     """
-    name, fn = input_patch_hook(lens, layer, head, value, which=which)  # checks indices now
-    return _hooked(lens, name, fn)
+    name, p = input_patch_hook(lens, layer, head, value, which=which)  # checks indices now
+    return _hooked(lens, name, forward_hook(p))
 
 
 @contextlib.contextmanager

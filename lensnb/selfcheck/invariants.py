@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from ..backends.bridge.fast_path import plain_model
-from ..interventions.hook_context import patch as make_patch
+from ..interventions.patch import patch as make_patch
 from ..lens import UnsupportedFeatureError
 from .models import Built, picture
 from .result import NotApplicable, Unavailable

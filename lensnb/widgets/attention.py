@@ -21,6 +21,7 @@ import torch.nn.functional as F
 import traitlets
 
 from ..analysis.patterns import KeptQK, summaries_pooled
+from ..core.indices import check_index, check_position
 from ..lens import UnsupportedFeatureError
 from .base import Buffers, LensWidget
 from .protocol import Array, handles
@@ -70,9 +71,7 @@ def explorer_layers(lens: Lens, text: TextOrTokens, layers: Sequence[int] | None
     if layers is None:
         chosen = lens.self_attention_layers
     else:
-        chosen = [lens.require_self_attention(la, "AttentionExplorer")
-                  if isinstance(la, int) and not isinstance(la, bool)
-                  and -lens.n_layers <= la < lens.n_layers else la for la in layers]
+        chosen = [lens.require_self_attention(la, "AttentionExplorer") for la in layers]
     return chosen, (f"Llama 3.2 Vision: the text decoder's self-attention layers "
                     f"{lens.self_attention_layers} are shown; its {where}.")
 
@@ -159,27 +158,27 @@ class AttentionExplorer(LensWidget):
 
     @traitlets.validate("head")
     def _valid_head(self, proposal: dict) -> int:
-        value = proposal["value"]
-        if not 0 <= value < self.n_heads:
-            raise traitlets.TraitError(
-                f"head {value} is out of range: valid query heads are 0..{self.n_heads - 1}")
-        return value
+        try:
+            return check_index(proposal["value"], self.n_heads, "head", plural="query heads")
+        except IndexError as err:
+            raise traitlets.TraitError(str(err)) from None
 
     @traitlets.validate("kv_group")
     def _valid_group(self, proposal: dict) -> int:
-        value = proposal["value"]
-        if not 0 <= value < self.n_kv:
-            raise traitlets.TraitError(
-                f"kv_group {value} is out of range: valid KV groups are 0..{self.n_kv - 1}")
-        return value
+        try:
+            return check_index(proposal["value"], self.n_kv, "kv_group", plural="KV groups")
+        except IndexError as err:
+            raise traitlets.TraitError(str(err)) from None
 
     @traitlets.validate("text_token")
     def _valid_token(self, proposal: dict) -> int:
         value, n = proposal["value"], len(self.tokens)
-        if n and not -1 <= value < n:
-            raise traitlets.TraitError(
-                f"text_token {value} is out of range: 0..{n - 1}, or -1 for the last token")
-        return value
+        if not n or value == -1:  # -1: the last token (the frontend's default)
+            return value
+        try:
+            return check_position(value, n, "text_token")
+        except IndexError as err:
+            raise traitlets.TraitError(str(err)) from None
 
     @traitlets.observe("head")
     def _head_sets_group(self, change: dict) -> None:

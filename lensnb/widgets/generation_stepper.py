@@ -24,8 +24,10 @@ import traitlets
 from ..backends.mllama.hooked import HookedMllama
 from ..backends.mllama.images import IMAGE_TOKEN, ImageLayout, image_layout, open_image
 from ..core import theme
+from ..core.indices import check_index, check_layer, check_position
 from ..interventions.generation import Step, steps
-from ..interventions.patchscope import Patch, patch
+from ..interventions.generation_config import GenerationConfig
+from ..interventions.patch import Patch, patch
 from .base import LensWidget
 from .image_overlay import (
     SHARED_FILES,
@@ -66,11 +68,15 @@ LOGIT_LENS_K = 3
 class GenerationStepper(LensWidget):
     """Generate from ``prompt`` one token at a time.
 
-    ``GenerationStepper(lens, prompt, max_new_tokens=32, top_k=8)`` shows the text growing,
-    the top-k next tokens of the latest step, a logit-lens heatmap (layer × step: probability
-    each layer's residual stream gives the token finally chosen) and the new token's attention
-    per head. Patches (``add_patch``) restart generation from the prompt. From Python:
-    ``step()``, ``run()``, ``reset()``, ``.steps``, ``.text``, ``attention_explorer()``.
+    ``GenerationStepper(lens, prompt, max_new_tokens=32, top_k_probs=8)`` shows the text
+    growing, the ``top_k_probs`` most likely next tokens of the latest step, a logit-lens
+    heatmap (layer × step: probability each layer's residual stream gives the token finally
+    chosen) and the new token's attention per head. Patches (``add_patch``) restart generation
+    from the prompt. From Python: ``step()``, ``run()``, ``reset()``, ``.steps``, ``.text``,
+    ``attention_explorer()``.
+    How to generate: ``config=lensnb.GenerationConfig(...)`` or its fields as keywords
+    (``do_sample=True, temperature=0.8, top_k=40, seed=0``: Hugging Face's names), as for
+    ``lens.steps``; ``.config`` is what it runs with.
 
     ``GenerationStepper(vision_lens, "<|image|>", image=img)`` (Llama 3.2 Vision; the prompt
     holds one ``<|image|>``): also the picture with each new token's cross-attention over it,
@@ -86,7 +92,7 @@ class GenerationStepper(LensWidget):
 
     prompt = traitlets.Unicode().tag(sync=True)
     max_new_tokens = traitlets.Int(32).tag(sync=True)
-    top_k = traitlets.Int(8).tag(sync=True)
+    top_k_probs = traitlets.Int(8).tag(sync=True)
     prompt_tokens = traitlets.List(traitlets.Unicode()).tag(sync=True)
     generated = traitlets.List(traitlets.Unicode()).tag(sync=True)
     done = traitlets.Bool(False).tag(sync=True)
@@ -107,14 +113,17 @@ class GenerationStepper(LensWidget):
     cross_head = traitlets.Int(0).tag(sync=True)
     cross_kv_group = traitlets.Int(0).tag(sync=True)
 
-    def __init__(self, lens: Lens, prompt: str, *, max_new_tokens: int = 32,
-                 top_k: int = 8, image: Any = None) -> None:
+    def __init__(self, lens: Lens, prompt: str, *, max_new_tokens: int | None = None,
+                 top_k_probs: int = 8, image: Any = None, config: GenerationConfig | None = None,
+                 **generation: Any) -> None:
         if not isinstance(prompt, str) or not prompt:
             raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
-        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
-        if top_k < 1:
-            raise ValueError(f"top_k must be at least 1, got {top_k}")
+        for own in ("logit_lens", "cache", "images", "hooks"):
+            if own in generation:
+                raise TypeError(f"GenerationStepper sets {own}= itself (logit lens of "
+                                f"{LOGIT_LENS_K}, patches through add_patch)")
+        self.config = GenerationConfig.build(config, max_new_tokens, top_k_probs=top_k_probs,
+                                             logit_lens=LOGIT_LENS_K, **generation)
         self.lens = lens
         self._patches: list[Patch] = []
         self.steps: list[Step] = []
@@ -129,7 +138,8 @@ class GenerationStepper(LensWidget):
         else:
             ids = lens.to_tokens(prompt)
             self._prompt_ids = ids.cpu()
-        super().__init__(prompt=prompt, max_new_tokens=max_new_tokens, top_k=top_k,
+        super().__init__(prompt=prompt, max_new_tokens=self.config.max_new_tokens,
+                         top_k_probs=self.config.top_k_probs,
                          prompt_tokens=[lens.tokenizer.decode([t]) for t in ids[0].tolist()],
                          n_layers=lens.n_layers, n_heads=lens.n_heads,
                          n_kv_heads=lens.n_key_value_heads, hook_choices=list(PATCH_HOOKS),
@@ -181,9 +191,10 @@ class GenerationStepper(LensWidget):
             if self._image is not None:  # keep each step's cross-attention rows
                 extra = {"images": [self._image],
                          "cache": [f"blocks.{i}.attn.hook_pattern" for i in self.cross_layers]}
-            self._gen = steps(self.lens, self.prompt, self.max_new_tokens,
-                              hooks=list(self._patches), top_k=self.top_k,
-                              logit_lens=LOGIT_LENS_K, **extra)
+            config = self.config.replace(max_new_tokens=self.max_new_tokens,
+                                         top_k_probs=self.top_k_probs)
+            self._gen = steps(self.lens, self.prompt, config=config, hooks=list(self._patches),
+                              **extra)
         return self._gen
 
     def step(self) -> Step | None:
@@ -244,19 +255,25 @@ class GenerationStepper(LensWidget):
         return torch.cat([self._prompt_ids, new], dim=1)
 
     # ------------------------------------------------------------------ patches
-    def add_patch(self, layer: int, hook: str = "hook_resid_post", *, position: int | None = -1,
-                  value: str | float | torch.Tensor = "zero", scale: float = 0.0,
-                  source_prompt: str | None = None, source_position: int = -1,
-                  every_generated: bool = False) -> None:
+    def add_patch(self, layer: int | Patch, hook: str = "hook_resid_post", *,
+                  position: int | None = -1, value: str | float | torch.Tensor = "zero",
+                  scale: float = 0.0, source_prompt: str | None = None,
+                  source_position: int = -1, every_generated: bool = False) -> None:
         """Add a patch and restart from the prompt.
 
         ``value``: ``"zero"``, ``"scale"`` (multiply by ``scale``), ``"source"`` (the same hook's
-        activation on ``source_prompt`` at ``source_position``) or a tensor.
+        activation on ``source_prompt`` at ``source_position``) or a tensor. Or pass any
+        ``lensnb.patch(...)`` as ``layer`` (the same object ``generate`` takes; the other
+        arguments are then unused).
         """
+        if isinstance(layer, Patch):
+            self._add(layer, "function" if callable(layer.value) and not isinstance(
+                layer.value, torch.Tensor) else _describe(layer.value))
+            return
         name = self.lens.hook_name(hook, layer)  # raises with suggestions
         if isinstance(value, torch.Tensor):
             v: Any = value
-            desc = f"tensor {tuple(value.shape)}"
+            desc = _describe(value)
         elif value == "zero":
             v, desc = 0.0, "zero"
         elif value == "scale":
@@ -266,20 +283,26 @@ class GenerationStepper(LensWidget):
             if not source_prompt:
                 raise ValueError("value='source' needs source_prompt")
             n = self.lens.to_tokens(source_prompt).shape[-1]
-            if not -n <= source_position < n:
-                raise IndexError(f"source_position {source_position} is outside the source "
-                                 f"prompt ({n} tokens)")
+            check_position(source_position, n, "source_position")
             _, cache = self.lens.run_with_cache(source_prompt, names=[name])
             v = cache[name][0, source_position].clone()
             desc = f"from {source_prompt!r}[{source_position}]"
         else:
             raise ValueError(f"value must be 'zero', 'scale', 'source' or a tensor, got "
                              f"{value!r}")
-        p = patch(layer, hook, position=position, value=v, every_generated=every_generated)
+        self._add(patch(layer, hook, position=position, value=v,
+                        every_generated=every_generated), desc)
+
+    def _add(self, p: Patch, desc: str) -> None:
         p.resolve(self.lens).check_positions([len(self.prompt_tokens)], self.max_new_tokens)
+        where = "every position" if p.every_position else (
+            p.position if isinstance(p.position, int) or p.position is None else
+            ", ".join(str(i) for i in p.positions()))
+        head = (f" head {p.head}" if p.head is not None else
+                f" KV group {p.kv_group}" if p.kv_group is not None else "")
         self._patches.append(p)
-        self.patches = [*self.patches, {"name": name, "position": position, "value": desc,
-                                        "every_generated": every_generated}]
+        self.patches = [*self.patches, {"name": p.name + head, "position": where, "value": desc,
+                                        "every_generated": p.every_generated}]
         self.reset()
 
     def clear_patches(self) -> None:
@@ -292,8 +315,8 @@ class GenerationStepper(LensWidget):
     def attention(self, layer: int) -> torch.Tensor:
         """``[n_heads, pos]``: where the newest token attends, per head (unpatched model, on
         the current text; self-attention layers)."""
-        name = self.lens.hook_name("attn.hook_pattern", layer)
-        if layer % self.n_layers not in self.attention_layers:
+        name = self.lens.hook_name("attn.hook_pattern", layer)  # checks the layer
+        if check_layer(layer, self.n_layers) not in self.attention_layers:
             raise ValueError(f"layer {layer} is a cross-attention layer (its keys are image "
                              f"tokens: see cross_attention()); self-attention layers are "
                              f"{self.attention_layers}")
@@ -331,8 +354,8 @@ class GenerationStepper(LensWidget):
                              "Vision model")
         if not self.steps:
             raise ValueError("no step yet: call step() first")
-        if not -len(self.steps) <= step < len(self.steps):
-            raise IndexError(f"step {step} is out of range: {len(self.steps)} steps so far")
+        check_index(step, len(self.steps), "step", from_end=True,
+                    why=f"{len(self.steps)} steps so far")
         layer = self.cross_layer if layer is None else layer
         if layer not in self.cross_layers:
             raise ValueError(f"layer {layer} is not a cross-attention layer "
@@ -505,6 +528,12 @@ class GenerationStepper(LensWidget):
         x_axis = fig.get_subplot(row, col).xaxis.plotly_name.replace("axis", "")  # "x3"
         fig.update_yaxes(range=[geo["height"], 0], showgrid=False, showticklabels=False,
                          scaleanchor=x_axis, row=row, col=col)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"tensor {tuple(value.shape)}"
+    return "zero" if value == 0 else f"{value:g}"
 
 
 def _show(text: str) -> str:

@@ -21,6 +21,7 @@ import traitlets
 from ..backends.mllama.hooked import HookedMllama
 from ..backends.mllama.images import IMAGE_TOKEN, ImageLayout, image_layout, open_image
 from ..core import theme
+from ..core.indices import check_position
 from .base import LensWidget
 from .image_overlay import (
     SHARED_FILES,
@@ -119,10 +120,10 @@ class ImageAttention(LensWidget):
 
     @traitlets.validate("token")
     def _valid_token(self, proposal: dict) -> int:
-        v, n = proposal["value"], len(self.tokens)
-        if not -n <= v < n:
-            raise traitlets.TraitError(f"token {v} is out of range: the text has {n} tokens")
-        return v % n
+        try:
+            return check_position(proposal["value"], len(self.tokens), "token")
+        except IndexError as err:
+            raise traitlets.TraitError(str(err)) from None
 
     @traitlets.validate("head")
     def _valid_head(self, proposal: dict) -> int:

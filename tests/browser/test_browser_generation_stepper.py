@@ -14,7 +14,7 @@ XSS = "<img src=x onerror=alert(1)>"
 CELLS = [
     LOAD_DEMO,
     f"stepper = lensnb.GenerationStepper(lens, 'def f(x):\\n    # {XSS}\\n    return', "
-    "max_new_tokens=4, top_k=5)\nstepper",
+    "max_new_tokens=4, top_k_probs=5)\nstepper",
 ]
 
 

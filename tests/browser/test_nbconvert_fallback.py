@@ -37,7 +37,7 @@ CELLS = [
     "display(explorer)  # the same view twice in one page",
     "lensnb.RopeSpectrum(lens)",
     "stepper = lensnb.GenerationStepper(lens, 'def f(x):\\n    # ' + XSS + '\\n    return',\n"
-    "                                   max_new_tokens=4, top_k=5)\nstepper.run(2)\nstepper",
+    "                                   max_new_tokens=4, top_k_probs=5)\nstepper.run(2)\nstepper",
     "from PIL import Image, ImageDraw\n"
     "img = Image.new('RGB', (56, 56), (235, 235, 235))\n"
     "ImageDraw.Draw(img).ellipse((4, 4, 17, 17), fill=(220, 30, 30))\n"
@@ -204,7 +204,7 @@ def test_every_widget_renders_offline_from_the_converted_html(converted, chromiu
                 assert drawn["shapes"] > 10, drawn
             elif name == "GenerationStepper":
                 assert host.locator(".lensnb-gen-token").count() == 2  # stepper.run(2)
-                assert host.locator(".lensnb-gen-toprow").count() == 5  # top_k=5
+                assert host.locator(".lensnb-gen-toprow").count() == 5  # top_k_probs=5
 
         # token text is text: literal in the views, no markup made from it, no script run
         stepper = page.locator(".lensnb-static[data-lensnb-widget='GenerationStepper']")

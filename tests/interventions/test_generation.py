@@ -260,7 +260,7 @@ def test_cached_activations_equal_bridge_hooks(tiny):
 
 def test_step_top_k_and_logit_lens(tiny):
     lens, hf, _ = tiny
-    gen = lens.steps(PROMPT, 3, top_k=4, logit_lens=3)
+    gen = lens.steps(PROMPT, 3, top_k_probs=4, logit_lens=3)
     steps = list(gen)
     ids = lens.to_tokens(PROMPT)
     full = torch.cat([ids, torch.stack([s.token_ids for s in steps], 1)], 1)
@@ -303,7 +303,7 @@ def test_stops_on_eos_stop_string_and_max(tiny):
     assert free.stop_reason == "max_new_tokens" and free.new_tokens.shape[1] == 10
     stop = lens.tokenizer.decode(free.new_tokens[0, 3:4])
     first = lens.tokenizer.decode(free.new_tokens[0, :4]).find(stop)
-    stopped = lens.generate(PROMPT, 10, stop=stop)
+    stopped = lens.generate(PROMPT, 10, stop_strings=stop)
     assert stopped.stop_reason == "stop"
     assert stop in stopped.text and stop not in lens.tokenizer.decode(stopped.new_tokens[0, :-1])
     assert stopped.new_tokens.shape[1] <= 4 and first >= 0
@@ -342,7 +342,7 @@ def test_sampling_is_seeded(tiny):
     a = lens.generate(PROMPT, 8, do_sample=True, temperature=2.0, seed=5)
     b = lens.generate(PROMPT, 8, do_sample=True, temperature=2.0, seed=5)
     greedy = lens.generate(PROMPT, 8)
-    one = lens.generate(PROMPT, 8, do_sample=True, sample_top_k=1, seed=6)
+    one = lens.generate(PROMPT, 8, do_sample=True, top_k=1, seed=6)
     assert torch.equal(a.tokens, b.tokens)
     assert torch.equal(one.tokens, greedy.tokens)
     assert not torch.equal(a.tokens, greedy.tokens)

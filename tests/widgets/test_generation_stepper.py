@@ -28,7 +28,7 @@ def _buffer(array):
 
 
 def test_step_and_run_follow_generate(lens):
-    w = GenerationStepper(lens, PROMPT, max_new_tokens=6, top_k=4)
+    w = GenerationStepper(lens, PROMPT, max_new_tokens=6, top_k_probs=4)
     want = lens.generate(PROMPT, 6)
     s = w.step()
     assert s.token == int(want.new_tokens[0, 0])
@@ -62,7 +62,7 @@ def test_patch_reruns_from_prompt(lens):
 
 
 def test_replies_decode_to_the_steps(lens):
-    w = GenerationStepper(lens, PROMPT, max_new_tokens=4, top_k=3)
+    w = GenerationStepper(lens, PROMPT, max_new_tokens=4, top_k_probs=3)
     got = w.ask("step")
     reply = got.reply
     s = w.steps[0]
@@ -99,7 +99,7 @@ def test_attention_of_the_new_token(lens):
 
 
 def test_figure_has_logit_lens_and_top_k(lens):
-    w = GenerationStepper(lens, PROMPT, max_new_tokens=3, top_k=4)
+    w = GenerationStepper(lens, PROMPT, max_new_tokens=3, top_k_probs=4)
     w.run()
     fig = w.figure()
     heat, bars = fig.data
@@ -145,7 +145,7 @@ def _grown_inputs(lens, prompt, img, new_tokens):
 def test_captioning_steps_follow_generate_and_show_cross_attention(vision_lens):  # noqa: F811
     lens = vision_lens
     img = picture(56, 28, seed=4)
-    w = GenerationStepper(lens, CAPTION, max_new_tokens=3, top_k=3, image=img)
+    w = GenerationStepper(lens, CAPTION, max_new_tokens=3, top_k_probs=3, image=img)
     assert w.vision and w.cross_layers == [1, 3] and w.cross_layer == 3
     assert w.attention_layers == [0, 2] and w.geometry["tiles_w"] == 2
     assert w.picture.startswith("data:image/png;base64,")
