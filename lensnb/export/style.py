@@ -1,4 +1,7 @@
-"""Figure styling: the one place that decides how lensnb figures look on screen and on paper.
+"""Figure styling: how lensnb figures look on screen and on paper.
+
+The values (palette, colour maps, fonts, sizes) live in ``lensnb/core/theme.py``, which the
+browser reads too, so a widget and its ``figure()``/``save()`` use the same colours.
 
 Every widget's ``figure(style=...)`` ends with ``apply_style(fig, style)``. Styles:
 
@@ -16,29 +19,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..core import theme
+
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
 CSS_PX_PER_INCH = 96.0
 PT_PER_INCH = 72.0
 
-# Okabe & Ito (2008), "Color Universal Design": distinguishable under all common colour-vision
-# deficiencies. Black last (it is for reference lines), yellow late (weak on white paper).
-OKABE_ITO: tuple[str, ...] = (
-    "#0072B2",  # blue
-    "#E69F00",  # orange
-    "#009E73",  # bluish green
-    "#D55E00",  # vermillion
-    "#CC79A7",  # reddish purple
-    "#56B4E9",  # sky blue
-    "#F0E442",  # yellow
-    "#000000",  # black
-)
-SEQUENTIAL = "Viridis"  # perceptually uniform, colour-blind safe (attention weights, norms)
-SEQUENTIAL_GREY_SAFE = "Cividis"  # also readable in greyscale print
-DIVERGING = "RdBu_r"  # signed quantities (logit differences, projections), centred at 0
+# All colours, colour maps and sizes come from lensnb/core/theme.py (the browser reads the same).
+OKABE_ITO: tuple[str, ...] = theme.PALETTE  # Okabe & Ito's eight colours, black last
+SEQUENTIAL = theme.colorscale(theme.SEQUENTIAL_MAP)  # viridis: attention weights, norms
+SEQUENTIAL_GREY_SAFE = theme.colorscale(theme.SEQUENTIAL_GREY_SAFE_MAP)  # cividis: greyscale
+DIVERGING = theme.colorscale(theme.DIVERGING_MAP)  # RdBu reversed: signed values, centred at 0
 
-FONT_FAMILY = "Arial, Helvetica, 'Liberation Sans', 'DejaVu Sans', sans-serif"
+FONT_FAMILY = theme.FONT["figure"]
 
 
 @dataclass(frozen=True)
@@ -68,9 +63,8 @@ class FigureStyle:
 
 
 STYLES: dict[str | None, FigureStyle] = {
-    None: FigureStyle("screen", None, 0.75, font_pt=10, tick_pt=9, title_pt=12),
-    "paper": FigureStyle("paper", 3.25, 0.8, font_pt=9, tick_pt=8, title_pt=10),
-    "paper-double": FigureStyle("paper-double", 6.75, 0.45, font_pt=9, tick_pt=8, title_pt=10),
+    None if name == "screen" else name: FigureStyle(name, **spec)
+    for name, spec in theme.FIGURE_STYLES.items()
 }
 
 
@@ -97,7 +91,7 @@ def apply_style(fig: go.Figure, style: str | None = None, *, width: float | None
     layout: dict = dict(
         colorway=list(OKABE_ITO),
         colorscale=dict(sequential=SEQUENTIAL, diverging=DIVERGING),
-        font=dict(family=FONT_FAMILY, size=spec.px(spec.font_pt), color="#000000"),
+        font=dict(family=FONT_FAMILY, size=spec.px(spec.font_pt), color=theme.ui("fg")),
     )
     if width_px is not None:
         layout["width"] = round(width_px, 3)
@@ -107,8 +101,8 @@ def apply_style(fig: go.Figure, style: str | None = None, *, width: float | None
         small = spec.px(spec.tick_pt)
         layout.update(
             template="simple_white",
-            paper_bgcolor="#ffffff",
-            plot_bgcolor="#ffffff",
+            paper_bgcolor=theme.ui("bg"),
+            plot_bgcolor=theme.ui("bg"),
             margin=dict(l=spec.px(30), r=spec.px(6), t=spec.px(18), b=spec.px(26), pad=0),
             legend=dict(font=dict(size=small)),
         )

@@ -3,9 +3,12 @@
 A widget is an anywidget: a Python class with synced traitlets plus one ES module. The module is
 assembled from real files in ``static/``: the widget's request schemas (``LENSNB_REQUESTS``,
 from ``protocol.schema_of``), ``common.js`` (helpers every widget uses: buffer decoding, the
-request helper, HTML escaping, colour maps, element/SVG/canvas builders), the shared parts
+request helper, HTML escaping, colour maps, element/SVG/canvas builders), ``theme.js`` (theme
+colours for canvas drawing, redraws when the notebook's theme changes), the shared parts
 (``_shared_files``) and the widget's own files (``_esm_file = ("view_a.js", "widget.js")``,
-one scope, the last one exports render).
+one scope, the last one exports render). After the schemas ``const THEME = {...}`` and, in
+front of the CSS, the ``--lensnb-*`` variables, both generated from ``lensnb/core/theme.py``
+(the one theme, read by the figures too).
 
 State flows one way: Python owns the data; the frontend asks for what it shows with
 ``request(model, name, params)`` and Python answers through the widget's handlers
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import anywidget
 
+from ..core import theme
 from .protocol import Answer, Buffers, decode, handlers_of, parse_request, schema_of
 
 if TYPE_CHECKING:
@@ -60,10 +64,11 @@ class LensWidget(anywidget.AnyWidget):
             shared = tuple(f"{n}.js" for n in cls._shared_files)
             schemas = json.dumps(schema_of(cls), separators=(",", ":"), sort_keys=True)
             cls._esm = "\n".join(
-                [f"const LENSNB_REQUESTS = {schemas};"]
-                + [(STATIC / f).read_text(encoding="utf-8") for f in ("common.js", *shared, *files)]
+                [f"const LENSNB_REQUESTS = {schemas};", theme.theme_js()]
+                + [(STATIC / f).read_text(encoding="utf-8")
+                   for f in ("common.js", "theme.js", *shared, *files)]
             )
-            cls._css = "\n".join(
+            cls._css = theme.theme_css() + "\n".join(
                 (STATIC / f).read_text(encoding="utf-8")
                 for f in ("common.css", *(f"{n}.css" for n in cls._shared_files),
                           cls.__dict__.get("_css_file", ""))

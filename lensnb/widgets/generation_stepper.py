@@ -22,6 +22,7 @@ import torch
 import traitlets
 
 from ..backends.mllama.images import IMAGE_TOKEN, ImageLayout, image_layout, open_image
+from ..core import theme
 from ..core.indices import check_index, check_layer, check_position
 from ..interventions.generation import Step, steps
 from ..interventions.generation_config import GenerationConfig
@@ -488,7 +489,8 @@ class GenerationStepper(LensWidget):
             last = self.steps[-1]
             fig.add_trace(go.Bar(x=last.top_probs[0].tolist()[::-1],
                                  y=[html.escape(_show(t)) for t in last.top_texts[0]][::-1],
-                                 orientation="h", marker_color="#3b528b", showlegend=False),
+                                 orientation="h", marker_color=theme.ROLES["probability"],
+                                 showlegend=False),
                           row=1, col=cols)
         fig.update_xaxes(title_text="step: token", row=1, col=1)
         fig.update_yaxes(title_text="layer", row=1, col=1)
@@ -507,13 +509,16 @@ class GenerationStepper(LensWidget):
         """The picture with step ``step``'s cross-attention over it (one subplot)."""
         import plotly.graph_objects as go
 
+        from ..export.style import SEQUENTIAL
+
         geo = self.geometry
         grid, _ = self.cross_grid(step)
         xs = (np.arange(geo["cols"]) + 0.5) * geo["patch_w"]
         ys = (np.arange(geo["rows"]) + 0.5) * geo["patch_h"]
         fig.add_trace(go.Image(source=self.picture, dx=1, dy=1, hoverinfo="skip"), row=row,
                       col=col)
-        fig.add_trace(go.Heatmap(x=xs, y=ys, z=grid, colorscale="Viridis", opacity=0.55, zmin=0,
+        fig.add_trace(go.Heatmap(x=xs, y=ys, z=grid, colorscale=SEQUENTIAL,
+                                 opacity=theme.OVERLAY_OPACITY, zmin=0,
                                  showscale=False, name=f"step {step}",
                                  hovertemplate="x %{x:.0f}px, y %{y:.0f}px: %{z:.3f}"
                                  "<extra></extra>"), row=row, col=col)

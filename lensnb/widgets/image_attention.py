@@ -19,6 +19,7 @@ import torch
 import traitlets
 
 from ..backends.mllama.images import IMAGE_TOKEN, ImageLayout, image_layout, open_image
+from ..core import theme
 from ..core.indices import check_position
 from .base import LensWidget
 from .image_overlay import (
@@ -179,6 +180,8 @@ class ImageAttention(LensWidget):
         import plotly.graph_objects as go
         from plotly.subplots import make_subplots
 
+        from ..export.style import SEQUENTIAL
+
         geo = self.geometry
         grid, summary = self.grid()
         xs = (np.arange(geo["cols"]) + 0.5) * geo["patch_w"]
@@ -191,22 +194,22 @@ class ImageAttention(LensWidget):
         fig.add_trace(go.Image(source=self.picture, dx=1, dy=1, name="picture",
                                hoverinfo="skip"), row=1, col=1)
         fig.add_trace(go.Heatmap(
-            x=xs, y=ys, z=grid, colorscale="Viridis", opacity=0.55, zmin=0,
+            x=xs, y=ys, z=grid, colorscale=SEQUENTIAL, opacity=theme.OVERLAY_OPACITY, zmin=0,
             name="attention", colorbar=dict(title="attention", x=0.6, len=0.9),
             hovertemplate="x %{x:.0f}px, y %{y:.0f}px: %{z:.3f}<extra></extra>"), row=1, col=1)
         for k in range(1, geo["tiles_w"]):
             x = min(k * geo["tile_w"], geo["width"])
             fig.add_shape(type="line", x0=x, x1=x, y0=0, y1=geo["height"], row=1, col=1,
-                          line=dict(color="white", width=1, dash="dot"))
+                          line=dict(color=theme.ROLES["picture_grid"], width=1, dash="dot"))
         for k in range(1, geo["tiles_h"]):
             y = min(k * geo["tile_h"], geo["height"])
             fig.add_shape(type="line", y0=y, y1=y, x0=0, x1=geo["width"], row=1, col=1,
-                          line=dict(color="white", width=1, dash="dot"))
+                          line=dict(color=theme.ROLES["picture_grid"], width=1, dash="dot"))
         labels = [f"L{i}" for i in self.cross_layers]
         fig.add_trace(go.Bar(x=labels, y=[g[0] for g in self.gates], name="attention gate",
-                             marker_color="#0072B2"), row=1, col=2)
+                             marker_color=theme.ROLES["attention_gate"]), row=1, col=2)
         fig.add_trace(go.Bar(x=labels, y=[g[1] for g in self.gates], name="MLP gate",
-                             marker_color="#E69F00"), row=1, col=2)
+                             marker_color=theme.ROLES["mlp_gate"]), row=1, col=2)
         fig.update_xaxes(range=[0, geo["width"]], showgrid=False, row=1, col=1)
         fig.update_yaxes(range=[geo["height"], 0], showgrid=False, scaleanchor="x", row=1,
                          col=1)

@@ -17,8 +17,8 @@ import torch
 import traitlets
 
 from ..analysis import rope
+from ..core import theme
 from ..core.facts import catalogue
-from ..export.style import OKABE_ITO
 from .base import LensWidget
 from .protocol import Array, Request, handles
 from .requests import Decay, DecayReply, RopeParams, Spectrum, SpectrumReply, Usage, UsageReply
@@ -36,9 +36,7 @@ DEFAULT_TEXT = ("def fibonacci(n):\n    a, b = 0, 1\n    for _ in range(n):\n"
                 "        a, b = b, a + b\n    return a\n\nprint(fibonacci(10))\n")
 DECAY_POINTS = 600
 PARAMS = ("theta", "factor", "low_freq_factor", "high_freq_factor", "original_context")
-REGION_COLOURS = {"high-frequency kept": "rgba(0,114,178,0.14)",
-                  "smoothed": "rgba(230,159,0,0.22)",
-                  "low-frequency scaled": "rgba(213,94,0,0.14)"}
+REGION_COLOURS = {region: theme.region_fill(region) for region in theme.REGIONS}
 LEGEND_BELOW = dict(orientation="h", yanchor="top", y=-0.22, x=0, xanchor="left")
 # published Llama 3.1 values, used when the catalogue is not shipped
 LLAMA31_FALLBACK = {
@@ -297,24 +295,28 @@ class RopeSpectrum(LensWidget):
                 mid = math.sqrt(y0 * y1) if self.log_y else (y0 + y1) / 2
                 fig.add_annotation(x=1, xref="paper", xanchor="right", showarrow=False,
                                    y=math.log10(mid) if self.log_y else mid, text=region,
-                                   font=dict(size=10, color="#555555"))
+                                   font=dict(size=10, color=theme.ui("fg_muted")))
         column = "wavelength" if wave else "inv_freq"
         for i, s in enumerate(data["series"]):
             f = s["frame"]
             if s["role"] == "edited" and self.show_original:
                 fig.add_trace(go.Scatter(
                     x=f["pair"], y=f[f"base_{column}"], mode="lines",
-                    name=f"{s['label']} (unscaled)", line=dict(dash="dash", color="#555555")))
+                    name=f"{s['label']} (unscaled)",
+                    line=dict(dash="dash", color=theme.ui("fg_muted"),
+                              width=theme.LINES["normal"])))
             fig.add_trace(go.Scatter(
                 x=f["pair"], y=f[column], mode="lines+markers" if len(f) <= 64 else "lines",
                 name=s["label"] if s["role"] == "compare" else f"{s['label']} (scaled)",
-                marker=dict(size=4, color=OKABE_ITO[i % 6]),
-                line=dict(width=2.5 if s["role"] == "edited" else 1.5, color=OKABE_ITO[i % 6]),
+                marker=dict(size=4, color=theme.series_colour(i)),
+                line=dict(width=theme.LINES["emphasis" if s["role"] == "edited" else "normal"],
+                          color=theme.series_colour(i)),
                 customdata=np.stack([f["region"], f["smooth"].round(3)], axis=-1),
                 hovertemplate="pair %{x}<br>%{y:.4g}<br>%{customdata[0]}, "
                               "s=%{customdata[1]}<extra></extra>"))
         orig = data["original_context"]
-        fig.add_hline(y=to_y(orig), line=dict(color="#000000", dash="dot", width=1))
+        fig.add_hline(y=to_y(orig), line=dict(color=theme.ui("fg"), dash="dot",
+                                              width=theme.LINES["reference"]))
         fig.add_annotation(x=0, xref="paper", xanchor="left", yanchor="bottom", showarrow=False,
                            y=math.log10(to_y(orig)) if self.log_y else to_y(orig),
                            text=f"original context {orig:,}", font=dict(size=10))
@@ -352,16 +354,18 @@ class RopeSpectrum(LensWidget):
         data = self.decay_data()
         fig = go.Figure()
         x = data["distances"].numpy()
-        colours = iter(OKABE_ITO)
+        colours = (theme.series_colour(i) for i in itertools.count())
         for s in data["series"]:
             fig.add_trace(go.Scatter(
                 x=x, y=s["score"].numpy(), mode="lines", name=s["label"] if s["role"] !=
                 "edited" else f"{s['label']} (scaled)",
-                line=dict(width=1.5 if s["role"] == "edited" else 1.0,
-                          color="#555555" if s["role"] == "original" else next(colours),
+                line=dict(width=theme.LINES["normal" if s["role"] == "edited" else "thin"],
+                          color=theme.ui("fg_muted") if s["role"] == "original"
+                          else next(colours),
                           dash="dash" if s["role"] == "original" else None)))
         orig = data["original_context"]
-        fig.add_vline(x=orig, line=dict(color="#000000", dash="dot", width=1))
+        fig.add_vline(x=orig, line=dict(color=theme.ui("fg"), dash="dot",
+                                        width=theme.LINES["reference"]))
         fig.add_annotation(x=math.log10(orig), y=1, yref="paper", xanchor="left",
                            yanchor="top", showarrow=False, text=f" original context {orig:,}",
                            font=dict(size=10))  # log axis: annotations take log10(x)

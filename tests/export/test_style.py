@@ -41,3 +41,33 @@ def test_unknown_style_names_the_allowed_ones():
     with pytest.raises(ValueError, match="'paper-double'") as info:
         get_style("poster")
     assert "poster" in str(info.value)
+
+
+def test_colour_scales_are_the_themes_and_plotlys():
+    import plotly.colors
+
+    from lensnb.core import theme
+    from lensnb.export import DIVERGING, SEQUENTIAL
+
+    fig = apply_style(go.Figure(), "paper")
+    # the same stops as plotly's named scales (what `colorscale="Viridis"` would draw)
+    named = plotly.colors.get_colorscale("Viridis")
+    assert [t for t, _ in SEQUENTIAL] == pytest.approx([t for t, _ in named])
+    assert [c.lower() for _, c in SEQUENTIAL] == [c.lower() for _, c in named]
+    assert [c for _, c in fig.layout.colorscale.sequential] == list(theme.COLORMAPS["viridis"])
+    assert DIVERGING[0][1] == "#053061" and DIVERGING[-1][1] == "#67001f"  # blue < 0 < red
+    assert fig.layout.colorscale.diverging[5][1] == "#f7f7f7"  # white at 0
+
+
+def test_paper_figures_use_the_themes_light_surroundings():
+    from lensnb.core import theme
+
+    fig = apply_style(go.Figure(go.Scatter(y=[1, 2])), "paper")
+    assert fig.layout.paper_bgcolor == theme.ui("bg") == "#ffffff"
+    assert fig.layout.plot_bgcolor == theme.ui("bg")
+    assert fig.layout.font.color == theme.ui("fg")
+    assert fig.layout.font.family == theme.FONT["figure"]
+    # sizes come from the theme's figure styles (points -> CSS px)
+    spec = theme.FIGURE_STYLES["paper"]
+    assert fig.layout.width == pytest.approx(spec["width_in"] * 96)
+    assert _pt(fig.layout.font.size) == pytest.approx(spec["font_pt"])

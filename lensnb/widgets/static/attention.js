@@ -131,8 +131,10 @@ function render({ model, el: root }) {
   text.build();
   showView();
   grid.loadThumbs();
+  const stopTheme = onThemeChange(() => { head.redraw(); text.redraw(); }); // canvases follow the theme
   return () => {
     state.alive = false;
+    stopTheme();
     head.dispose();
     for (const [event, fn] of listeners) model.off(event, fn);
   };

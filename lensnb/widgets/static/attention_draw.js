@@ -5,7 +5,8 @@
 
 const PLOT = 480; // heatmap plot area, CSS px
 const MARGIN = 84; // room for token labels left of and above the plot
-const MASKED = [236, 236, 236]; // causally hidden cells
+// causally hidden cells are left transparent: the canvas or CSS background beneath (theme
+// colour bg_alt) shows through, so cached tiles stay right when the notebook's theme changes
 const MIN_WINDOW = 4; // tokens visible at the deepest zoom
 
 /** 256 colours for a uint8 tile scaled to vmax: byte b is weight b / 255 * vmax. */
@@ -21,7 +22,7 @@ function colourLut(vmax, scale) {
 
 /**
  * A tile (uint8 [rows, cols], block factors fq x fk, window origin q0/k0) painted on an
- * offscreen canvas, one pixel per cell; blocks entirely above the diagonal are painted as masked.
+ * offscreen canvas, one pixel per cell; blocks entirely above the diagonal stay transparent.
  */
 function tileCanvas(tile, scale) {
   const [rows, cols] = tile.shape;
@@ -36,12 +37,9 @@ function tileCanvas(tile, scale) {
     const lastQuery = q0 + (i + 1) * fq - 1;
     for (let j = 0; j < cols; j++) {
       const o = 4 * (i * cols + j);
-      if (tile.causal && k0 + j * fk > lastQuery) {
-        img.data[o] = MASKED[0]; img.data[o + 1] = MASKED[1]; img.data[o + 2] = MASKED[2];
-      } else {
-        const b = 3 * tile.data[i * cols + j];
-        img.data[o] = lut[b]; img.data[o + 1] = lut[b + 1]; img.data[o + 2] = lut[b + 2];
-      }
+      if (tile.causal && k0 + j * fk > lastQuery) continue; // masked: alpha stays 0
+      const b = 3 * tile.data[i * cols + j];
+      img.data[o] = lut[b]; img.data[o + 1] = lut[b + 1]; img.data[o + 2] = lut[b + 2];
       img.data[o + 3] = 255;
     }
   }
@@ -85,8 +83,8 @@ function clampWindow(w, N) {
 /** Token labels along both axes of the heatmap: labels when cells are tall enough, else positions. */
 function paintAxes(hctx, win, toks) {
   const { q0, q1, k0, k1 } = win;
-  hctx.fillStyle = "#333";
-  hctx.font = "10px monospace";
+  hctx.fillStyle = themeColour(hctx.canvas, "fg");
+  hctx.font = `${THEME.font.tiny_px}px ${THEME.font.mono}`;
   const cell = PLOT / (q1 - q0);
   const every = cell >= 10 ? 1 : Math.ceil(40 / cell);
   hctx.textAlign = "right";
@@ -109,7 +107,7 @@ function paintAxes(hctx, win, toks) {
     hctx.restore();
   }
   hctx.textAlign = "left";
-  hctx.fillStyle = "#666";
+  hctx.fillStyle = themeColour(hctx.canvas, "fg_muted");
   hctx.fillText("query ↓  key →", 2, 10);
 }
 
@@ -122,20 +120,22 @@ function paintHeatmap(hctx, view, toks) {
     hctx.drawImage(entry.canvas, (k0 - t.k0) / t.fk, (q0 - t.q0) / t.fq, (k1 - k0) / t.fk,
       (q1 - q0) / t.fq, MARGIN, MARGIN, PLOT, PLOT);
   };
-  hctx.fillStyle = "#fff";
+  hctx.fillStyle = themeColour(hctx.canvas, "bg"); // the notebook's theme (canvas included)
   hctx.fillRect(0, 0, W, W);
+  hctx.fillStyle = themeColour(hctx.canvas, "bg_alt"); // under masked (transparent) cells
+  hctx.fillRect(MARGIN, MARGIN, PLOT, PLOT);
   hctx.imageSmoothingEnabled = false;
   if (view.overview) drawTile(view.overview);
   const d = view.detail;
   if (d && d.tile.q0 <= q0 && d.tile.k0 <= k0 && d.tile.q1 >= q1 && d.tile.k1 >= k1) drawTile(d);
-  hctx.strokeStyle = "#888";
+  hctx.strokeStyle = themeColour(hctx.canvas, "border");
   hctx.strokeRect(MARGIN - 0.5, MARGIN - 0.5, PLOT + 1, PLOT + 1);
   paintAxes(hctx, view.win, toks);
   if (view.hover) {
     const { i, j } = view.hover;
     const cell = PLOT / (q1 - q0), kcell = PLOT / (k1 - k0);
     if (i >= q0 && i < q1 && j >= k0 && j < k1) {
-      hctx.strokeStyle = "#e34a33";
+      hctx.strokeStyle = THEME.roles.highlight;
       hctx.lineWidth = 1.5;
       hctx.strokeRect(MARGIN + (j - k0) * kcell, MARGIN + (i - q0) * cell, Math.max(2, kcell), Math.max(2, cell));
       hctx.lineWidth = 1;

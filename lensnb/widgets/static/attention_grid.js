@@ -52,6 +52,7 @@ function headGrid(ctx) {
     const t = thumbEls.get(h);
     if (!t) return;
     t.ctx.imageSmoothingEnabled = false;
+    t.ctx.clearRect(0, 0, 48, 48); // masked cells are transparent (the CSS background shows)
     t.ctx.drawImage(canvas, 0, 0, 48, 48);
     t.cell.dataset.loaded = "1";
   }

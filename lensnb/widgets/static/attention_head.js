@@ -2,7 +2,7 @@
 // hover. The overview tile comes first (max-pooled above OVERVIEW tokens); a finer tile of the
 // zoomed window follows. `ctx` is the explorer's shared context (see attention.js).
 
-/** The head view: {element, load, resetZoom, dispose}. */
+/** The head view: {element, load, resetZoom, dispose, redraw}. */
 function headView(ctx) {
   const { model, root, state, N } = ctx;
   const element = el("div", "lensnb-attn-headview");
@@ -68,7 +68,7 @@ function headView(ctx) {
   }
   heat.addEventListener("dblclick", resetZoom);
   const dispose = headPointer(ctx, heat, () => { redraw(); scheduleDetail(); }, redraw);
-  return { element, load, resetZoom, dispose };
+  return { element, load, resetZoom, dispose, redraw };
 }
 
 /** Zoom (wheel), pan (drag) and hover (exact weight) on the heatmap canvas; returns cleanup. */

@@ -15,13 +15,13 @@ function paintStrip(sctx, view, N) {
     let m = 0;
     for (let i = a0; i < a1; i++) if (weights[i] > m) m = weights[i];
     const a = max > 0 ? m / max : 0;
-    sctx.fillStyle = `rgba(33, 102, 172, ${Math.max(0.04, a).toFixed(3)})`;
+    sctx.fillStyle = withAlpha(THEME.roles.attention_tint, Math.max(0.04, a).toFixed(3));
     sctx.fillRect(x, 0, 1, STRIP_H);
   }
   const px = (i) => (i / N) * STRIP_W;
-  sctx.strokeStyle = "#333";
+  sctx.strokeStyle = themeColour(sctx.canvas, "fg");
   sctx.strokeRect(px(page) + 0.5, 0.5, Math.max(2, px(Math.min(N, page + TEXT_PAGE)) - px(page) - 1), STRIP_H - 1);
-  sctx.fillStyle = "#e34a33";
+  sctx.fillStyle = THEME.roles.highlight;
   sctx.fillRect(px(chosen) - 1, 0, 2, STRIP_H);
 }
 
@@ -31,14 +31,14 @@ function colourTokens(textBox, view) {
   for (const s of textBox.children) {
     const i = Number(s.dataset.pos);
     const a = view.max > 0 ? view.weights[i] / view.max : 0;
-    s.style.backgroundColor = `rgba(33, 102, 172, ${a.toFixed(3)})`;
-    s.style.color = a > 0.55 ? "#fff" : "";
+    s.style.backgroundColor = withAlpha(THEME.roles.attention_tint, a.toFixed(3));
+    s.style.color = a > THEME.tint_text_flip ? THEME.ui.on_accent.light : "";
     s.dataset.weight = String(view.weights[i]);
     s.classList.toggle("chosen", i === view.chosen);
   }
 }
 
-/** The text view: {element, build, load}. */
+/** The text view: {element, build, load, redraw}. */
 function textPanel(ctx) {
   const { model, N, state } = ctx;
   const element = el("div", "lensnb-attn-textpanel");
@@ -111,5 +111,5 @@ function textPanel(ctx) {
     ctx.hoverLine.textContent = `token ${i} «${tokenLabel(ctx.tokens()[i], 24)}»` + (w !== undefined ? `: ${weightText(Number(w))}` : "");
   });
   strip.addEventListener("click", (ev) => goTo(Math.floor((ev.offsetX / STRIP_W) * N)));
-  return { element, build: renderPage, load };
+  return { element, build: renderPage, load, redraw: drawStrip };
 }

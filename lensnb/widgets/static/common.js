@@ -93,9 +93,10 @@ function request(model, name, params = {}) {
   });
 }
 
-/** Viridis-like colour ramp (colour-blind safe), t in [0, 1] -> [r, g, b]. */
-const _VIRIDIS = [[68, 1, 84], [72, 40, 120], [62, 74, 137], [49, 104, 142], [38, 130, 142], [31, 158, 137], [53, 183, 121], [109, 205, 89], [180, 222, 44], [253, 231, 37]];
+/** Viridis (colour-blind safe; the figures' stops, from THEME), t in [0, 1] -> [r, g, b]. */
+let _VIRIDIS = null; // decoded on first use (THEME and theme.js come with every widget module)
 function viridis(t) {
+  if (!_VIRIDIS) _VIRIDIS = THEME.colormaps.viridis.map(hexToRgb);
   const x = Math.max(0, Math.min(1, t)) * (_VIRIDIS.length - 1);
   const i = Math.min(_VIRIDIS.length - 2, Math.floor(x));
   const f = x - i;

@@ -34,11 +34,11 @@ function drawGates(host, layers, gates, current) {
       class: layer === current ? "current" : "" }, `L${layer}`);
     svg.appendChild(label);
   });
-  const legend = svgEl("text", { x: P.l, y: H - 4 }, "■ attention  ");
-  legend.setAttribute("class", "legend-attn");
-  const legend2 = svgEl("text", { x: P.l + 70, y: H - 4 }, "■ MLP");
-  legend2.setAttribute("class", "legend-mlp");
-  svg.append(legend, legend2);
+  // legend: coloured swatches, labels in the text colour (legible in any theme)
+  const legend = svgEl("text", { x: P.l, y: H - 4 });
+  legend.append(svgEl("tspan", { class: "legend-attn" }, "■"), " attention  ",
+    svgEl("tspan", { class: "legend-mlp" }, "■"), " MLP");
+  svg.append(legend);
   host.appendChild(svg);
 }
 

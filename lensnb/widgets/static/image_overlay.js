@@ -4,7 +4,7 @@
 // original pixels; tile edges dotted) on a canvas over the picture, and builds the head picker.
 
 const OVERLAY_VIEW = 384; // longest side of the drawn picture, CSS px
-const OVERLAY_ALPHA = 0.6;
+const OVERLAY_ALPHA = THEME.overlay_opacity; // the figures use the same (lensnb/core/theme.py)
 
 /**
  * A picture with a heatmap canvas over it. `geo` is the overlay geometry from Python
@@ -43,7 +43,7 @@ function imageOverlay(geo, picture, classPrefix) {
       const x0 = c * geo.patch_w * scale, y0 = r * geo.patch_h * scale;
       ctx.fillRect(x0, y0, geo.patch_w * scale + 0.5, geo.patch_h * scale + 0.5);
     }
-    ctx.strokeStyle = "rgba(255,255,255,0.9)"; ctx.setLineDash([3, 3]); ctx.lineWidth = 1;
+    ctx.strokeStyle = THEME.roles.picture_grid; ctx.setLineDash([3, 3]); ctx.lineWidth = 1;
     for (let k = 1; k < geo.tiles_w; k++) {
       const x = Math.min(k * geo.tile_w, geo.width) * scale;
       ctx.beginPath(); ctx.moveTo(x, 0); ctx.lineTo(x, viewH); ctx.stroke();

@@ -2,12 +2,8 @@
 // rope_views.js before it, common.js in front). Python computes every number (lensnb.rope); this
 // file builds the toolbar and the sliders and asks for new data when they move.
 
-const COLOURS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000"];
-const REGION_FILL = {
-  "high-frequency kept": "rgba(0,114,178,0.10)",
-  "smoothed": "rgba(230,159,0,0.18)",
-  "low-frequency scaled": "rgba(213,94,0,0.10)",
-};
+// colours and widths from THEME (lensnb/core/theme.py), the same the figures use
+const REGION_FILL = Object.fromEntries(Object.entries(THEME.regions).map(([k, r]) => [k, r.fill]));
 const TAB_NAMES = [["spectrum", "Spectrum"], ["usage", "Head usage"], ["decay", "Distance decay"]];
 // slider: [trait, label, min, max, step, toSlider, fromSlider, format]
 const SLIDERS = [
@@ -138,10 +134,12 @@ function render({ model, el: root }) {
   const onChange = () => { syncControls(); schedule(); };
   const watched = ["tab", "y_axis", "log_y", "show_original", "usage_which", ...SLIDERS.map(([k]) => k)];
   for (const k of watched) model.on(`change:${k}`, onChange);
+  const stopTheme = onThemeChange(schedule); // canvas text and muted lines follow the theme
   syncControls();
   refresh();
   return () => {
     disposed = true;
+    stopTheme();
     clearTimeout(timer);
     for (const k of watched) model.off(`change:${k}`, onChange);
   };

@@ -4,7 +4,7 @@
 
 /** Spectrum tab: scaled (and unscaled) wavelength or inverse frequency per rotary pair. */
 function drawSpectrum(ctx, reply, buffers) {
-  const { model } = ctx;
+  const { model, box } = ctx;
   const wave = model.get("y_axis") === "wavelength";
   const conv = (w) => (wave ? w : (2 * Math.PI) / w);
   const series = reply.series.map((s, i) => ({
@@ -16,10 +16,10 @@ function drawSpectrum(ctx, reply, buffers) {
   const edited = series[0];
   const idx = (n) => Float32Array.from({ length: n }, (_, i) => i);
   if (model.get("show_original")) {
-    lines.push({ x: idx(edited.n), y: edited.base, colour: "#555555", dash: true, width: 1.5, label: `${edited.label} (unscaled)` });
+    lines.push({ x: idx(edited.n), y: edited.base, colour: themeColour(box, "fg_muted"), dash: true, width: THEME.lines.normal, label: `${edited.label} (unscaled)` });
   }
   series.forEach((s, i) => lines.push({
-    x: idx(s.n), y: s.scaled, colour: COLOURS[i % COLOURS.length], width: s.role === "edited" ? 2.5 : 1.5,
+    x: idx(s.n), y: s.scaled, colour: seriesColour(i), width: s.role === "edited" ? THEME.lines.emphasis : THEME.lines.normal,
     markers: s.n <= 64 && s.role === "edited", label: s.role === "edited" ? `${s.label} (scaled)` : s.label,
   }));
   const hbands = [];
@@ -51,8 +51,8 @@ function drawDecay(ctx, reply, buffers) {
   let colour = 0;
   const lines = reply.series.map((s, i) => ({
     x: dist, y: buffers.score[i].data, label: s.role === "edited" ? `${s.label} (scaled)` : s.label,
-    dash: s.role === "original", width: s.role === "edited" ? 2 : 1.2,
-    colour: s.role === "original" ? "#555555" : COLOURS[colour++ % COLOURS.length],
+    dash: s.role === "original", width: s.role === "edited" ? THEME.lines.normal : THEME.lines.thin,
+    colour: s.role === "original" ? themeColour(ctx.box, "fg_muted") : seriesColour(colour++),
   }));
   const orig = reply.original_context;
   lineChart(ctx.plotHost, {
@@ -81,8 +81,8 @@ function drawUsage(ctx, reply, buffers) {
     c2d.fillStyle = rgb(viridis(m.data[r * cols + c] / vmax));
     c2d.fillRect(left + c * cw, top + r * ch, cw, ch);
   }
-  c2d.fillStyle = getComputedStyle(box).color || "#222";
-  c2d.font = "11px system-ui, sans-serif";
+  c2d.fillStyle = themeColour(box, "fg");
+  c2d.font = `${THEME.font.small_px}px ${THEME.font.ui}`;
   c2d.textAlign = "right";
   for (let l = 0; l < reply.n_layers; l++) {
     c2d.fillText(`L${l}`, left - 4, top + l * nHeads * ch + Math.min(nHeads * ch, 12) - 1);
@@ -97,7 +97,7 @@ function drawUsage(ctx, reply, buffers) {
     c2d.fillStyle = rgb(viridis(1 - i / 99));
     c2d.fillRect(bx, top + (i * rows * ch) / 100, 12, (rows * ch) / 100 + 1);
   }
-  c2d.fillStyle = getComputedStyle(box).color || "#222";
+  c2d.fillStyle = themeColour(box, "fg");
   c2d.textAlign = "left";
   c2d.fillText(vmax.toFixed(2), bx + 16, top + 10);
   c2d.fillText("0", bx + 16, top + rows * ch);
