@@ -28,7 +28,8 @@ def profile_figure(profile: LongContextProfile, layer: int | None = None, *,
 
     import plotly.graph_objects as go
 
-    from ..export.style import OKABE_ITO, apply_style
+    from ..core import theme
+    from ..export.style import apply_style
 
     layer = profile.layers[0] if layer is None else layer
     if layer not in profile.layers:
@@ -39,7 +40,7 @@ def profile_figure(profile: LongContextProfile, layer: int | None = None, *,
     owner: list[int] = []  # layer of each trace (None-layer traces: always visible)
     for li, la in enumerate(profile.layers):
         for h in range(n_heads):
-            colour = OKABE_ITO[h % len(OKABE_ITO)]
+            colour = theme.series_colour(h)
             y = profile.distance[li, h].numpy()
             fig.add_trace(go.Scatter(
                 x=x, y=y, mode="lines", name=f"H{h}", line=dict(color=colour),
@@ -57,8 +58,9 @@ def profile_figure(profile: LongContextProfile, layer: int | None = None, *,
                 hovertemplate=f"L{la}H{h} %{{text}}: %{{x:.0f}} tokens<extra></extra>"))
             owner.append(la)
     if profile.spectrum is not None:
-        for column, colour, name in (("base_wavelength", "#999999", "RoPE wavelength (original)"),
-                                     ("wavelength", "#000000", "RoPE wavelength (smoothed)")):
+        for column, colour, name in (
+                ("base_wavelength", theme.ui("fg_muted"), "RoPE wavelength (original)"),
+                ("wavelength", theme.ui("fg"), "RoPE wavelength (smoothed)")):
             w = profile.spectrum[column].to_numpy()
             w = w[(w >= 0.5) & (w <= profile.n_pos * 4)]
             fig.add_trace(go.Scatter(

@@ -29,6 +29,7 @@ import html
 import warnings
 from typing import Any
 
+from ..core import theme
 from ..core.settings import STATIC_FALLBACKS, options
 from .html import widget_fragment
 from .protocol import Exportable
@@ -44,7 +45,7 @@ class StaticFallbackWarning(UserWarning):
 
 def _note_html(name: str, message: str) -> str:
     return (f'<div class="lensnb-static-note" data-lensnb-widget="{html.escape(name)}" '
-            'style="font: 12px system-ui, sans-serif; color: #666666;">'
+            f'style="font: 12px system-ui, sans-serif; color: {theme.ui("fg_muted")};">'
             f"{html.escape(message)}</div>")
 
 

@@ -23,6 +23,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core import theme
 from .protocol import Exportable
 
 if TYPE_CHECKING:
@@ -100,6 +101,8 @@ def widget_fragment(view: Exportable, *, picture: tuple[bytes, float, float] | N
                  f'width="{round(width)}" height="{round(height)}" src="{_data_url(png)}">')
     host = (STATIC / "host.html").read_text(encoding="utf-8")
     return (host.replace("<!--lensnb:id-json-->", json.dumps(host_id))
+            .replace("<!--lensnb:error-colour-->", theme.ui("error"))
+            .replace("<!--lensnb:muted-colour-->", theme.ui("fg_muted"))
             .replace("<!--lensnb:id-->", html.escape(host_id))
             .replace("<!--lensnb:widget-->", html.escape(name))
             .replace("<!--lensnb:picture-->", image)
@@ -113,6 +116,7 @@ def widget_html(view: Exportable, *, title: str | None = None) -> str:
     page = (STATIC / "standalone.html").read_text(encoding="utf-8")
     title = title or f"lensnb {type(view).__name__}"
     return (page.replace("<!--lensnb:title-->", html.escape(title))
+            .replace("<!--lensnb:bg-->", theme.ui("bg")).replace("<!--lensnb:fg-->", theme.ui("fg"))
             .replace("<!--lensnb:host-->", widget_fragment(view, host_id="lensnb-host")))
 
 

@@ -7,6 +7,8 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core import theme
+
 PASS, FAIL, NA = "pass", "FAIL", "n.a."
 
 INVARIANTS: dict[str, str] = {
@@ -152,7 +154,7 @@ class CheckResult:
 
     def _repr_html_(self) -> str:
         esc = html.escape
-        colours = {PASS: "#1a7f37", FAIL: "#cf222e", NA: "#6e7781"}
+        colours = {PASS: theme.ROLES["passed"], FAIL: theme.ui("error"), NA: theme.ui("fg_muted")}
         cells = {(r.invariant, r.layout): r for r in self.rows}
         head = "".join(f"<th>{esc(lay)}</th>" for lay in self.layouts)
         body = []
