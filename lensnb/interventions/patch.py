@@ -136,13 +136,8 @@ class Patch:
             at = ctx.positions.clamp(min=0)  # [batch, n]
             rows = torch.arange(view.shape[0], device=view.device)[:, None]
             value = value.expand(view.shape[0], *value.shape[1:])[rows, at]
-        try:
-            return torch.broadcast_to(value, view.shape)
-        except RuntimeError as err:
-            raise ValueError(
-                f"patch value of shape {tuple(value.shape)} does not fit {self.name!r}, shape "
-                f"{tuple(view.shape)} (anything broadcasting to it)"
-            ) from err
+        return self._fit(value, view.shape, f"shape {tuple(view.shape)} (anything broadcasting "
+                                            "to it)")
 
     def _new_value(self, old: torch.Tensor, rows: torch.Tensor, batch: int) -> torch.Tensor:
         """The replacement of the chosen indices ``old [k, ...]``."""
@@ -151,13 +146,16 @@ class Patch:
         value = torch.as_tensor(self.value, device=old.device)
         if value.ndim == old.ndim and value.shape[0] == batch and batch > 1:
             value = value.to(old.device)[rows]  # one value per row
+        return self._fit(value, old.shape, f"at one position, shape {tuple(old.shape[1:])} (or "
+                                           "[batch, ...] per row)")
+
+    def _fit(self, value: torch.Tensor, shape: torch.Size, allowed: str) -> torch.Tensor:
+        """``value`` broadcast to ``shape``, or a ``ValueError`` saying what fits."""
         try:
-            return torch.broadcast_to(value, old.shape)
+            return torch.broadcast_to(value, shape)
         except RuntimeError as err:
-            raise ValueError(
-                f"patch value of shape {tuple(value.shape)} does not fit {self.name!r} at one "
-                f"position, shape {tuple(old.shape[1:])} (or [batch, ...] per row)"
-            ) from err
+            raise ValueError(f"patch value of shape {tuple(value.shape)} does not fit "
+                             f"{self.name!r}, {allowed}") from err
 
 
 def patch(layer: int | None, hook: str, *, value: PatchValue,
