@@ -188,7 +188,7 @@ class StateReply(Reply):
     steps: list[dict]  # [{index, token, id, position, top_texts, lens_top}]
     done: bool
     stop_reason: str
-    top: list[Array] = buffer(doc="per step: float32 [top_k] probabilities of top_texts")
+    top: list[Array] = buffer(doc="per step: float32 [top_k_probs] probabilities of top_texts")
     lens: list[Array | None] = buffer(doc="per step: float32 [n_layers] logit lens")
 
 
