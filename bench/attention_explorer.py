@@ -82,16 +82,17 @@ def run_explorer(model: Path, n: int) -> dict:
     state = json.dumps({k: v for k, v in ex.get_state().items() if not k.startswith("_")})
     sent = len(ex._esm) + len(ex._css) + len(state)
     t = time.perf_counter()
-    first = ex.answer({"kind": "tile", "layer": 0, "head": 0})
+    first = ex.answer({"name": "tile", "params": {"layer": 0, "head": 0}})
     first_view = time.perf_counter() - t
     sent += len(json.dumps(first[0])) + sum(len(b) for b in first[1])
     t = time.perf_counter()
     for h in range(ex.n_heads):
-        reply, bufs = ex.answer({"kind": "thumb", "layer": 0, "head": h})
+        reply, bufs = ex.answer({"name": "thumb", "params": {"layer": 0, "head": h}})
         sent += len(json.dumps(reply)) + sum(len(b) for b in bufs)
     thumbs = time.perf_counter() - t
     t = time.perf_counter()
-    ex.answer({"kind": "tile", "layer": 0, "head": ex.n_heads - 1})  # cached after thumbnails
+    # cached after the thumbnails
+    ex.answer({"name": "tile", "params": {"layer": 0, "head": ex.n_heads - 1}})
     switch_py = time.perf_counter() - t
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

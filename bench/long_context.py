@@ -116,9 +116,9 @@ def run_case(case: str, n: int) -> dict:
             with measured(out, "time"):
                 ex = lensnb.AttentionExplorer(lens, tokens, progress=False)
             with measured(out, "first_view"):
-                ex.answer({"kind": "tile", "layer": ex.layer, "head": ex.head})
+                ex.answer({"name": "tile", "params": {"layer": ex.layer, "head": ex.head}})
             with measured(out, "head_switch"):
-                ex.answer({"kind": "tile", "layer": ex.layer, "head": 5})
+                ex.answer({"name": "tile", "params": {"layer": ex.layer, "head": 5}})
     else:
         raise ValueError(case)
     if case != "hf":  # the peer again, in this process right after: same load on shared cores
