@@ -270,7 +270,7 @@ def report(medians: dict[str, float], facts: dict, rounds: int, threads: int) ->
         f"{facts['prompt_tokens']}-token prompt, {facts['new_tokens']} new tokens, greedy, "
         f"{rounds} interleaved rounds, medians; {where}, {platform.machine()}; "
         f"{versions()}.",
-        *table(medians, label)[1:],
+        *table(medians, label),
     ]
     lines += [
         "",

@@ -145,10 +145,12 @@ def main() -> None:
     if args.write:
         marker = "## Real models (SmolLM2-135M)"
         old = args.write.read_text() if args.write.is_file() else ""
-        head = old.split(marker)[0].rstrip()
-        args.write.write_text(f"{head}\n\n{marker}\n\n`python bench/real_models.py` "
+        head, _, rest = old.partition(marker)
+        tail = rest[rest.index("\n## "):] if "\n## " in rest else ""  # the sections after it
+        args.write.write_text(f"{head.rstrip()}\n\n{marker}\n\n`python bench/real_models.py` "
                               "(2 CPU cores shared with other jobs: ratios are what to read; "
-                              "best of 2 runs, CircuitsVis 1 run).\n\n" + text + "\n")
+                              f"best of {args.repeat} runs, CircuitsVis 1 run).\n\n" + text
+                              + "\n" + tail)
 
 
 if __name__ == "__main__":

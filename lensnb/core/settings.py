@@ -28,7 +28,7 @@ STATIC_FALLBACKS: tuple[str | None, ...] = ("html", "png", "html+png", None)
 DEFAULTS: dict[str, Any] = {
     "static_fallback": "html",
     # a fallback larger than this (HTML and PNG together, bytes) is left out with a note saying
-    # so; the measured HTML ones are 28-97 KiB (see the README's "Share a notebook")
+    # so; the measured HTML ones are 45-118 KiB (see the README's "Share a notebook")
     "static_fallback_max_bytes": 2 * 2**20,
 }
 ENV_STATIC_FALLBACK = "LENSNB_STATIC_FALLBACK"
