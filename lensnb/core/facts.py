@@ -153,7 +153,6 @@ def config_dict(config: ConfigLike) -> tuple[str, dict]:
     )
 
 
-_config_dict = config_dict  # the name other modules imported first
 
 
 def _named_config(name: str) -> tuple[str, dict]:

@@ -18,15 +18,14 @@ import traitlets
 
 from ..analysis import rope
 from ..core import theme
-from ..core.facts import catalogue
+from ..core.facts import catalogue, config_dict
+from ..lens import Lens
 from .base import LensWidget
 from .protocol import Array, Request, handles
 from .requests import Decay, DecayReply, RopeParams, Spectrum, SpectrumReply, Usage, UsageReply
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
-
-    from ..lens import Lens
 
 TABS = ("spectrum", "usage", "decay")
 Y_AXES = ("wavelength", "inv_freq")
@@ -49,15 +48,12 @@ LLAMA31_FALLBACK = {
 
 
 def _label(config_or_lens: Any) -> str:
-    from ..core.facts import _config_dict
-    from ..lens import Lens
-
     if isinstance(config_or_lens, Lens):
         return config_or_lens.name
     if isinstance(config_or_lens, str):
         return config_or_lens.removeprefix("meta-llama/")
     try:
-        return str(_config_dict(config_or_lens)[0]).removeprefix("meta-llama/")
+        return str(config_dict(config_or_lens)[0]).removeprefix("meta-llama/")
     except (TypeError, ValueError):
         return type(config_or_lens).__name__
 
@@ -103,8 +99,6 @@ class RopeSpectrum(LensWidget):
                  compare: Sequence[Any] | Mapping[str, Any] | None = DEFAULT_COMPARE,
                  text: Any = None, tab: str = "spectrum", y_axis: str = "wavelength",
                  log_y: bool = True) -> None:
-        from ..lens import Lens
-
         if config_or_lens is None:
             config_or_lens = DEFAULT_CONFIG if DEFAULT_CONFIG in catalogue() else LLAMA31_FALLBACK
         self._lens: Lens | None = config_or_lens if isinstance(config_or_lens, Lens) else None

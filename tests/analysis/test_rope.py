@@ -197,9 +197,9 @@ def test_inputs_name_dict_config_and_lens_agree(demo_lens):
     name = "meta-llama/Llama-3.1-8B"
     if name not in catalogue():
         pytest.skip(f"{name} is not in the shipped catalogue")
-    from lensnb.core.facts import _config_dict
+    from lensnb.core.facts import config_dict
 
-    _, data = _config_dict(name)
+    _, data = config_dict(name)
     assert torch.equal(rope.inv_freq(name), rope.inv_freq(data))
     assert torch.equal(rope.inv_freq(rope.rope_config(name)), rope.inv_freq(data))
     assert torch.equal(rope.inv_freq(demo_lens), rope.inv_freq("demo"))
