@@ -16,6 +16,7 @@ it with ``?reset``, runs all cells and returns the Playwright ``Page`` once the 
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,16 @@ class LabKernel:
 
     def eval(self, code: str, timeout: float = 30.0) -> str:
         return kernel_eval(self.client, code, timeout)
+
+    def eval_when(self, code: str, want: str, timeout: float = 10.0) -> str:
+        """``eval(code)`` once it prints ``want`` (a trait the browser set reaches the kernel
+        asynchronously), or its last output after ``timeout`` seconds: assert on the result."""
+        deadline = time.monotonic() + timeout
+        got = self.eval(code)
+        while got != want and time.monotonic() < deadline:
+            time.sleep(0.1)
+            got = self.eval(code)
+        return got
 
     def close(self) -> None:
         self.client.stop_channels()

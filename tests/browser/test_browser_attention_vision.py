@@ -34,4 +34,4 @@ def test_vision_explorer_lists_self_attention_layers_and_points_to_image_attenti
     root.locator("select.lensnb-attn-layer").select_option(want[-1])  # browser -> Python
     page.wait_for_function(f"document.querySelector('.lensnb-attn-headview')?.dataset.layer"
                            f" === '{want[-1]}'")
-    assert kernel.eval("print(explorer.layer)") == want[-1]
+    assert kernel.eval_when("print(explorer.layer)", want[-1]) == want[-1]
