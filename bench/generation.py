@@ -206,7 +206,7 @@ def vision_variants(model: str, n: int) -> tuple[dict[str, Callable[[], torch.Te
     img = Image.new("RGB", (56, 56), (235, 235, 235))
     ImageDraw.Draw(img).ellipse((4, 4, 17, 17), fill=(220, 30, 30))
     prompt = "<|image|>"
-    ids, kwargs = lens._inputs(prompt, [img], {})
+    ids, kwargs = lens.inputs(prompt, [img])
     # a caption ends at EOS (the demo's generation config): both sides stop there
     config = GenerationConfig(max_new_tokens=n, do_sample=False,
                               eos_token_id=lens.tokenizer.eos_token_id,

@@ -57,33 +57,36 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "export": (".export", None),
     "save": (".export", "save"),
     "options": (".core.settings", "options"),
+    "LensnbError": (".core.errors", "LensnbError"),
+    "LensnbWarning": (".core.errors", "LensnbWarning"),
+    "StaticFallbackWarning": (".core.errors", "StaticFallbackWarning"),
     "ModelNotFoundError": (".core.errors", "ModelNotFoundError"),
     "UnsupportedArchitectureError": (".core.errors", "UnsupportedArchitectureError"),
     "UnsupportedFeatureError": (".core.errors", "UnsupportedFeatureError"),
     "ContextLengthError": (".core.errors", "ContextLengthError"),
     "GQAError": (".core.errors", "GQAError"),
-    "UnknownHookError": (".core.hooks", "UnknownHookError"),
-    "MissingModelPackageError": (".core.sources", "MissingModelPackageError"),
-    "PatternMemoryError": (".backends.bridge.attention_mode", "PatternMemoryError"),
-    "CacheNotFilledError": (".backends.kv_cache", "CacheNotFilledError"),
-    "ImageInputError": (".backends.mllama.images", "ImageInputError"),
-    "ImageTokenError": (".backends.mllama.hooked", "ImageTokenError"),
-    "ChromiumNotFoundError": (".export.render", "ChromiumNotFoundError"),
-    "RequestError": (".widgets.protocol", "RequestError"),
+    "UnknownHookError": (".core.errors", "UnknownHookError"),
+    "MissingModelPackageError": (".core.errors", "MissingModelPackageError"),
+    "PatternMemoryError": (".core.errors", "PatternMemoryError"),
+    "CacheNotFilledError": (".core.errors", "CacheNotFilledError"),
+    "ImageInputError": (".core.errors", "ImageInputError"),
+    "ImageTokenError": (".core.errors", "ImageTokenError"),
+    "ChromiumNotFoundError": (".core.errors", "ChromiumNotFoundError"),
+    "RequestError": (".core.errors", "RequestError"),
 }
 
 __all__ = [
     "AttentionExplorer", "CacheNotFilledError", "Capabilities", "CheckResult",
     "ChromiumNotFoundError", "ContextLengthError", "GQAError", "Generation", "GenerationConfig",
     "GenerationStepper", "HookContext", "IDENTITY_PROMPT", "ImageAttention", "ImageInputError",
-    "ImageTokenError", "KVGroupView", "KVGroups", "KeptQK", "Lens", "LogitAttribution",
-    "LogitLensStep", "LongContextProfile", "MissingModelPackageError", "ModelFacts",
-    "ModelNotFoundError", "Patch", "PatchscopeResult", "PatternMemoryError", "RequestError",
-    "RopeSpectrum", "Step", "UnknownHookError", "UnsupportedArchitectureError",
-    "UnsupportedFeatureError", "attention_patterns", "cached_path", "check", "export", "facts",
-    "group_summaries", "hook_shapes", "load", "long_context_profile", "model_table", "options",
-    "patch", "patchscope", "rope", "save", "save_text_only", "stdlib_tokens",
-    "supported_architectures",
+    "ImageTokenError", "KVGroupView", "KVGroups", "KeptQK", "Lens", "LensnbError",
+    "LensnbWarning", "LogitAttribution", "LogitLensStep", "LongContextProfile",
+    "MissingModelPackageError", "ModelFacts", "ModelNotFoundError", "Patch", "PatchscopeResult",
+    "PatternMemoryError", "RequestError", "RopeSpectrum", "StaticFallbackWarning", "Step",
+    "UnknownHookError", "UnsupportedArchitectureError", "UnsupportedFeatureError",
+    "attention_patterns", "cached_path", "check", "export", "facts", "group_summaries",
+    "hook_shapes", "load", "long_context_profile", "model_table", "options", "patch",
+    "patchscope", "rope", "save", "save_text_only", "stdlib_tokens", "supported_architectures",
 ]
 
 
@@ -107,28 +110,33 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .analysis.kv_views import KVGroupView
     from .analysis.longcontext import LongContextProfile, long_context_profile, stdlib_tokens
     from .analysis.patterns import KeptQK, attention_patterns
-    from .backends.bridge.attention_mode import PatternMemoryError
     from .backends.contract import Capabilities
-    from .backends.kv_cache import CacheNotFilledError
     from .backends.meta import hook_shapes
-    from .backends.mllama.hooked import ImageTokenError
-    from .backends.mllama.images import ImageInputError
     from .backends.mllama.text_only import save_text_only
     from .backends.registry import supported_architectures
     from .core.errors import (
+        CacheNotFilledError,
+        ChromiumNotFoundError,
         ContextLengthError,
         GQAError,
+        ImageInputError,
+        ImageTokenError,
+        LensnbError,
+        LensnbWarning,
+        MissingModelPackageError,
         ModelNotFoundError,
+        PatternMemoryError,
+        RequestError,
+        StaticFallbackWarning,
+        UnknownHookError,
         UnsupportedArchitectureError,
         UnsupportedFeatureError,
     )
     from .core.facts import ModelFacts, facts, model_table
-    from .core.hooks import UnknownHookError
     from .core.kv_groups import KVGroups, group_summaries
     from .core.settings import options
-    from .core.sources import MissingModelPackageError, cached_path
+    from .core.sources import cached_path
     from .export import save
-    from .export.render import ChromiumNotFoundError
     from .interventions.generation_config import GenerationConfig
     from .interventions.generation_results import Generation, LogitLensStep, Step
     from .interventions.hook_context import HookContext
@@ -140,5 +148,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .widgets.attention import AttentionExplorer
     from .widgets.generation_stepper import GenerationStepper
     from .widgets.image_attention import ImageAttention
-    from .widgets.protocol import RequestError
     from .widgets.rope_spectrum import RopeSpectrum

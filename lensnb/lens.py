@@ -302,13 +302,16 @@ class Lens:
                  **kwargs: Any) -> torch.Tensor:
         """Logits ``[batch, pos, d_vocab]``. ``images``: PIL images for a Llama 3.2 Vision
         model, one per ``<|image|>`` in the text (a list of lists for a batch)."""
-        tokens, kwargs = self._inputs(text_or_tokens, images, kwargs)
+        tokens, kwargs = self.inputs(text_or_tokens, images, **kwargs)
         with torch.no_grad(), attention_for(self, (), tokens):
             return self.bridge(tokens, **kwargs)
 
-    def _inputs(self, text_or_tokens: TextOrTokens, images: Any,
-                kwargs: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Token ids and model keyword arguments (image tensors for a vision model)."""
+    def inputs(self, text_or_tokens: TextOrTokens, images: Any = None,
+               **kwargs: Any) -> tuple[torch.Tensor, dict[str, Any]]:
+        """What one forward pass takes: token ids ``[batch, pos]`` (``to_tokens``) and the
+        model's keyword arguments, ``kwargs`` plus, for ``images`` on a Llama 3.2 Vision lens,
+        its image tensors (``pixel_values``, ``cross_attention_mask``, ...), all on
+        ``lens.device``. Images on a text model raise ``UnsupportedFeatureError``."""
         if images is None:
             return self.to_tokens(text_or_tokens), kwargs
         self.require_images()
@@ -316,6 +319,26 @@ class Lens:
 
         tokens, image_kwargs = model_inputs(self, text_or_tokens, images)
         return tokens, {**image_kwargs, **kwargs}
+
+    # ------------------------------------------------------------------ unembedding
+    def final_modules(self) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """``(final_norm, unembed)``: the model's final norm ``[..., d_model] -> [..., d_model]``
+        and unembedding ``[..., d_model] -> [..., d_vocab]`` as it applies them, without hooks
+        (in compatibility mode, the bridge's folded ones)."""
+        return self.backend.final_modules(self.bridge, self.compatibility)
+
+    def unembed(self, resid: torch.Tensor, *, normed: bool = False) -> torch.Tensor:
+        """Logits ``[..., d_vocab]`` of residual-stream vectors ``resid [..., d_model]``, as the
+        model turns its last residual stream into logits: the final norm (skipped when
+        ``normed``), the unembedding, and the final-logit soft-cap where the model has one
+        (Gemma 2). The logit lens applies this to every layer's residual stream. Same device
+        as ``resid``; no gradient is stopped (attribution patching differentiates through it)."""
+        norm, unembed = self.final_modules()
+        logits = unembed(resid if normed else norm(resid))
+        cap = getattr(self.hf_config.get_text_config(), "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
 
     def text_only(self) -> Lens:
         """A ``Lens`` over the language model of a Llama 3.2 Vision model alone (a plain Llama:
@@ -358,7 +381,7 @@ class Lens:
         ``attention_mode``); caching patterns at a length where they cannot fit raises
         ``PatternMemoryError`` before anything runs.
         """
-        tokens, kwargs = self._inputs(text_or_tokens, images, kwargs)
+        tokens, kwargs = self.inputs(text_or_tokens, images, **kwargs)
         with self._hooked(hooks, tokens) as (_fwd, hooked):
             keep = hooknames.name_filter(names, self.bridge.hook_dict)
             keep = split_qkv.cache_filter(self, names, keep)  # per-head inputs only when named
@@ -422,7 +445,7 @@ class Lens:
         ``lensnb.interventions.hook_context``). The same hooks work in ``generate``/``steps``.
         A hook on a split-QKV input turns split QKV on for the call. Layers without a
         pattern/scores hook run memory-efficient attention."""
-        tokens, kwargs = self._inputs(text_or_tokens, images, kwargs)
+        tokens, kwargs = self.inputs(text_or_tokens, images, **kwargs)
         with (self._hooked(fwd_hooks, tokens, install=False) as (fwd, hooked), torch.no_grad(),
               attention_for(self, hooked, tokens)):
             return self.bridge.run_with_hooks(tokens, fwd_hooks=fwd, **kwargs)

@@ -131,6 +131,9 @@ class Backend:
         load: ``load(path, **options) -> hooked model`` for a model directory.
         wrap: ``wrap(hf_model, tokenizer, **options) -> hooked model`` for a loaded model.
         owns: whether a hooked model belongs to this backend.
+        final_modules: ``final_modules(model, compatibility) -> (norm, unembed)``: the final
+            norm ``[..., d_model] -> [..., d_model]`` and the unembedding ``[..., d_model] ->
+            [..., d_vocab]`` exactly as the model applies them, without hooks.
         capabilities_of: the capabilities of one hooked model (default: ``capabilities``).
     """
 
@@ -141,6 +144,7 @@ class Backend:
     load: Callable[..., Any]
     wrap: Callable[..., Any]
     owns: Callable[[Any], bool]
+    final_modules: Callable[[Any, bool], tuple[torch.nn.Module, torch.nn.Module]]
     model_types: tuple[str, ...] = ()
     capabilities_of: Callable[[Any], Capabilities] | None = None
 

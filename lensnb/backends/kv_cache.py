@@ -28,12 +28,10 @@ from typing import Any
 
 import torch
 
+from ..core.errors import CacheNotFilledError  # noqa: F401  (raised here)
+
 NEW_NAME = "cache"  # transformers >= 5.24
 OLD_NAME = "past_key_values"
-
-
-class CacheNotFilledError(RuntimeError):
-    """A cached forward left the KV cache shorter or longer than the tokens fed."""
 
 
 def new_cache(config: Any) -> Any:

@@ -1,21 +1,37 @@
-"""lensnb's error types shared across layers (each also exported from ``lensnb``).
+"""lensnb's error family: every error lensnb raises on purpose is a ``LensnbError``.
 
-Errors that belong to one module live there (``UnknownHookError`` in ``core.hooks``,
-``PatternMemoryError`` in ``backends.bridge.attention_mode``, ...); these are raised in several.
+Each type also keeps the builtin it is (``requests``' pattern): a bad hook name is a
+``LensnbError`` *and* a ``KeyError``, an out-of-range token id a ``LensnbError`` and a
+``ValueError``, so callers catch the family or the builtin, never a grab-bag of classes.
+Every type is exported from ``lensnb``; the modules that raise them import them from here.
 """
 
 from __future__ import annotations
 
 
-class ModelNotFoundError(FileNotFoundError):
+class LensnbError(Exception):
+    """The base of every error lensnb raises on purpose (``except lensnb.LensnbError``)."""
+
+
+class LensnbWarning(UserWarning):
+    """The base of every warning lensnb issues."""
+
+
+# ---------------------------------------------------------------------------- models
+class ModelNotFoundError(LensnbError, FileNotFoundError):
     """A name that is neither a demo, a local model directory, nor a cached model id."""
 
 
-class UnsupportedArchitectureError(ValueError):
+class UnsupportedArchitectureError(LensnbError, ValueError):
     """A model whose architecture neither TransformerLens nor lensnb can hook."""
 
 
-class UnsupportedFeatureError(NotImplementedError, ValueError, TypeError):
+class MissingModelPackageError(LensnbError, ImportError):
+    """A named model's package (or the ``gguf`` reader) is not installed; the message says the
+    exact ``pip`` command."""
+
+
+class UnsupportedFeatureError(LensnbError, NotImplementedError, ValueError, TypeError):
     """A feature that does not apply to this model (split QKV, compatibility mode, direct logit
     attribution, ... on a Llama 3.2 Vision lens; images on a text model; a cross-attention layer
     where a self-attention layer is needed), raised up front from the backend's declared
@@ -23,9 +39,47 @@ class UnsupportedFeatureError(NotImplementedError, ValueError, TypeError):
     ``TypeError``, as a model of the wrong kind raised before."""
 
 
-class ContextLengthError(ValueError):
+class GQAError(LensnbError, ValueError):
+    """A GQA-only view asked of a model without GQA, or an inconsistent head layout."""
+
+
+# ---------------------------------------------------------------------------- inputs
+class ContextLengthError(LensnbError, ValueError):
     """Input longer than the model's context window."""
 
 
-class GQAError(ValueError):
-    """A GQA-only view asked of a model without GQA, or an inconsistent head layout."""
+class UnknownHookError(LensnbError, KeyError):
+    """A hook name that the model does not have."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; show it plainly instead
+        return str(self.args[0])
+
+
+class ImageInputError(LensnbError, ValueError):
+    """An image that cannot be used: wrong type, wrong mode, unreadable file."""
+
+
+class ImageTokenError(LensnbError, ValueError):
+    """Text and images that do not match (an ``<|image|>`` without an image or the reverse)."""
+
+
+class RequestError(LensnbError, ValueError):
+    """A frontend request that does not fit its schema (names the field and what is allowed)."""
+
+
+# ---------------------------------------------------------------------------- running
+class PatternMemoryError(LensnbError, MemoryError):
+    """A hook asked for full attention patterns at a length where they cannot fit."""
+
+
+class CacheNotFilledError(LensnbError, RuntimeError):
+    """A cached forward left the KV cache shorter or longer than the tokens fed."""
+
+
+# ---------------------------------------------------------------------------- export
+class ChromiumNotFoundError(LensnbError, RuntimeError):
+    """No Chromium/Chrome binary for static export."""
+
+
+class StaticFallbackWarning(LensnbWarning):
+    """A widget's static fallback could not be built (the live view is unaffected)."""

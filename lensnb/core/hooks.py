@@ -13,18 +13,12 @@ import fnmatch
 import re
 from collections.abc import Callable, Iterable
 
+from .errors import UnknownHookError  # noqa: F401  (raised here)
 from .indices import check_layer
 
 NameFilter = str | Iterable[str] | Callable[[str], bool] | None
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
-
-
-class UnknownHookError(KeyError):
-    """A hook name that the model does not have."""
-
-    def __str__(self) -> str:  # KeyError quotes its message; show it plainly instead
-        return str(self.args[0])
 
 
 def suggest(name: str, available: Iterable[str], n: int = 5) -> list[str]:

@@ -30,6 +30,7 @@ import warnings
 from typing import Any
 
 from ..core import theme
+from ..core.errors import StaticFallbackWarning  # noqa: F401  (raised here)
 from ..core.settings import STATIC_FALLBACKS, options
 from .html import widget_fragment
 from .protocol import Exportable
@@ -37,10 +38,6 @@ from .saving import render_view
 
 PNG_SCALE = 2.0  # device pixels per CSS pixel of the fallback picture (sharp on HiDPI screens)
 Bundle = tuple[dict[str, Any], dict[str, Any]]
-
-
-class StaticFallbackWarning(UserWarning):
-    """A widget's static fallback could not be built (the live view is unaffected)."""
 
 
 def _note_html(name: str, message: str) -> str:

@@ -26,6 +26,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from ..core.errors import ChromiumNotFoundError  # noqa: F401  (raised here)
+
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome-stable", "google-chrome",
                   "chrome")
 OFFLINE_PROXY = "127.0.0.1:9"  # the discard port: nothing listens, so requests fail fast
@@ -59,10 +61,6 @@ INSTALL_HINT = (
     "or point BROWSER_PATH at an existing chrome/chromium binary. "
     "Exporting to .html needs no browser."
 )
-
-
-class ChromiumNotFoundError(RuntimeError):
-    """No Chromium/Chrome binary for static export."""
 
 
 def chromium_path() -> str:

@@ -220,23 +220,12 @@ class _Run:
             last = self.resid.get(i, last)
             rows.append(last)
         resid = torch.stack(rows, 1)  # [batch, n_layers, d_model]
-        norm, unembed = _final_modules(self.lens)
         with torch.no_grad():
-            probs = unembed(norm(resid)).float().softmax(-1)  # [batch, n_layers, d_vocab]
+            probs = self.lens.unembed(resid).float().softmax(-1)  # [batch, n_layers, d_vocab]
         top = probs.topk(self.logit_lens, dim=-1)
         picked = probs.gather(-1, chosen.view(-1, 1, 1).expand(-1, probs.shape[1], 1))[..., 0]
         return LogitLensStep(top_ids=top.indices.cpu(), top_probs=top.values.cpu(),
                              chosen_probs=picked.cpu())
-
-
-def _final_modules(lens: Lens) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """Final norm and unembedding without any hooks (the originals under the bridge)."""
-    b = lens.bridge
-    if lens.capabilities.own_decoding:
-        return b.final_modules()
-    if lens.compatibility:
-        return b.ln_final, b.unembed
-    return b.ln_final._original_component, b.unembed._original_component
 
 
 def _tl_hook(run: Callable[[torch.Tensor], torch.Tensor | None]) -> Callable:

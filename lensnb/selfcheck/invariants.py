@@ -51,7 +51,7 @@ def check_pattern(b: Built) -> tuple[float, float, str]:
     err = max(_max(cache[n], w) for n, w in zip(names, want, strict=True))
     if lens.is_vision:  # with a picture: every layer, cross-attention ones too
         text, images = "<|image|>a picture of", [picture(56, 28, seed=2)]
-        ids, kwargs = lens._inputs(text, images, {})
+        ids, kwargs = lens.inputs(text, images)
         with torch.no_grad():
             want = b.ref(input_ids=ids, **kwargs, output_attentions=True).attentions
         names = [f"blocks.{i}.attn.hook_pattern" for i in range(lens.n_layers)]
@@ -185,7 +185,7 @@ def check_vision_logits(b: Built) -> tuple[float, float, str]:
     lens = b.lens
     errs = []
     for text, images in (("<|image|>two tiles", [picture(56, 28, seed=1)]),):
-        ids, kwargs = lens._inputs(text, images, {})
+        ids, kwargs = lens.inputs(text, images)
         with torch.no_grad():
             want = b.ref(input_ids=ids, **kwargs).logits
         errs.append(_max(lens(text, images=images), want))
@@ -197,7 +197,7 @@ def check_vision_gen(b: Built) -> tuple[float, float | None, str]:
     _vision_only(b)
     lens = b.lens
     text, img = "<|image|>a picture of", picture()
-    ids, kwargs = lens._inputs(text, [img], {})
+    ids, kwargs = lens.inputs(text, [img])
     with torch.no_grad():
         want = b.ref.generate(input_ids=ids, **kwargs, max_new_tokens=N_NEW, do_sample=False,
                               pad_token_id=lens.tokenizer.eos_token_id)

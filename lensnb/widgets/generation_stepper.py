@@ -158,7 +158,7 @@ class GenerationStepper(LensWidget):
             raise ValueError(f"the prompt must hold exactly one {IMAGE_TOKEN} (where the "
                              f"picture goes), e.g. '{IMAGE_TOKEN}' or '{IMAGE_TOKEN}a photo of'")
         self._image = open_image(image, "image")
-        ids, kwargs = lens._inputs(prompt, [self._image], {})
+        ids, kwargs = lens.inputs(prompt, [self._image])
         self._prompt_ids = ids.cpu()
         self._image_kwargs = kwargs
         patch_px = bridge.original_model.config.vision_config.patch_size

@@ -86,7 +86,7 @@ class ImageAttention(LensWidget):
         cross = list(bridge.cross_layers)
         names = [f"blocks.{i}.attn.hook_pattern" for i in cross]
         names += [f"blocks.{i}.hook_{g}_gate" for i in cross for g in ("attn", "mlp")]
-        ids, kwargs = lens._inputs(text, [self._image], {})
+        ids, kwargs = lens.inputs(text, [self._image])
         with torch.no_grad():
             _, cache = bridge.run_with_cache(ids, names_filter=names, **kwargs)
         patch = bridge.original_model.config.vision_config.patch_size

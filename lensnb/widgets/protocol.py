@@ -33,16 +33,14 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import torch
 
+from ..core.errors import RequestError  # noqa: F401  (raised here)
+
 Buffers = list[bytes]
 DTYPES = ("float32", "float16", "uint8", "int32")
 _TYPE_NAMES = {int: "an int", float: "a number", str: "a string", bool: "a bool"}
 R = TypeVar("R", bound="Request")
 _BOUNDS = (("ge", ">=", operator.ge), ("gt", ">", operator.gt), ("le", "<=", operator.le),
            ("lt", "<", operator.lt))
-
-
-class RequestError(ValueError):
-    """A frontend request that does not fit its schema (names the field and what is allowed)."""
 
 
 def pack(array: torch.Tensor | np.ndarray, dtype: str = "float32") -> tuple[dict, bytes]:

@@ -132,7 +132,7 @@ CAPTION = "<|image|>a picture of"
 def _grown_inputs(lens, prompt, img, new_tokens):
     """Processor inputs for prompt + new tokens, each new token seeing what the last prompt
     token saw (written here, as the truth for the stepper's cached rows)."""
-    ids, kw = lens._inputs(prompt, [img], {})
+    ids, kw = lens.inputs(prompt, [img])
     kw = dict(kw)
     for t in new_tokens:
         ids = torch.cat([ids, torch.tensor([[t]])], 1)

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ...core.errors import PatternMemoryError  # noqa: F401  (raised here)
+
 if TYPE_CHECKING:
     from ...lens import Lens
 
@@ -41,10 +43,6 @@ NEEDS_PATTERN = ("hook_attn_scores", "hook_pattern", "hook_hidden_states", "hook
 MEMORY_FRACTION = 0.8  # patterns may use at most this share of the memory free at call time
 MEMORY_LIMIT_ENV = "LENSNB_PATTERN_MEMORY"  # bytes (or "none" for no check) instead of that
 WORKING_COPIES = 3  # scores, masked scores and softmax of the layer being computed
-
-
-class PatternMemoryError(MemoryError):
-    """A hook asked for full attention patterns at a length where they cannot fit."""
 
 
 _active: dict[int, Any] = {}  # id(HF attention module) -> its bridge, while a switch is on

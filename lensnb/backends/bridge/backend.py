@@ -64,6 +64,14 @@ def _owns(model: Any) -> bool:
     return isinstance(model, TransformerBridge)
 
 
+def _final_modules(model: Any, compatibility: bool) -> tuple[Any, Any]:
+    """The final norm and unembedding: the Hugging Face modules under the bridge (no hooks), or
+    in compatibility mode the bridge's own (folded norm weights, centred unembedding)."""
+    if compatibility:
+        return model.ln_final, model.unembed
+    return model.ln_final.original_component, model.unembed.original_component
+
+
 BACKEND = Backend(
     name="bridge",
     kind="TransformerLens bridge lenses",
@@ -72,4 +80,5 @@ BACKEND = Backend(
     load=load,
     wrap=wrap_module,
     owns=_owns,
+    final_modules=_final_modules,
 )

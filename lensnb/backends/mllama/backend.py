@@ -45,5 +45,6 @@ BACKEND = Backend(
     load=load_mllama,
     wrap=wrap,
     owns=_owns,
+    final_modules=lambda model, compatibility: model.final_modules(),
     capabilities_of=_capabilities_of,
 )

@@ -60,11 +60,8 @@ from torch import nn
 from transformer_lens.hook_points import HookPoint
 from transformer_lens.HookedRootModule import HookedRootModule
 
+from ...core.errors import ImageTokenError  # noqa: F401  (raised here)
 from .decoding import MllamaCache, causal_mask
-
-
-class ImageTokenError(ValueError):
-    """Text and images that do not match (an ``<|image|>`` without an image or the reverse)."""
 
 
 class _Norm(nn.Module):

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...core.errors import ImageInputError  # noqa: F401  (raised here)
 from ...core.paths import ASSETS
 from .hooked import ImageTokenError
 
@@ -31,10 +32,6 @@ IMAGE_TOKEN = "<|image|>"
 ALLOWED_MODES = ("RGB", "RGBA", "L", "LA", "P")
 
 ImageLike = Any  # PIL.Image.Image | str | os.PathLike
-
-
-class ImageInputError(ValueError):
-    """An image that cannot be used: wrong type, wrong mode, unreadable file."""
 
 
 # ---------------------------------------------------------------------------- processor

@@ -23,17 +23,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..errors import MissingModelPackageError  # noqa: F401  (raised here)
 from .registry import NamedModel
 
 CACHE_ENV = "LENSNB_CACHE"
 FORMAT_VERSION = 1  # bump when the converted directory's layout changes
 GGUF_PIN = "gguf>=0.19,<1"
 _STALE_PARTIAL_S = 6 * 3600  # a .partial folder this old is an interrupted conversion's
-
-
-class MissingModelPackageError(ImportError):
-    """A named model's package (or the ``gguf`` reader) is not installed; the message says the
-    exact ``pip`` command."""
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:

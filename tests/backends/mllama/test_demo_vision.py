@@ -90,7 +90,7 @@ def test_demo_generate_with_image_equals_hf_generate(demo, task):
     rng = random.Random(7)
     for _ in range(4):
         img, caption, _ = task.sample(rng)
-        ids, kwargs = demo._inputs("<|image|>", [img], {})
+        ids, kwargs = demo.inputs("<|image|>", [img])
         with torch.no_grad():
             want = hf.generate(input_ids=ids, **kwargs, max_new_tokens=8, do_sample=False,
                                pad_token_id=demo.tokenizer.eos_token_id)

@@ -21,7 +21,7 @@ CAPTION = "<|image|>a picture of"
 
 
 def hf_greedy(hf, lens, text, images, n=N):
-    ids, kwargs = lens._inputs(text, images, {})
+    ids, kwargs = lens.inputs(text, images)
     with torch.no_grad():
         out = hf.generate(input_ids=ids, **kwargs, max_new_tokens=n, do_sample=False,
                           pad_token_id=lens.tokenizer.eos_token_id)
@@ -31,7 +31,7 @@ def hf_greedy(hf, lens, text, images, n=N):
 def uncached(lens, text, images, n, fwd_hooks=()):
     """Greedy tokens [1, pos + n] and logits [1, n, d_vocab], recomputing the whole sequence
     (image included) every step; new tokens see the images the last prompt token saw."""
-    ids, kwargs = lens._inputs(text, images, {})
+    ids, kwargs = lens.inputs(text, images)
     kwargs = dict(kwargs)
     logits = []
     for _ in range(n):
@@ -61,7 +61,7 @@ def test_text_only_greedy_equals_hf_generate(vision_lens, hf_mllama):
                                                  (56, 56, 4)])
 def test_one_image_greedy_equals_hf_generate(vision_lens, hf_mllama, w, h, n_tiles):
     img = picture(w, h, seed=w * h)
-    _, kwargs = vision_lens._inputs(CAPTION, [img], {})
+    _, kwargs = vision_lens.inputs(CAPTION, [img])
     assert int(kwargs["aspect_ratio_mask"].sum()) == n_tiles
     want = hf_greedy(hf_mllama, vision_lens, CAPTION, [img])
     got = vision_lens.generate(CAPTION, N, images=[img], return_logits=True)

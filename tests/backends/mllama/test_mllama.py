@@ -12,7 +12,7 @@ TOL = 1e-4
 
 def hf_logits(hf, lens, text, images=None):
     """Reference logits from HF on the same processor inputs lensnb builds."""
-    ids, kwargs = lens._inputs(text, images, {})
+    ids, kwargs = lens.inputs(text, images)
     with torch.no_grad():
         return hf(input_ids=ids, **kwargs).logits
 
@@ -52,7 +52,7 @@ def test_tiles_and_aspect_ratios_equal_hf(vision_lens, hf_mllama, w, h, tiles):
     img = picture(w, h, seed=w + h)
     layout = image_layout(vision_lens.bridge.processor.image_processor, 14, img)
     assert (layout.tiles_h, layout.tiles_w) == tiles
-    _, kwargs = vision_lens._inputs("<|image|>tiles", [img], {})
+    _, kwargs = vision_lens.inputs("<|image|>tiles", [img])
     assert int(kwargs["aspect_ratio_mask"].sum()) == tiles[0] * tiles[1]
     ours = vision_lens("<|image|>tiles", images=[img])
     assert (ours - hf_logits(hf_mllama, vision_lens, "<|image|>tiles", [img])).abs().max() <= TOL
@@ -82,7 +82,7 @@ def test_cross_attention_pattern_equals_hand_computation(vision_lens):
     n_tokens = 4 * 5  # max tiles x (1 class + 2x2 patches)
     assert pattern.shape == (1, 4, q.shape[1], n_tokens)
     assert cache["vision_projector.hook_out"].shape == (1, n_tokens, 64)
-    _, kw = lens._inputs("ab<|image|>cd efg", [img], {})
+    _, kw = lens.inputs("ab<|image|>cd efg", [img])
     tiles_used = kw["aspect_ratio_mask"][0, 0]  # [max_tiles]
     seen = kw["cross_attention_mask"][0, :, 0]  # [pos, max_tiles]: token sees tile
     d = q.shape[-1]
@@ -143,7 +143,7 @@ def test_vision_and_projector_hooks(vision_lens, hf_mllama):
              "vision_encoder.global_blocks.0.hook_out",
              "vision_encoder.blocks.1.attn.hook_pattern", "vision_projector.hook_out"]
     _, cache = vision_lens.run_with_cache("<|image|>x", images=[img], names=names)
-    _, kw = vision_lens._inputs("<|image|>x", [img], {})
+    _, kw = vision_lens.inputs("<|image|>x", [img])
     with torch.no_grad():
         ref = hf_mllama.model.vision_model(kw["pixel_values"], kw["aspect_ratio_ids"],
                                            kw["aspect_ratio_mask"]).last_hidden_state
@@ -154,7 +154,7 @@ def test_vision_and_projector_hooks(vision_lens, hf_mllama):
     zeros = torch.zeros_like(cache["vision_projector.hook_out"])
     ours = vision_lens.run_with_hooks("<|image|>x", [("vision_projector.hook_out",
                                                       lambda t, hook: zeros)], images=[img])
-    ids = kw["input_ids"] if "input_ids" in kw else vision_lens._inputs("<|image|>x", [img], {})[0]
+    ids = kw["input_ids"] if "input_ids" in kw else vision_lens.inputs("<|image|>x", [img])[0]
     with torch.no_grad():
         ref = hf_mllama(input_ids=ids, cross_attention_states=zeros,
                         cross_attention_mask=kw["cross_attention_mask"],
@@ -185,7 +185,7 @@ def test_layout_maps_image_tokens_back_to_pixels(vision_lens):
     img = Image.new("RGB", (56, 84), (0, 0, 0))  # tall: 3 x 2 canvas? (up to 4 tiles)
     ImageDraw.Draw(img).rectangle((36, 60, 50, 74), fill=(255, 255, 255))
     layout = image_layout(vision_lens.bridge.processor.image_processor, 14, img)
-    _, kw = vision_lens._inputs("<|image|>", [img], {})
+    _, kw = vision_lens.inputs("<|image|>", [img])
     px = kw["pixel_values"][0, 0]  # [tiles, 3, 28, 28]
     per_patch = px.mean(1).unfold(1, 14, 14).unfold(2, 14, 14).mean((-1, -2))  # [t, 2, 2]
     tokens = torch.cat([torch.zeros(4, 1), per_patch.reshape(4, 4)], dim=1).reshape(-1)
