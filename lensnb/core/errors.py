@@ -44,6 +44,24 @@ class GQAError(LensnbError, ValueError):
 
 
 # ---------------------------------------------------------------------------- inputs
+class InputError(LensnbError, ValueError):
+    """An argument whose value is not allowed; the message names it and what is allowed."""
+
+
+class InputTypeError(LensnbError, TypeError):
+    """An argument of the wrong type; the message names it and the types allowed."""
+
+
+class IndexRangeError(LensnbError, IndexError):
+    """An index (layer, head, KV group, position, token id, ...) outside its valid range; the
+    message names the valid range (``core.indices``)."""
+
+
+class TokenError(InputError):
+    """Token ids that no forward pass may take: not integers, not ``[pos]``/``[batch, pos]``,
+    or outside ``0..vocab_size-1`` (the message names the vocabulary size)."""
+
+
 class ContextLengthError(LensnbError, ValueError):
     """Input longer than the model's context window."""
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from .errors import IndexRangeError, InputTypeError
+
 
 def check_index(value: Any, n: int, noun: str, *, plural: str | None = None,
                 from_end: bool = False, where: str = "", n_back: int | None = None,
                 why: str = "") -> int:
     """``value`` checked against ``n`` items called ``noun``; returns it as ``0..n-1``.
 
-    Raises ``TypeError`` for a non-int, ``IndexError`` naming the valid range otherwise.
+    Raises ``InputTypeError`` (a ``TypeError``) for a non-int, ``IndexRangeError`` (an
+    ``IndexError``) naming the valid range otherwise.
     ``from_end``: accept ``-n..-1`` (counted from the end). ``where``: what holds the items
     (``"this model"``, ``"the text"``), said in the message. ``n_back``: how many items may be
     counted from the end when that is not ``n`` (a generation's positions: ``-prompt..-1`` from
@@ -24,14 +27,14 @@ def check_index(value: Any, n: int, noun: str, *, plural: str | None = None,
     """
     plural = plural or f"{noun}s"
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"a {noun} index is an int, got {type(value).__name__}")
+        raise InputTypeError(f"a {noun} index is an int, got {type(value).__name__}")
     back = (n if n_back is None else n_back) if from_end else 0
     if not -back <= value < n:
         valid = f"0..{n - 1}" if n else "none"
         if back:
             valid += f", or -{back}..-1 from the end"
         held = f" ({where} has {n} {plural} (0..{n - 1}))" if where and n else ""
-        raise IndexError(f"{noun} {value} is out of range: valid {plural} are {valid}{held}"
+        raise IndexRangeError(f"{noun} {value} is out of range: valid {plural} are {valid}{held}"
                          + (f"; {why}" if why else ""))
     return value if n_back is not None else value % n
 
