@@ -1,25 +1,29 @@
-"""Attention patterns recomputed on demand from the rotated queries and keys.
+"""Attention patterns recomputed on demand from the queries and keys as the model uses them.
 
 Holding every pattern of a long text costs ``n_layers x n_heads x N^2`` numbers (an 8B model at
-4,096 tokens: 17 G floats). ``KeptQK`` keeps only what produces them, the post-RoPE queries and
-keys (``blocks.{l}.attn.hook_rot_q`` ``[pos, n_heads, d_head]`` and ``hook_rot_k``
-``[pos, n_kv, d_head]``), and recomputes one head's pattern, a block of rows, one row, one column
-or a max-pooled overview when asked. The recomputation is the model's own:
-``softmax(q k^T * scaling + causal/sliding-window mask)`` in float32, with query head ``h``
-reading KV head ``h // group_size``; it equals ``hook_pattern``.
+4,096 tokens: 17 G floats). ``KeptQK`` keeps only what produces them, each layer's queries
+``[pos, n_heads, d_head]`` and keys ``[pos, n_kv, d_head]`` exactly as its softmax uses them
+(rotated where the model rotates, partial rotary with its pass-through dims, after q/k norms;
+as projected where positions are absolute, GPT-2), and recomputes one head's pattern, a block of
+rows, one row, one column or a max-pooled overview when asked. Which hooks carry them, and the
+layer's scaling, soft-cap and sliding window, the backend declares (``lens.backend.layer_qk``:
+a ``backends.qk.LayerQK``). The recomputation is the model's own:
+``softmax(cap(q k^T * scaling) + causal/sliding-window mask)`` in float32, with query head ``h``
+reading KV head ``h // group_size``; it equals ``hook_pattern`` and Hugging Face's eager
+attention weights.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from ..backends.bridge.attention_mode import attention_for
+from ..backends.qk import LayerQK
 from ..core.indices import check_index, check_layer, check_position
 from ..core.kv_groups import KVGroups
 from ..core.settings import PROGRESS_MIN_TOKENS
@@ -34,37 +38,7 @@ class _Enough(Exception):
     """Raised from the last kept layer's key hook to end the forward pass early."""
 
 
-@dataclass(frozen=True)
-class LayerAttention:
-    """What a layer's softmax needs besides q and k."""
-
-    scaling: float
-    softcap: float | None = None  # Gemma 2 style tanh capping of the scores
-    window: int | None = None  # sliding window: query i sees keys j with i - j < window
-
-
-def layer_attention(lens: Lens, layer: int) -> LayerAttention:
-    """Scaling, logit soft-cap and sliding window of ``layer``, read off the HF attention module."""
-    hf_attn = getattr(lens.bridge.blocks[layer].attn, "original_component", None)
-    if getattr(hf_attn, "sinks", None) is not None:
-        raise NotImplementedError(
-            "attention sinks (GPT-OSS) are not supported by the pattern recomputation yet"
-        )
-    cfg = lens.hf_config
-    d_head = lens.facts.d_head
-    scaling = float(getattr(hf_attn, "scaling", d_head**-0.5))
-    softcap = getattr(hf_attn, "attn_logit_softcapping", None)
-    window = getattr(cfg, "sliding_window", None)
-    layer_types = getattr(cfg, "layer_types", None)
-    if layer_types is not None and layer_types[layer] != "sliding_attention":
-        window = None
-    if window is not None and not getattr(cfg, "use_sliding_window", True):
-        window = None
-    return LayerAttention(scaling, float(softcap) if softcap else None,
-                          int(window) if window else None)
-
-
-def scores_block(q: torch.Tensor, k: torch.Tensor, spec: LayerAttention, q_start: int,
+def scores_block(q: torch.Tensor, k: torch.Tensor, spec: LayerQK, q_start: int,
                  n_keys: int | None = None) -> torch.Tensor:
     """Masked pre-softmax scores of a block of query rows.
 
@@ -107,7 +81,8 @@ def _pool_keys(s: torch.Tensor, f: int) -> torch.Tensor:
 
 
 class KeptQK:
-    """The rotated queries and keys of some layers of one text; patterns recomputed from them.
+    """The queries and keys of some layers of one text, as the model uses them; patterns
+    recomputed from them.
 
     Build with ``KeptQK.from_lens(lens, text, layers)``. Memory:
     ``len(layers) x pos x (n_heads + n_kv) x d_head`` numbers (see ``nbytes``), never ``pos^2``
@@ -115,7 +90,7 @@ class KeptQK:
     """
 
     def __init__(self, q: dict[int, torch.Tensor], k: dict[int, torch.Tensor],
-                 specs: dict[int, LayerAttention]):
+                 specs: dict[int, LayerQK]):
         self.q = q  # layer -> [pos, n_heads, d_head]
         self.k = k  # layer -> [pos, n_kv, d_head]
         self.specs = specs
@@ -129,7 +104,9 @@ class KeptQK:
     @classmethod
     def from_lens(cls, lens: Lens, text: TextOrTokens, layers: Sequence[int] | None = None,
                   *, progress: bool | None = None) -> KeptQK:
-        """Run ``lens`` once on one text, keeping ``hook_rot_q``/``hook_rot_k`` of ``layers``.
+        """Run ``lens`` once on one text, keeping the queries and keys of ``layers`` from the
+        hooks the backend declares (``lens.backend.layer_qk``: ``hook_rot_q``/``hook_rot_k``
+        with RoPE, ``hook_q``/``hook_k`` without).
 
         ``progress``: a bar over the layers run (default: from ``PROGRESS_MIN_TOKENS`` tokens).
         An interrupt leaves the model as it was (no hook or attention switch stays behind).
@@ -141,6 +118,7 @@ class KeptQK:
         tokens = lens.to_tokens(text)
         if tokens.shape[0] != 1:
             raise ValueError(f"attention patterns take one text, got a batch of {tokens.shape[0]}")
+        specs = {layer: lens.backend.layer_qk(lens.bridge, layer) for layer in layers}
         q: dict[int, torch.Tensor] = {}
         k: dict[int, torch.Tensor] = {}
         last = max(layers)
@@ -162,8 +140,8 @@ class KeptQK:
 
         hooks = []
         for layer in layers:
-            hooks.append((lens.hook_name("attn.hook_rot_q", layer), keep(q, layer)))
-            hooks.append((lens.hook_name("attn.hook_rot_k", layer),
+            hooks.append((lens.hook_name(specs[layer].q_hook), keep(q, layer)))
+            hooks.append((lens.hook_name(specs[layer].k_hook),
                           keep(k, layer, stop=layer == last)))
         # without stop_at_layer (lensnb's hooked Llama 3.2 Vision) _Enough ends the run instead
         stop_at = {"stop_at_layer": last + 1} if lens.capabilities.stop_at_layer else {}
@@ -177,8 +155,8 @@ class KeptQK:
                 bar.close()
         missing = [la for la in layers if la not in q or la not in k]
         if missing:
-            raise RuntimeError(f"hook_rot_q/hook_rot_k did not fire for layers {missing}")
-        specs = {layer: layer_attention(lens, layer) for layer in layers}
+            hooks = sorted({h for la in missing for h in (specs[la].q_hook, specs[la].k_hook)})
+            raise RuntimeError(f"the query/key hooks {hooks} did not fire for layers {missing}")
         return cls({la: q[la] for la in layers}, {la: k[la] for la in layers}, specs)
 
     # ------------------------------------------------------------------ bookkeeping

@@ -21,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 from ..core.errors import UnsupportedFeatureError
+from .qk import LayerQK, hooked_layer_qk
 
 
 @runtime_checkable
@@ -135,6 +136,9 @@ class Backend:
             norm ``[..., d_model] -> [..., d_model]`` and the unembedding ``[..., d_model] ->
             [..., d_vocab]`` exactly as the model applies them, without hooks.
         capabilities_of: the capabilities of one hooked model (default: ``capabilities``).
+        layer_qk: ``layer_qk(model, layer) -> LayerQK``: the hooks carrying a self-attention
+            layer's queries and keys as its softmax uses them, and its scaling, soft-cap and
+            sliding window (default: ``hook_rot_q``/``hook_rot_k``; ``backends/qk.py``).
     """
 
     name: str
@@ -147,6 +151,7 @@ class Backend:
     final_modules: Callable[[Any, bool], tuple[torch.nn.Module, torch.nn.Module]]
     model_types: tuple[str, ...] = ()
     capabilities_of: Callable[[Any], Capabilities] | None = None
+    layer_qk: Callable[[Any, int], LayerQK] = hooked_layer_qk
 
     def serves(self, config: Mapping[str, Any]) -> bool:
         """Whether a ``config.json`` dict is one of this backend's models."""

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ...core.errors import PatternMemoryError  # noqa: F401  (raised here)
+from .qk_capture import fire_qkv_hooks, fire_rotary_hooks, hooked_silent, native_kinds
 
 if TYPE_CHECKING:
     from ...lens import Lens
@@ -51,7 +52,9 @@ _active: dict[int, Any] = {}  # id(HF attention module) -> its bridge, while a s
 def _sdpa_with_hooks(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
                      value: torch.Tensor, attention_mask: torch.Tensor | None,
                      **kwargs: Any) -> tuple[torch.Tensor, None]:
-    """HF's sdpa attention, firing the bridge's ``hook_rot_q``/``hook_rot_k`` first.
+    """HF's sdpa attention, firing first the bridge's q/k/v hooks that only the bridge has
+    (``qk_capture.fire_qkv_hooks``: ``hook_rot_q``/``hook_rot_k``, and ``hook_q/k/v`` of a
+    bridge that splits a fused projection itself).
 
     query ``[batch, n_heads, q_pos, d_head]``, key/value ``[batch, n_kv, kv_pos, d_head]``
     (rotated; with a KV cache the keys include the cached positions, of which only the new
@@ -61,15 +64,7 @@ def _sdpa_with_hooks(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
 
     bridge = _active.get(id(module))
     if bridge is not None:
-        if hasattr(bridge, "hook_rot_q"):
-            query = bridge.hook_rot_q(query)
-        if hasattr(bridge, "hook_rot_k"):
-            n_new = query.shape[-2]
-            if key.shape[-2] == n_new:
-                key = bridge.hook_rot_k(key)
-            else:
-                key = torch.cat([key[..., :-n_new, :], bridge.hook_rot_k(key[..., -n_new:, :])],
-                                dim=-2)
+        query, key, value = fire_qkv_hooks(bridge, query, key, value)
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
 
@@ -88,17 +83,14 @@ def attention_bridges(lens: Lens) -> list[Any]:
 
 
 def _model_allows_sdpa(lens: Lens) -> bool:
-    from transformer_lens.model_bridge.generalized_components import (
-        position_embeddings_attention as pea,
-    )
-
     cfg = lens.bridge.cfg
     if not attention_bridges(lens) or any(getattr(cfg, flag, False) for flag in
            ("use_split_qkv_input", "use_attn_in", "use_attn_result")):
         return False
+    kinds = native_kinds()
     for attn in attention_bridges(lens):
         hf = getattr(attn, "original_component", None)
-        if not isinstance(attn, pea.PositionEmbeddingsAttentionBridge) or hf is None:
+        if not isinstance(attn, kinds) or hf is None:
             return False
         if getattr(hf, "attn_logit_softcapping", None) or getattr(hf, "sinks", None) is not None:
             return False
@@ -106,11 +98,9 @@ def _model_allows_sdpa(lens: Lens) -> bool:
 
 
 def _hooked(attn: Any) -> list[str]:
-    """The N²-only hooks of one attention bridge that have a hook on them right now."""
-    if attn is None:
-        return []
-    return [n for n in NEEDS_PATTERN
-            if (hp := getattr(attn, n, None)) is not None and len(hp._forward_hooks)]
+    """The hooks of one attention bridge that only its own attention fires (the N²-only ones,
+    and the parts of a fused projection HF's module never calls) with a hook on them now."""
+    return hooked_silent(attn)
 
 
 def _native_forward(attn: Any) -> Callable[..., Any]:
@@ -224,6 +214,8 @@ def attention_for(lens: Lens, names: Callable[[str], bool] | Iterable[str] = (),
     if tokens is not None:
         batch, n_pos = tokens.shape[0], tokens.shape[-1]
         check_pattern_memory(lens, set(wanted) | set(live), batch, n_pos, cache)
+    for attn in attention_bridges(lens):  # joint-QKV rotary bridges fire hook_rot_q/k too
+        fire_rotary_hooks(attn)
     config = lens.hf_config
     before = config._attn_implementation
     if wanted or live or before == IMPLEMENTATION or not _model_allows_sdpa(lens):

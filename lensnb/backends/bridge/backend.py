@@ -15,6 +15,7 @@ from typing import Any
 
 from ..contract import Backend, Capabilities
 from .loading import load, wrap_module
+from .qk_capture import layer_qk
 
 CAPABILITIES = Capabilities(
     split_qkv=True,
@@ -81,4 +82,5 @@ BACKEND = Backend(
     wrap=wrap_module,
     owns=_owns,
     final_modules=_final_modules,
+    layer_qk=layer_qk,
 )
