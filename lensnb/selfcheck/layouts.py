@@ -32,7 +32,7 @@ FAMILIES: dict[str, Layout] = {
     # window (4 keys) on every other layer, norms before and after attention and MLP, scaling
     # by query_pre_attn_scalar instead of d_head
     "gemma2": ("gemma2", dict(num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-                              sliding_window=4, attn_logit_softcapping=0.5,
+                              sliding_window=4, attn_logit_softcapping=0.05,
                               final_logit_softcapping=1.0, query_pre_attn_scalar=24)),
     # q/k norms, (1 + w) norms around attention and MLP, MQA, a sliding window on layer 0
     "gemma3": ("gemma3_text", dict(num_attention_heads=4, num_key_value_heads=1, head_dim=16,

@@ -37,6 +37,10 @@ import torch
 from ..qk import LayerQK, hooked_layer_qk
 
 _SUBMODULES = ("q", "k", "v", "o", "qkv", "q_norm", "k_norm")  # an attention bridge's parts
+# q/k norms see [batch, n_heads, pos, d_head] in the bridge's own attention, but whatever layout
+# the HF module gives them natively (Qwen3: [batch, pos, n_heads, d_head]): hooked, they run the
+# bridge's attention, so a hook sees one shape whichever path runs
+_BRIDGE_LAYOUT = ("q_norm", "k_norm")
 _QKV = ("q", "k", "v")
 _ROPE_HOOKS = {"q": "hook_rot_q", "k": "hook_rot_k"}
 _silent: weakref.WeakKeyDictionary[Any, list[tuple[str, Any]]] = weakref.WeakKeyDictionary()
@@ -91,7 +95,7 @@ def silent_hooks(attn: Any) -> list[tuple[str, Any]]:
     hooks = [(n, m) for n, m in vars(attn)["_modules"].items() if isinstance(m, HookPoint)]
     for name, part in _parts(attn).items():
         every = [(f"{name}.{n}", m) for n, m in part.named_modules() if isinstance(m, HookPoint)]
-        hooks += [] if _called_by_hf(attn, part) else every
+        hooks += [] if _called_by_hf(attn, part) and name not in _BRIDGE_LAYOUT else every
     silent = [(n, m) for n, m in hooks if n not in fired]
     _silent[attn] = silent
     return silent

@@ -39,6 +39,7 @@ def hf_outputs(tokens):
 
 def count_sdpa(monkeypatch) -> list[int]:
     """Counts calls of lensnb's sdpa attention function (one per layer that ran it)."""
+    attention_mode._register()  # its mask function too (a sliding window needs the right one)
     calls = [0]
     real = attention_mode._sdpa_with_hooks
 
