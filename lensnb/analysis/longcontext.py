@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ..core.errors import IndexRangeError, InputError, InputTypeError
+from ..core.indices import check_layer
 from .patterns import KeptQK
 
 if TYPE_CHECKING:
@@ -36,7 +38,8 @@ if TYPE_CHECKING:
     from ..lens import Lens, TextOrTokens
 
 FRACTIONS = (0.5, 0.9)
-N_SINK = 4
+N_SINK = 4  # the first tokens counted as the attention sink (fewer on a text that short)
+MIN_TOKENS = 2  # a profile needs a query with a key before it
 HELD_OUT_EVERY = 20  # scripts/train_demo_model.py holds out every 20th stdlib file
 
 
@@ -55,10 +58,14 @@ def stdlib_files(held_out: bool = True) -> list[Path]:
 def stdlib_tokens(lens: Lens, n_tokens: int, *, held_out: bool = True) -> torch.Tensor:
     """``[1, n_tokens]`` token ids of standard-library source (BOS first), files joined in order.
 
-    Raises ``ValueError`` if the files hold fewer tokens (the held-out ones: ~147k for the demo).
+    Raises ``InputError`` (a ``ValueError``) if the files hold fewer tokens (the held-out ones:
+    ~147k for the demo).
     """
-    if not isinstance(n_tokens, int) or n_tokens < 2:
-        raise ValueError(f"n_tokens must be an int >= 2, got {n_tokens!r}")
+    if isinstance(n_tokens, bool) or not isinstance(n_tokens, int):
+        raise InputTypeError(f"n_tokens is an int (how many tokens of standard-library source), "
+                             f"got {type(n_tokens).__name__}")
+    if n_tokens < MIN_TOKENS:
+        raise InputError(f"n_tokens must be at least {MIN_TOKENS}, got {n_tokens}")
     tok = lens.tokenizer
     ids = [tok.bos_token_id] if tok.bos_token_id is not None else []
     for path in stdlib_files(held_out):
@@ -66,8 +73,8 @@ def stdlib_tokens(lens: Lens, n_tokens: int, *, held_out: bool = True) -> torch.
                           add_special_tokens=False)
         if len(ids) >= n_tokens:
             return lens.to_tokens(torch.tensor(ids[:n_tokens])[None])
-    raise ValueError(f"the standard library's {'held-out ' if held_out else ''}files hold "
-                     f"only {len(ids):,} tokens, fewer than {n_tokens:,}")
+    raise InputError(f"the standard library's {'held-out ' if held_out else ''}files hold "
+                     f"only {len(ids):,} tokens, fewer than n_tokens={n_tokens:,}")
 
 
 # ---------------------------------------------------------------------------- statistics
@@ -107,19 +114,47 @@ class HeadStats(DistanceStats):
     sink ``[heads]``, reach fraction -> ``[heads, n_queries]`` (per query)."""
 
 
+def check_stats_args(n_pos: int, queries: Any, n_sink: Any, fractions: Any
+                     ) -> tuple[tuple[int, int], int, tuple[float, ...]]:
+    """``(queries, n_sink, fractions)`` of a text of ``n_pos`` tokens, checked: queries a pair
+    ``0 <= q0 < q1 <= n_pos`` (default all), ``n_sink`` an int in ``1..n_pos`` (default
+    ``N_SINK``, or ``n_pos - 1`` on a shorter text), fractions in ``(0, 1]``."""
+    if queries is None:
+        queries = (0, n_pos)
+    if (not isinstance(queries, (tuple, list)) or len(queries) != 2
+            or any(isinstance(q, bool) or not isinstance(q, int) for q in queries)):
+        raise InputTypeError(f"queries is a pair of ints (q0, q1), the query positions "
+                             f"q0..q1-1 averaged over, got {queries!r}")
+    q0, q1 = queries
+    if not 0 <= q0 < q1 <= n_pos:
+        raise IndexRangeError(f"queries ({q0}, {q1}) are not inside the text: need "
+                              f"0 <= q0 < q1 <= {n_pos} (it has {n_pos} tokens)")
+    if n_sink is None:
+        n_sink = min(N_SINK, max(1, n_pos - 1))
+    if isinstance(n_sink, bool) or not isinstance(n_sink, int):
+        raise InputTypeError(f"n_sink is an int (how many first tokens count as the sink), got "
+                             f"{type(n_sink).__name__}")
+    if not 1 <= n_sink <= n_pos:
+        raise InputError(f"n_sink must be in 1..{n_pos} (the first tokens of the text, which has "
+                         f"{n_pos} tokens), got {n_sink}")
+    if isinstance(fractions, (int, float)):
+        fractions = (fractions,)
+    fractions = tuple(fractions)
+    if not fractions:
+        raise InputError("fractions is empty: pass the attention shares to measure the reach "
+                         "of, e.g. (0.5, 0.9)")
+    for f in fractions:
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1:
+            raise InputError(f"fractions must be numbers in (0, 1], got {f!r}")
+    return (q0, q1), n_sink, fractions
+
+
 def head_stats(kept: KeptQK, layer: int, heads: Sequence[int] | None = None, *,
-               queries: tuple[int, int] | None = None, n_sink: int = N_SINK,
+               queries: tuple[int, int] | None = None, n_sink: int | None = N_SINK,
                fractions: Sequence[float] = FRACTIONS) -> HeadStats:
     """Distance mass, sink mass and reach of ``heads`` of ``layer``, in one pass per head."""
     hs = list(range(kept.n_heads)) if heads is None else list(heads)
-    q0, q1 = (0, kept.n_pos) if queries is None else queries
-    if not 0 <= q0 < q1 <= kept.n_pos:
-        raise IndexError(f"queries ({q0}, {q1}) are not inside 0..{kept.n_pos}")
-    if not 1 <= n_sink <= kept.n_pos:
-        raise ValueError(f"n_sink must be in 1..{kept.n_pos}, got {n_sink!r}")
-    for f in fractions:
-        if not 0 < f <= 1:
-            raise ValueError(f"fractions must be in (0, 1], got {f!r}")
+    (q0, q1), n_sink, fractions = check_stats_args(kept.n_pos, queries, n_sink, fractions)
     edges = log_bins(kept.n_pos)
     e = torch.as_tensor(edges)
     dist = torch.zeros(len(hs), len(edges) - 1, dtype=torch.float64)
@@ -190,21 +225,50 @@ class LongContextProfile(DistanceStats):
 
 def long_context_profile(lens: Lens, text: TextOrTokens | None = None,
                          layers: Sequence[int] | None = None, *, n_tokens: int = 8192,
-                         queries: tuple[int, int] | None = None, n_sink: int = N_SINK,
+                         queries: tuple[int, int] | None = None, n_sink: int | None = None,
                          fractions: Sequence[float] = FRACTIONS,
                          kept: KeptQK | None = None, progress: bool = True,
                          ) -> LongContextProfile:
     """Distance mass, sink mass and reach of every head of ``layers`` over one long text.
 
-    ``text``: the text or tokens (default: ``n_tokens`` of held-out standard-library source);
-    ``kept``: reuse rotated q/k already kept (an ``AttentionExplorer``'s ``.kept``).
+    ``text``: the text or tokens, at least 2 tokens (default: ``n_tokens`` of held-out
+    standard-library source); ``kept``: reuse queries and keys already kept (an
+    ``AttentionExplorer``'s ``.kept``) instead of a text. ``queries``: ``(q0, q1)``, the query
+    positions averaged over (default all); ``n_sink``: the first tokens counted as the sink
+    (default 4, fewer on a shorter text); ``fractions``: the attention shares whose reach is
+    measured. Every argument is checked before the model runs.
     """
     from . import rope
 
+    if kept is not None and text is not None:
+        raise InputError("pass either text (run the model on it) or kept (queries and keys "
+                         "already kept), not both")
     if kept is None:
         tokens = stdlib_tokens(lens, n_tokens) if text is None else lens.to_tokens(text)
+        if tokens.shape[0] != 1:
+            raise InputError(f"long_context_profile takes one text, got a batch of "
+                             f"{tokens.shape[0]}")
+        n_pos = tokens.shape[-1]
+    else:
+        n_pos = kept.n_pos
+    if n_pos < MIN_TOKENS:
+        shown = "" if kept is not None or not isinstance(text, str) else f" {text[:40]!r} is"
+        raise InputError(
+            f"long_context_profile needs a text of at least {MIN_TOKENS} tokens (a query and a "
+            f"key before it):{shown} {n_pos} token{'s' * (n_pos != 1)}"
+            + (" (the BOS token alone)" if n_pos == 1 and kept is None else ""))
+    queries, n_sink, fractions = check_stats_args(n_pos, queries, n_sink, fractions)
+    if kept is None:
         kept = KeptQK.from_lens(lens, tokens, layers)
-    layers = kept.layers if layers is None else list(layers)
+        layers = kept.layers
+    elif layers is None:
+        layers = kept.layers
+    else:
+        layers = [check_layer(layer, lens.n_layers) for layer in layers]
+        missing = [layer for layer in layers if layer not in kept.q]
+        if missing or not layers:
+            raise IndexRangeError(f"layers {missing or '[]'} were not kept: kept layers are "
+                                  f"{kept.layers}")
     stats: dict[int, HeadStats] = {}
     bar = None
     if progress:
@@ -221,7 +285,7 @@ def long_context_profile(lens: Lens, text: TextOrTokens | None = None,
         if bar is not None:
             bar.close()
     first = stats[layers[0]]
-    spectrum = rope.spectrum(lens) if lens.facts.rope_theta else None
+    spectrum = rope.spectrum(lens) if lens.facts.rope_theta else None  # none without RoPE
     return LongContextProfile(
         layers=layers, n_pos=kept.n_pos, edges=first.edges,
         distance=torch.stack([stats[la].distance for la in layers]),

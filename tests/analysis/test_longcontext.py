@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from layouts import LAYOUTS
 
 import lensnb
 from lensnb.analysis.longcontext import head_stats, log_bins, stdlib_files, stdlib_tokens
@@ -96,3 +97,64 @@ def test_bad_arguments(kept):
         head_stats(kept, 0, fractions=(1.5,))
     with pytest.raises(IndexError, match="not kept"):
         head_stats(kept, 1)
+
+
+def test_every_argument_is_checked_before_the_model_runs(demo_lens, kept, monkeypatch):
+    """An empty text, a bad n_sink, queries, fractions or layers: an error that names the
+    argument and what is allowed, raised before any forward pass (the counting hook stays 0)."""
+    ran = []
+    monkeypatch.setattr(lensnb.KeptQK, "from_lens",
+                        classmethod(lambda cls, *a, **k: ran.append(1)))
+    with pytest.raises(lensnb.InputError, match=r"at least 2 tokens .*'' is 1 token \(the BOS"):
+        lensnb.long_context_profile(demo_lens, "")
+    with pytest.raises(lensnb.InputError, match=r"n_sink must be in 1\.\.\d+ .* got 0"):
+        lensnb.long_context_profile(demo_lens, TEXT, n_sink=0)
+    with pytest.raises(lensnb.InputTypeError, match="n_sink is an int"):
+        lensnb.long_context_profile(demo_lens, TEXT, n_sink=2.5)
+    with pytest.raises(lensnb.IndexRangeError, match=r"queries \(5, 2\) are not inside"):
+        lensnb.long_context_profile(demo_lens, TEXT, queries=(5, 2))
+    with pytest.raises(lensnb.InputTypeError, match="queries is a pair of ints"):
+        lensnb.long_context_profile(demo_lens, TEXT, queries=5)
+    with pytest.raises(lensnb.InputError, match=r"fractions must be numbers in \(0, 1\]"):
+        lensnb.long_context_profile(demo_lens, TEXT, fractions=(0.5, 1.5))
+    with pytest.raises(lensnb.InputError, match="fractions is empty"):
+        lensnb.long_context_profile(demo_lens, TEXT, fractions=())
+    with pytest.raises(lensnb.InputError, match="not both"):
+        lensnb.long_context_profile(demo_lens, TEXT, kept=kept)
+    with pytest.raises(lensnb.InputError, match="n_tokens must be at least 2"):
+        lensnb.long_context_profile(demo_lens, n_tokens=1)
+    assert not ran
+    with pytest.raises(lensnb.IndexRangeError, match=r"layers \[1\] were not kept"):
+        lensnb.long_context_profile(demo_lens, kept=kept, layers=[0, 1], progress=False)
+
+
+def test_a_short_text_takes_fewer_sink_tokens(demo_lens):
+    """Three tokens: the sink is the first two by default (4 would be the whole text)."""
+    prof = lensnb.long_context_profile(demo_lens, "a b", progress=False)
+    assert prof.n_pos == 3 and prof.n_sink == 2
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_every_family_profile_equals_loops_over_hf_eager(make_tiny_model, layout):
+    """GPT-2 (no RoPE: no wavelengths), partial rotary, q/k norms, soft-caps, sliding windows:
+    the profile's statistics equal the loops run on Hugging Face's own eager weights."""
+    from transformers import AutoModelForCausalLM
+
+    model_type, overrides = LAYOUTS[layout]
+    path = make_tiny_model(model_type, **overrides)
+    lens = lensnb.load(path)
+    tokens = lens.to_tokens(TEXT)
+    prof = lensnb.long_context_profile(lens, tokens, n_sink=2, fractions=(0.9,), progress=False)
+    hf = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").eval()
+    with torch.no_grad():
+        attentions = hf(tokens, output_attentions=True).attentions
+    assert prof.layers == list(range(lens.n_layers))
+    for layer, att in enumerate(attentions):
+        for head in range(lens.n_heads):
+            dist, sink, reach = loops(att[0, head], 2, 0.9, 0, tokens.shape[1])
+            torch.testing.assert_close(prof.distance[layer, head, :len(dist)],
+                                       torch.tensor(dist, dtype=torch.float32), atol=1e-5, rtol=0)
+            assert float(prof.sink[layer, head]) == pytest.approx(sink, abs=1e-5)
+            assert prof.per_layer[layer].reach[0.9][head].tolist() == reach
+    assert (prof.spectrum is None) == (model_type == "gpt2")
+    assert len(prof.table()) == lens.n_layers * lens.n_heads
