@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 import traitlets
+from layouts import LAYOUTS
 from mllama_fixtures import hf_mllama, mllama_dir, vision_lens  # noqa: F401
 
+import lensnb
 from lensnb import AttentionExplorer, UnsupportedFeatureError
 from lensnb.widgets import attention as attention_module
 
@@ -236,3 +238,38 @@ def test_selecting_a_cross_attention_layer_says_where_it_is(vision_explorer):
 def test_image_token_in_text_points_to_image_attention(vision_lens):  # noqa: F811
     with pytest.raises(UnsupportedFeatureError, match=r"<\|image\|>.*ImageAttention"):
         AttentionExplorer(vision_lens, "<|image|>a picture of")
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_every_family_tiles_rows_and_groups_equal_hf_eager(make_tiny_model, layout):
+    """The explorer on GPT-2, NeoX, Phi-3, Qwen3, OLMo-2, Gemma 2/3 and the Llama-likes: every
+    layer's overview tile, an exact row and a column, and a KV group's mean panel, against the
+    weights Hugging Face's eager attention returns (output_attentions=True)."""
+    from transformers import AutoModelForCausalLM
+
+    model_type, overrides = LAYOUTS[layout]
+    path = make_tiny_model(model_type, **overrides)
+    lens = lensnb.load(path)
+    text = "def add(a, b):\n    return a + b\n"
+    explorer = AttentionExplorer(lens, text)
+    hf = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").eval()
+    with torch.no_grad():
+        attentions = hf(lens.to_tokens(text), output_attentions=True).attentions
+    n = len(explorer.tokens)
+    assert explorer.layers == list(range(lens.n_layers))
+    for layer, att in enumerate(attentions):
+        want = att[0]  # [heads, q, k]
+        head = lens.n_heads - 1
+        got = explorer.ask("tile", layer=layer, head=head)
+        tile = decode(got.buffers["tile"], got.reply["vmax"])
+        np.testing.assert_allclose(tile, want[head].numpy(), atol=got.reply["vmax"] / 510 + 1e-6)
+        row = explorer.ask("row", layer=layer, head=0, pos=n - 1).buffers["weights"]
+        np.testing.assert_allclose(row, want[0, n - 1].numpy(), rtol=0, atol=1e-6)
+        col = explorer.ask("column", layer=layer, head=head, pos=1).buffers["weights"]
+        np.testing.assert_allclose(col, want[head, :, 1].numpy(), rtol=0, atol=1e-6)
+        group = lens.n_key_value_heads - 1
+        got = explorer.ask("group", layer=layer, kv_group=group)
+        mean = decode(got.buffers["tiles"]["mean"], got.reply["panels"][-3]["vmax"])
+        heads = lens.heads_of_kv(group)
+        np.testing.assert_allclose(mean, want[heads].mean(0).numpy(),
+                                   atol=got.reply["panels"][-3]["vmax"] / 510 + 1e-6)
