@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..core.errors import UnsupportedFeatureError
 from ..core.facts import config_dict, unwrap_lens
 
 if TYPE_CHECKING:
@@ -63,6 +64,10 @@ UNSCALED = "unscaled"
 ANGLE_BOUND = 1.25e-7  # rad: claimed float32 error of `angles` for positions < 2**24 (tested)
 COS_SIN_BOUND = 6e-8  # claimed float32 error of `cos_sin` for positions < 2**24 (tested)
 MAX_EXACT_POSITION = 2**24
+NO_ROPE_INSTEAD = (
+    "the model places tokens without rotary embeddings (GPT-2: learned absolute positions), so "
+    "it has no RoPE frequencies to show; lensnb.long_context_profile(lens, text) shows how far "
+    "its heads look, and lensnb.RopeSpectrum('meta-llama/Llama-3.1-8B') a RoPE model's spectrum")
 _ROPE_KEYS = ("rope_theta", "rope_type", "factor", "low_freq_factor", "high_freq_factor",
               "original_max_position_embeddings", "beta_fast", "beta_slow", "attention_factor",
               "short_factor", "long_factor", "mscale", "mscale_all_dim", "truncate",
@@ -89,10 +94,9 @@ def rope_config(config_or_lens: ConfigLike, *, layer_type: str | None = None,
         _, data = config_dict(config_or_lens)
         cfg = _from_dict(data)
     if not getattr(cfg, "rope_parameters", None):
-        raise ValueError(
-            f"{getattr(cfg, 'model_type', 'this model')!r} has no rotary position embedding "
-            "(its config has no rope_parameters / rope_theta)"
-        )
+        raise UnsupportedFeatureError(
+            f"{getattr(cfg, 'model_type', 'this model')!r} has no rotary position embedding (its "
+            f"config has no rope_parameters / rope_theta): {NO_ROPE_INSTEAD}")
     cfg.standardize_rope_params()
     _one_layer_type(cfg, layer_type)
     unknown = set(rope_overrides) - set(_ROPE_KEYS)
@@ -415,11 +419,14 @@ def decay_curve(config_or_lens: ConfigLike, distances: Positions | None = None, 
 
 # ----------------------------------------------------------------- per-head frequency usage
 def require_usage(lens: Lens) -> None:
-    """Raise ``UnsupportedFeatureError`` up front where per-head frequency usage does not apply
-    (Llama 3.2 Vision: its cross-attention layers have no RoPE)."""
+    """Raise ``UnsupportedFeatureError`` up front where per-head frequency usage does not apply:
+    a model without RoPE (GPT-2), or with layers that have none (Llama 3.2 Vision's
+    cross-attention layers). Partial rotary (GPT-NeoX, Phi-3) applies: its rotated pairs."""
+    feature = "per-head RoPE frequency usage (rope.frequency_usage, RopeSpectrum(lens, text=...))"
+    if not lens.capabilities.rope:
+        lens.require("rope", feature, NO_ROPE_INSTEAD)
     lens.require(
-        "rope_frequency_usage",
-        "per-head RoPE frequency usage (rope.frequency_usage, RopeSpectrum(lens, text=...))",
+        "rope_frequency_usage", feature,
         "use it on lens.text_only(), the language model alone (its layers are this model's "
         f"self-attention layers {lens.self_attention_layers}, renumbered from 0); "
         "RopeSpectrum(lens) without text shows the spectrum")
@@ -429,9 +436,12 @@ def frequency_usage(lens: Lens, text: Any, *, which: str = "q", rotated: bool = 
                     start: int = 0) -> torch.Tensor:
     """How much of each head's query (or key) squared norm lives in each rotary pair.
 
-    Returns ``[n_layers, n_heads, d_head/2]`` for ``which="q"`` (``n_key_value_heads`` for
-    ``"k"``); each row sums to 1 (less if the head has unrotated dims). Pair ``i`` is dims
-    ``(i, i + rotary_dim/2)`` (transformers' ``rotate_half``, not interleaved). Energies are summed
+    Returns ``[n_layers, n_heads, rotary_dim/2]`` for ``which="q"`` (``n_key_value_heads`` for
+    ``"k"``); each row sums to 1, or, with partial rotary (GPT-NeoX, Phi-3: only the first
+    ``rotary_dim`` of ``d_head`` dims rotate), to the rotated dims' share, the rest being the
+    pass-through dims'. Pair ``i`` is dims ``(i, i + rotary_dim/2)`` (transformers'
+    ``rotate_half``, not interleaved). A model without RoPE (GPT-2) raises
+    ``UnsupportedFeatureError`` before anything runs. Energies are summed
     over the batch and positions ``start:`` (``start=1`` skips BOS) before dividing, so it is the
     share of the stacked queries' squared norm. Rotation keeps each pair's norm, so
     ``rotated=True`` (``hook_rot_q``) gives the same numbers up to float error, except for an

@@ -87,6 +87,9 @@ class Capabilities:
     sdpa_switch: bool = False
     #: direct logit attribution (the residual is the plain sum of heads, MLPs and the rest)
     direct_logit_attribution: bool = False
+    #: rotary position embeddings (RopeSpectrum of the lens, RoPE wavelengths in profiles);
+    #: partial rotary (GPT-NeoX, Phi-3) counts: the pairs it rotates, the rest passed through
+    rope: bool = False
     #: per-head RoPE frequency usage (every layer is a RoPE self-attention layer)
     rope_frequency_usage: bool = False
     #: ``run_with_hooks(..., stop_at_layer=n)`` ends the forward after layer ``n - 1``

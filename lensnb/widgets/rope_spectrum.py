@@ -102,9 +102,11 @@ class RopeSpectrum(LensWidget):
         if config_or_lens is None:
             config_or_lens = DEFAULT_CONFIG if DEFAULT_CONFIG in catalogue() else LLAMA31_FALLBACK
         self._lens: Lens | None = config_or_lens if isinstance(config_or_lens, Lens) else None
-        vision = self._lens is not None and self._lens.is_vision
-        if vision and (text is not None or tab == "usage"):
-            rope.require_usage(self._lens)  # raises: no per-head usage on Llama 3.2 Vision
+        usage = self._lens is not None and self._lens.capabilities.rope_frequency_usage
+        if self._lens is not None:  # up front: no RoPE (GPT-2), or no per-head usage (Mllama)
+            self._lens.require("rope", "RopeSpectrum of this lens", rope.NO_ROPE_INSTEAD)
+            if not usage and (text is not None or tab == "usage"):
+                rope.require_usage(self._lens)
         self._config = rope.rope_config(config_or_lens)
         self._text = DEFAULT_TEXT if text is None else text
         self._usage: dict[str, torch.Tensor] = {}
@@ -112,7 +114,7 @@ class RopeSpectrum(LensWidget):
         initial = self._initial_params()
         super().__init__(label=_label(config_or_lens),
                          compare_labels=[lab for lab, _ in self._compare], initial=initial,
-                         has_usage=self._lens is not None and not vision, tab=tab,
+                         has_usage=usage, tab=tab,
                          y_axis=y_axis, log_y=log_y,
                          **initial)
 

@@ -13,6 +13,7 @@ import mpmath
 import numpy as np
 import pytest
 import torch
+from layouts import LAYOUTS
 from transformers import LlamaConfig
 from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding, rotate_half
 
@@ -335,6 +336,44 @@ def test_frequency_usage_matches_a_hand_computation(demo_lens, which):
     torch.testing.assert_close(usage.sum(-1), torch.ones(usage.shape[:2]), rtol=0, atol=1e-5)
     rotated = rope.frequency_usage(demo_lens, text, which=which, rotated=True)
     torch.testing.assert_close(rotated, usage, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", ["gpt-neox", "phi3"])
+def test_partial_rotary_usage_counts_the_rotated_pairs_only(make_tiny_model, layout):
+    """NeoX rotates the first quarter of each head, Phi-3 (partial_rotary_factor 0.5) the first
+    half: usage has rotary_dim/2 pairs (i, i + rotary_dim/2), as the model's own rotate_half
+    pairs them, and each row plus the pass-through dims' share is 1. The rotated q (now fired
+    on NeoX/Phi-3 too) gives the same shares."""
+    model_type, overrides = LAYOUTS[layout]
+    lens = lensnb.load(make_tiny_model(model_type, **overrides))
+    text = "for i in range(10):\n    print(i)\n"
+    rotary = lens.hf_model.get_submodule(
+        "gpt_neox.rotary_emb" if layout == "gpt-neox" else "model.rotary_emb").inv_freq.numel() * 2
+    d_head = lens.facts.d_head
+    assert rotary < d_head  # partial
+    usage = rope.frequency_usage(lens, text)
+    assert usage.shape == (lens.n_layers, lens.n_heads, rotary // 2)
+    _, cache = lens.run_with_cache(text, names="blocks.*.attn.hook_q")
+    for layer in range(lens.n_layers):
+        x = cache[f"blocks.{layer}.attn.hook_q"][0].double()  # [pos, heads, d_head]
+        total = (x ** 2).sum((0, 2))  # [heads]
+        for pair, (a, b) in enumerate(_pairs_from_rotate_half(rotary)):
+            want = (x[..., a] ** 2 + x[..., b] ** 2).sum(0) / total
+            torch.testing.assert_close(usage[layer, :, pair].double(), want, rtol=1e-5, atol=1e-7)
+        passed = (x[..., rotary:] ** 2).sum((0, 2)) / total
+        torch.testing.assert_close(usage[layer].sum(-1).double() + passed,
+                                   torch.ones(lens.n_heads, dtype=torch.float64), atol=1e-5,
+                                   rtol=0)
+    rotated = rope.frequency_usage(lens, text, rotated=True)
+    torch.testing.assert_close(rotated, usage, rtol=1e-4, atol=1e-6)
+
+
+def test_no_rope_refuses_up_front_naming_the_alternative(make_tiny_model):
+    lens = lensnb.load(make_tiny_model(*LAYOUTS["gpt2"][:1], **LAYOUTS["gpt2"][1]))
+    for call in (lambda: rope.frequency_usage(lens, "a b"), lambda: rope.spectrum(lens),
+                 lambda: lensnb.RopeSpectrum(lens)):
+        with pytest.raises(lensnb.UnsupportedFeatureError, match="long_context_profile"):
+            call()
 
 
 def test_frequency_usage_rejects_bad_which(demo_lens):

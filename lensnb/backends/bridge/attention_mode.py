@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ...core.errors import PatternMemoryError  # noqa: F401  (raised here)
-from .qk_capture import fire_qkv_hooks, fire_rotary_hooks, hooked_silent, native_kinds
+from .qk_capture import fire_qkv_hooks, fire_rotary_hooks, hooked_silent, runs_natively
 
 if TYPE_CHECKING:
     from ...lens import Lens
@@ -87,14 +87,7 @@ def _model_allows_sdpa(lens: Lens) -> bool:
     if not attention_bridges(lens) or any(getattr(cfg, flag, False) for flag in
            ("use_split_qkv_input", "use_attn_in", "use_attn_result")):
         return False
-    kinds = native_kinds()
-    for attn in attention_bridges(lens):
-        hf = getattr(attn, "original_component", None)
-        if not isinstance(attn, kinds) or hf is None:
-            return False
-        if getattr(hf, "attn_logit_softcapping", None) or getattr(hf, "sinks", None) is not None:
-            return False
-    return True
+    return all(runs_natively(attn) for attn in attention_bridges(lens))
 
 
 def _hooked(attn: Any) -> list[str]:

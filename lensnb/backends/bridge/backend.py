@@ -10,19 +10,24 @@ those registered through ``register_adapter`` below (which calls TransformerLens
 
 from __future__ import annotations
 
+from dataclasses import replace
 from importlib.metadata import entry_points
 from typing import Any
 
+import torch
+
 from ..contract import Backend, Capabilities
 from .loading import load, wrap_module
-from .qk_capture import layer_qk
+from .qk_capture import layer_qk, runs_natively
 
+#: What a bridge can do at most; ``capabilities_of`` narrows it to one model.
 CAPABILITIES = Capabilities(
-    split_qkv=True,
+    split_qkv=True,  # where TransformerLens's attention bridge forks per-head q/k/v inputs
     compatibility_mode=True,
     fast_path=True,  # where the adapter's components map onto the HF model (``fast_path``)
-    sdpa_switch=True,  # per layer, where TransformerLens's attention allows it
-    direct_logit_attribution=True,  # RMSNorm models whose residual is a plain sum
+    sdpa_switch=True,  # where every layer's HF attention can run sdpa (no soft-cap, no sinks)
+    direct_logit_attribution=True,  # where every layer's heads write through a linear W_O
+    rope=True,  # where every layer rotates q and k (all dims or a leading part)
     rope_frequency_usage=True,
     stop_at_layer=True,
     cross_attention=False,
@@ -59,6 +64,30 @@ def architectures() -> list[str]:
     return sorted(names)
 
 
+def capabilities_of(model: Any) -> Capabilities:
+    """What one bridged model can do, read off its attention bridges (TransformerLens's
+    components, not the model's class): per-head q/k/v inputs where the bridge forks them,
+    sdpa where HF's attention allows it, RoPE where the bridge rotates (``hook_rot_q``), direct
+    logit attribution where each layer's heads write through a linear ``W_O``."""
+    from transformers.pytorch_utils import Conv1D
+
+    attns = [getattr(block, "attn", None) for block in getattr(model, "blocks", ())]
+    every = bool(attns) and all(a is not None for a in attns)
+    rotary = every and all(hasattr(a, "hook_rot_q") for a in attns)
+    per_head_out = every and all(
+        isinstance(getattr(getattr(a, "o", None), "original_component", None),
+                   (torch.nn.Linear, Conv1D)) for a in attns)
+    return replace(
+        CAPABILITIES,
+        split_qkv=every and all(getattr(a, "supports_split_qkv_fork", False)
+                                and hasattr(a, "hook_q_input") for a in attns),
+        sdpa_switch=every and all(runs_natively(a) for a in attns),
+        direct_logit_attribution=per_head_out,
+        rope=rotary,
+        rope_frequency_usage=rotary,
+    )
+
+
 def _owns(model: Any) -> bool:
     from transformer_lens.model_bridge import TransformerBridge
 
@@ -82,5 +111,6 @@ BACKEND = Backend(
     wrap=wrap_module,
     owns=_owns,
     final_modules=_final_modules,
+    capabilities_of=capabilities_of,
     layer_qk=layer_qk,
 )

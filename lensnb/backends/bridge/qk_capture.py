@@ -58,6 +58,15 @@ def native_kinds() -> tuple[type, ...]:
             joint_qkv_attention.JointQKVAttentionBridge)
 
 
+def runs_natively(attn: Any) -> bool:
+    """Whether attention bridge ``attn`` can run its Hugging Face module with sdpa: a native
+    kind, with no logit soft-cap (sdpa has none) and no attention sinks."""
+    hf = getattr(attn, "original_component", None)
+    return (isinstance(attn, native_kinds()) and hf is not None
+            and not getattr(hf, "attn_logit_softcapping", None)
+            and getattr(hf, "sinks", None) is None)
+
+
 def _called_by_hf(attn: Any, part: Any) -> bool:
     """Whether the HF attention module calls bridge component ``part`` itself (it replaced one
     of the module's children), so the part's hooks fire on the memory-efficient path."""

@@ -18,6 +18,7 @@ CAPABILITIES = Capabilities(
     fast_path=False,  # generation runs HookedMllama's own layer loop with its KV cache
     sdpa_switch=False,  # eager attention: every pattern is computed anyway
     direct_logit_attribution=False,  # cross-attention layers add tanh(gate)-scaled terms
+    rope=True,  # the self-attention layers' (Llama 3.1 scaling)
     rope_frequency_usage=False,  # cross-attention layers have no RoPE
     stop_at_layer=False,
     cross_attention=True,
