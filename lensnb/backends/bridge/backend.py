@@ -81,7 +81,7 @@ def capabilities_of(model: Any) -> Capabilities:
         CAPABILITIES,
         split_qkv=every and all(getattr(a, "supports_split_qkv_fork", False)
                                 and hasattr(a, "hook_q_input") for a in attns),
-        sdpa_switch=every and all(runs_natively(a) for a in attns),
+        sdpa_switch=every and all(runs_natively(a) for a in attns),  # (compatibility mode too)
         direct_logit_attribution=per_head_out,
         rope=rotary,
         rope_frequency_usage=rotary,

@@ -103,3 +103,29 @@ def test_joint_qkv_families_run_sdpa_and_equal_hf_sdpa(built, layout, monkeypatc
         truth = hf_model(path, "sdpa")(tokens).logits
     torch.testing.assert_close(lens(tokens), truth, rtol=0, atol=1e-5)
     assert calls[0] == lens.n_layers
+
+
+@pytest.mark.parametrize("layout", ["gpt2", "gpt-neox", "phi3"])
+def test_compatibility_mode_keeps_joint_qkv_in_the_bridge(make_tiny_model, tmp_path, layout):
+    """Compatibility mode folds each pre-norm into the bridge's own q/k/v copies of a fused
+    projection, not into HF's fused module: those layers must run the bridge's attention. With
+    norms that are not the identity, the logits equal HF's (up to the per-position shift of the
+    centred unembedding)."""
+    from transformers import AutoModelForCausalLM
+
+    model_type, overrides = LAYOUTS[layout]
+    source = make_tiny_model(model_type, **overrides)
+    hf = AutoModelForCausalLM.from_pretrained(source).eval()
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for name, param in hf.named_parameters():
+            if "norm" in name or ".ln_" in name:
+                param.copy_(torch.rand_like(param) + 0.5)
+    hf.save_pretrained(tmp_path)
+    lensnb.load(source).tokenizer.save_pretrained(tmp_path)
+    lens = lensnb.load(tmp_path, compatibility=True)
+    assert not lens.capabilities.sdpa_switch
+    tokens = lens.to_tokens(TEXT)
+    with torch.no_grad():
+        diff = lens(tokens) - hf(tokens).logits  # [1, pos, vocab]
+    assert float((diff - diff.mean(-1, keepdim=True)).abs().max()) < 1e-5  # measured 1e-7
