@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from ..analysis.attribution import logit_attribution
+from ..analysis.patterns import attention_patterns
 from ..backends.bridge.fast_path import plain_model
 from ..interventions.patch import patch as make_patch
 from ..lens import UnsupportedFeatureError
@@ -42,8 +44,7 @@ def check_logits(b: Built) -> tuple[float, float, str]:
 def check_pattern(b: Built) -> tuple[float, float, str]:
     lens = b.lens
     ids = lens.to_tokens(PROMPT)
-    with torch.no_grad():
-        want = b.ref(input_ids=ids, output_attentions=True).attentions
+    want = _hf_attentions(b, ids)
     names = [f"blocks.{i}.attn.hook_pattern" for i in lens.self_attention_layers]
     _, cache = lens.run_with_cache(ids, names=names)
     if len(want) != len(names):
@@ -63,13 +64,63 @@ def check_pattern(b: Built) -> tuple[float, float, str]:
     return err, PATTERN_TOL, ""
 
 
+def _hf_attentions(b: Built, ids: torch.Tensor) -> list[torch.Tensor]:
+    """HF eager's attention weights of the self-attention layers (``[1, heads, q, k]`` each)."""
+    if "attentions" not in b.memo:
+        with torch.no_grad():
+            b.memo["attentions"] = b.ref(input_ids=ids, output_attentions=True).attentions
+    return b.memo["attentions"]
+
+
+def check_kept_pattern(b: Built) -> tuple[float, float, str]:
+    """``lensnb.attention_patterns`` (what ``AttentionExplorer`` and ``long_context_profile``
+    show: patterns recomputed from the q/k the backend declares, never the N^2 matrices)
+    against HF eager's weights, every self-attention layer."""
+    lens = b.lens
+    ids = lens.to_tokens(PROMPT)
+    want = _hf_attentions(b, ids)
+    layers = lens.self_attention_layers
+    if len(want) != len(layers):
+        raise AssertionError(f"HF returned {len(want)} attention maps for {len(layers)} layers")
+    kept = attention_patterns(lens, ids, layers=layers, progress=False)
+    return max(_max(kept.pattern(la), w[0]) for la, w in zip(layers, want, strict=True)), \
+        PATTERN_TOL, ""
+
+
+def check_dla(b: Built) -> tuple[float, float, str]:
+    """Direct logit attribution at the last position (top token minus the bottom one): every
+    part summed equals HF's logit difference (before any final soft-cap: ``lm_head``'s output).
+    A model it does not apply to must refuse up front (``UnsupportedFeatureError``)."""
+    lens = b.lens
+    if not lens.capabilities.direct_logit_attribution:
+        raise NotApplicable("lensnb refuses it up front on this model (UnsupportedFeatureError)")
+    ids = lens.to_tokens(PROMPT)
+    seen: dict[str, torch.Tensor] = {}
+    head = b.ref.get_output_embeddings()
+    handle = head.register_forward_hook(lambda m, a, out: seen.__setitem__("y", out))
+    try:
+        with torch.no_grad():
+            b.ref(input_ids=ids)
+    finally:
+        handle.remove()
+    logits = seen["y"][0, -1].double()
+    top, bottom = int(logits.argmax()), int(logits.argmin())  # the widest difference
+    dla = logit_attribution(lens, ids, top, bottom)
+    return abs(dla.total - float(logits[top] - logits[bottom])), LOGIT_TOL, ""
+
+
 def check_split_qkv(b: Built) -> tuple[float, float, str]:
-    """Patch each KV group's key input of the last layer: its own query heads move, every
-    other head stays bit-identical to a clean run with split QKV on."""
+    """Patch the first and the last KV group's key input of the last layer: its own query heads
+    move, every other head stays bit-identical to a clean run with split QKV on."""
     lens = b.lens
     ids = lens.to_tokens(PROMPT)
     layer = lens.n_layers - 1
     name = f"blocks.{layer}.attn.hook_pattern"
+    k_norm = getattr(getattr(lens.bridge.blocks[layer], "attn", None), "k_norm", None)
+    k_norm = getattr(k_norm, "original_component", k_norm)
+    if k_norm is not None and k_norm.weight.numel() != lens.facts.d_head:
+        raise NotApplicable("one k_norm spans every KV head (OLMo-2): a patch of one group's "
+                            "keys rescales all groups'")
     try:
         with lens.split_qkv():
             logits, cache = lens.run_with_cache(ids, names=name)
@@ -82,7 +133,7 @@ def check_split_qkv(b: Built) -> tuple[float, float, str]:
         return err_logits, LOGIT_TOL, f"logits with split QKV on differ from HF by {err_logits:.1e}"
     clean = cache[name][0]  # [n_heads, q, k]
     outside = 0.0
-    for g in range(lens.n_key_value_heads):
+    for g in sorted({0, lens.n_key_value_heads - 1}):  # the first and the last group
         noise = torch.randn(*ids.shape, lens.facts.d_model,
                             generator=torch.Generator().manual_seed(g)) * 2.0
         with lens.patch_kv_input(layer, g, noise.to(lens.device), which="k"):
@@ -218,6 +269,8 @@ def check_vision_gen(b: Built) -> tuple[float, float | None, str]:
 CHECKS: dict[str, Callable[[Built], tuple[float | None, float | None, str]]] = {
     "logits": check_logits,
     "pattern": check_pattern,
+    "kept_pattern": check_kept_pattern,
+    "dla": check_dla,
     "split_qkv": check_split_qkv,
     "gen_fast": check_gen_fast,
     "gen_bridge": check_gen_bridge,

@@ -12,16 +12,18 @@ import torch
 
 from ..core.paths import ASSETS
 from ..loading import load
+from .layouts import FAMILIES, LLAMA3_ROPE
 
-_LLAMA3_ROPE = dict(rope_type="llama3", rope_theta=500000.0, factor=8.0, low_freq_factor=1.0,
-                    high_freq_factor=4.0, original_max_position_embeddings=64)
-# layout -> (model_type, config overrides); tiny versions of the real attention layouts
+# layout -> (model_type, config overrides): tiny versions of the real attention layouts, and of
+# every other family lensnb hooks (``layouts.FAMILIES``; Gemma 3 is left to the test suite: it
+# adds q/k norms to Gemma 2's layout, which Qwen3 and OLMo-2 cover here)
 TEXT_LAYOUTS: dict[str, tuple[str, dict[str, Any]]] = {
     "llama-gqa": ("llama", dict(num_attention_heads=8, num_key_value_heads=2,
-                                rope_parameters=_LLAMA3_ROPE)),
+                                rope_parameters=LLAMA3_ROPE)),
     "mistral": ("mistral", dict(num_attention_heads=8, num_key_value_heads=2)),
     "qwen2-bias": ("qwen2", dict(num_attention_heads=8, num_key_value_heads=2)),
     "gemma-mqa": ("gemma", dict(num_attention_heads=4, num_key_value_heads=1, head_dim=16)),
+    **{name: FAMILIES[name] for name in ("gpt2", "gpt-neox", "phi3", "qwen3", "olmo2", "gemma2")},
 }
 VISION_LAYOUT = "mllama"
 LAYOUTS = (*TEXT_LAYOUTS, VISION_LAYOUT)
@@ -82,7 +84,7 @@ def build_mllama(tok: Any, seed: int = 0) -> torch.nn.Module:
                          num_attention_heads=4, num_key_value_heads=2, intermediate_size=128,
                          cross_attention_layers=[1, 3], max_position_embeddings=256,
                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                         pad_token_id=tok.pad_token_id, rope_parameters=_LLAMA3_ROPE),
+                         pad_token_id=tok.pad_token_id, rope_parameters=LLAMA3_ROPE),
         image_token_index=image_id,
     )
     cfg.architectures = ["MllamaForConditionalGeneration"]

@@ -14,6 +14,8 @@ PASS, FAIL, NA = "pass", "FAIL", "n.a."
 INVARIANTS: dict[str, str] = {
     "logits": "logits == HF eager",
     "pattern": "hook_pattern == HF attentions",
+    "kept_pattern": "explorer's patterns == HF",
+    "dla": "DLA parts sum == HF logits",
     "split_qkv": "split-QKV locality",
     "gen_fast": "cached == uncached (fast path)",
     "gen_bridge": "cached == uncached (bridge path)",
@@ -36,7 +38,7 @@ class CheckRow:
 
     Attributes:
         invariant: key of ``INVARIANTS`` (``"logits"``, ``"pattern"``, ...).
-        layout: ``"llama-gqa"``, ``"mistral"``, ``"qwen2-bias"``, ``"gemma-mqa"``, ``"mllama"``.
+        layout: a key of ``models.LAYOUTS`` (``"llama-gqa"``, ``"gpt2"``, ..., ``"mllama"``).
         status: ``"pass"``, ``"FAIL"`` or ``"n.a."``.
         max_error: the measured largest absolute difference (``None`` when not numeric).
         tolerance: the largest allowed.

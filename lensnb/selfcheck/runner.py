@@ -53,12 +53,13 @@ def _run_one(invariant: str, layout: str, built: Built | None, build_error: str)
 def check(layouts: Sequence[str] | None = None, *, verbose: bool = True) -> CheckResult:
     """Self-test the installed stack on tiny random models of every supported layout; offline,
     a few seconds. Prints the table (unless ``verbose=False``) and returns a ``CheckResult``
-    (``.ok``, ``.rows``, ``.to_frame()``). Never raises, and leaves torch's random state as
-    it found it.
+    (``.ok``, ``.rows``, ``.to_frame()``). Never raises, and leaves torch's random state and
+    thread count as it found them (it runs on one thread: the models are tiny).
 
     Args:
-        layouts: a subset of ``"llama-gqa"``, ``"mistral"``, ``"qwen2-bias"``, ``"gemma-mqa"``,
-            ``"mllama"`` (default: all).
+        layouts: a subset of ``models.LAYOUTS``: ``"llama-gqa"``, ``"mistral"``,
+            ``"qwen2-bias"``, ``"gemma-mqa"``, ``"gpt2"``, ``"gpt-neox"``, ``"phi3"``,
+            ``"qwen3"``, ``"olmo2"``, ``"gemma2"``, ``"mllama"`` (default: all).
         verbose: print the table.
     """
     start = time.perf_counter()
@@ -70,9 +71,14 @@ def check(layouts: Sequence[str] | None = None, *, verbose: bool = True) -> Chec
                                                     "transformer-lens")}
     chosen = (list(LAYOUTS) if layouts is None else
               [layouts] if isinstance(layouts, str) else list(layouts))
-    with torch.random.fork_rng(devices=[]):  # the builders seed torch; the caller's RNG stays
-        for layout in chosen:
-            rows += _check_layout(layout)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is fastest, more only contend
+    try:
+        with torch.random.fork_rng(devices=[]):  # the builders seed torch; the caller's RNG
+            for layout in chosen:               # stays as it was
+                rows += _check_layout(layout)
+    finally:
+        torch.set_num_threads(threads)
     result = CheckResult(rows, versions, time.perf_counter() - start)
     if verbose:
         print(result)
