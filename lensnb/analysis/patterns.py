@@ -24,7 +24,8 @@ import torch.nn.functional as F
 
 from ..backends.bridge.attention_mode import attention_for
 from ..backends.qk import LayerQK
-from ..core.indices import check_index, check_layer, check_position
+from ..core.errors import InputError
+from ..core.indices import check_index, check_position
 from ..core.kv_groups import KVGroups
 from ..core.settings import PROGRESS_MIN_TOKENS
 
@@ -111,13 +112,14 @@ class KeptQK:
         ``progress``: a bar over the layers run (default: from ``PROGRESS_MIN_TOKENS`` tokens).
         An interrupt leaves the model as it was (no hook or attention switch stays behind).
         """
-        layers = list(range(lens.n_layers)) if layers is None else list(layers)
+        layers = lens.self_attention_layers if layers is None else list(layers)
         if not layers:
-            raise ValueError("layers is empty: pass at least one layer index")
-        layers = [check_layer(layer, lens.n_layers) for layer in layers]  # negative: from the end
+            raise InputError("layers is empty: pass at least one layer index")
+        # negative counts from the end; a cross-attention layer (Llama 3.2 Vision) refuses
+        layers = [lens.require_self_attention(layer, "attention_patterns") for layer in layers]
         tokens = lens.to_tokens(text)
         if tokens.shape[0] != 1:
-            raise ValueError(f"attention patterns take one text, got a batch of {tokens.shape[0]}")
+            raise InputError(f"attention patterns take one text, got a batch of {tokens.shape[0]}")
         specs = {layer: lens.backend.layer_qk(lens.bridge, layer) for layer in layers}
         q: dict[int, torch.Tensor] = {}
         k: dict[int, torch.Tensor] = {}
@@ -337,8 +339,9 @@ def attention_patterns(lens: Lens, text: TextOrTokens, layers: Sequence[int] | N
                        *, progress: bool | None = None) -> KeptQK:
     """Exact attention patterns of one text at any length, without the ``pos^2`` matrices.
 
-    Runs ``lens`` once (memory-efficient attention, up to the last of ``layers``; all by
-    default) and keeps the rotated queries and keys. Then ``.row(layer, head, q)``,
+    Runs ``lens`` once (memory-efficient attention, up to the last of ``layers``; every
+    self-attention layer by default) and keeps the queries and keys as the model uses them.
+    Then ``.row(layer, head, q)``,
     ``.column(layer, head, k)``, ``.pattern(layer, heads, rows=slice(..))`` (rows),
     ``.block(layer, heads, q0, q1, k0, k1)`` (a window) and ``.pooled(layer, heads, size=512)``
     (a max-pooled overview) recompute what ``hook_pattern`` holds, block by block.
