@@ -17,8 +17,9 @@ passes go through (``Lens.__call__``, ``run_with_cache``, ``run_with_hooks``, ``
 - before anything runs, a call whose hooks would build patterns too large for the free memory
   raises ``PatternMemoryError`` with the size it needs and the alternatives.
 
-Models whose attention sdpa cannot express (logit soft-capping, attention sinks, split q/k/v
-inputs) keep the eager path everywhere.
+Logit soft-capping (Gemma 2), which sdpa cannot express, runs blockwise in the same memory
+(``softcap.softcapped_attention``, HF eager's operations). Models with attention sinks, and
+calls with split q/k/v inputs on, keep the eager path everywhere.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import torch
 
 from ...core.errors import PatternMemoryError  # noqa: F401  (raised here)
 from .qk_capture import fire_qkv_hooks, fire_rotary_hooks, hooked_silent, runs_natively
+from .softcap import softcapped_attention
 
 if TYPE_CHECKING:
     from ...lens import Lens
@@ -65,6 +67,8 @@ def _sdpa_with_hooks(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
     bridge = _active.get(id(module))
     if bridge is not None:
         query, key, value = fire_qkv_hooks(bridge, query, key, value)
+    if kwargs.get("softcap"):  # Gemma 2: sdpa has no soft-cap; HF eager's numbers, blockwise
+        return softcapped_attention(module, query, key, value, attention_mask, **kwargs)
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
 

@@ -59,18 +59,18 @@ def native_kinds() -> tuple[type, ...]:
 
 
 def runs_natively(attn: Any) -> bool:
-    """Whether attention bridge ``attn`` can run its Hugging Face module with sdpa: a native
-    kind, with no logit soft-cap (sdpa has none) and no attention sinks, and computing with
-    the weights the bridge does. A joint-QKV bridge keeps its own copies of the q/k/v parts
-    of the fused projection, which compatibility mode processes (folded norms, centred
-    weights) while HF's fused module keeps the raw ones: there it runs its own attention."""
+    """Whether attention bridge ``attn`` can run its Hugging Face module memory-efficiently: a
+    native kind, with no attention sinks (a logit soft-cap runs blockwise: ``softcap.py``), and
+    computing with the weights the bridge does. A joint-QKV bridge keeps its own copies of the
+    q/k/v parts of the fused projection, which compatibility mode processes (folded norms,
+    centred weights) while HF's fused module keeps the raw ones: there it runs its own
+    attention."""
     from transformer_lens.model_bridge.generalized_components import joint_qkv_attention
 
     hf = getattr(attn, "original_component", None)
     copies = isinstance(attn, joint_qkv_attention.JointQKVAttentionBridge)
     return (isinstance(attn, native_kinds()) and hf is not None
             and not (copies and getattr(attn, "compatibility_mode", False))
-            and not getattr(hf, "attn_logit_softcapping", None)
             and getattr(hf, "sinks", None) is None)
 
 
