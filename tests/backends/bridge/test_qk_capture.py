@@ -129,3 +129,13 @@ def test_compatibility_mode_keeps_joint_qkv_in_the_bridge(make_tiny_model, tmp_p
     with torch.no_grad():
         diff = lens(tokens) - hf(tokens).logits  # [1, pos, vocab]
     assert float((diff - diff.mean(-1, keepdim=True)).abs().max()) < 1e-5  # measured 1e-7
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_attention_patterns_never_build_the_scores(built, layout, monkeypatch):
+    """Keeping q/k runs every layer through the memory-efficient attention function (sdpa, or
+    Gemma 2's blockwise soft-cap): no layer builds its [heads, pos, pos] scores."""
+    lens, _ = built(layout)
+    calls = count_sdpa(monkeypatch)
+    kept = lensnb.attention_patterns(lens, TEXT)
+    assert calls[0] == lens.n_layers and kept.layers == list(range(lens.n_layers))
