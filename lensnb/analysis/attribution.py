@@ -28,6 +28,7 @@ post-norms.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,8 +69,12 @@ def freeze_norm(norm: torch.nn.Module, x: torch.Tensor) -> FrozenNorm:
     """``norm``'s affine form at input ``x`` ``[d_model]`` (its scale frozen at ``x``'s), found by
     running the module itself on probes: its bias is ``norm(0)``, it centres when
     ``norm(x + 1) == norm(x)``, its gain is read off a ``±PROBE`` vector (mean 0, so eps is
-    negligible), and the scale is the one that maps ``x`` to ``norm(x)``."""
+    negligible), and the scale is the one that maps ``x`` to ``norm(x)``. A half-precision
+    norm is probed as a float32 copy."""
     ref = next(iter(norm.parameters()), x)
+    if ref.dtype in (torch.float16, torch.bfloat16):  # probe a float32 copy (d_model numbers)
+        norm = copy.deepcopy(norm).float()
+        ref = next(iter(norm.parameters()))
     d = x.shape[-1]
     u = torch.full((d,), PROBE, dtype=torch.float64)
     u[1::2] = -PROBE
@@ -276,19 +281,21 @@ def logit_attribution(lens: Any, text_or_tokens: Any, token: int | str,
         out, bias = out.cpu(), bias.cpu()
         raw = cache[f"blocks.{layer}.attn.hook_out"][0, pos].double().cpu()
         added = cache[f"blocks.{layer}.hook_attn_out"][0, pos].double().cpu()
-        _check_sum(out.sum(0) + bias, raw, f"layer {layer}: heads + b_O vs the attention output")
+        _check_sum(out.sum(0) + bias, raw, f"layer {layer}: heads + b_O vs the attention output",
+                   lens.dtype, lens.n_heads + 1)
         if post[layer]:  # the residual gets post_norm(raw): heads through its frozen scale
             frozen = freeze_norm(lens.bridge.blocks[layer].ln1_post.original_component, raw)
             out, bias = frozen.linear(out), frozen.linear(bias) + frozen.bias
             _check_sum(out.sum(0) + bias, added, f"layer {layer}: heads through the "
-                       "post-attention norm vs what the block adds")
+                       "post-attention norm vs what the block adds", lens.dtype, lens.n_heads + 1)
         mlp_out = cache[f"blocks.{layer}.hook_mlp_out"][0, pos].double().cpu()
         heads.append(project(out))
         attn_bias.append(project(bias))
         mlp.append(project(mlp_out))
         total += added + mlp_out
     _check_sum(total, resid_final.double().cpu(),
-               "embed + attention + MLP outputs vs the final residual stream")
+               "embed + attention + MLP outputs vs the final residual stream", lens.dtype,
+               2 * lens.n_layers + 1)
     pre_cap = unembed(norm(resid_final[None].to(next(iter(norm.parameters()), resid_final).dtype)))
     pre_cap = pre_cap[0].double()
     logit = logits[0, pos].double()
@@ -303,9 +310,12 @@ def logit_attribution(lens: Any, text_or_tokens: Any, token: int | str,
     )
 
 
-def _check_sum(parts: torch.Tensor, whole: torch.Tensor, what: str) -> None:
-    tol = 1e-3 * float(whole.abs().max()) + 1e-4
-    if float((parts.to(whole.device) - whole).abs().max()) > tol:
+def _check_sum(parts: torch.Tensor, whole: torch.Tensor, what: str, dtype: torch.dtype,
+               n_parts: int) -> None:
+    """Raise unless ``parts`` ``[d_model]`` add up to ``whole`` within the rounding of
+    ``n_parts`` additions in the model's ``dtype`` (L2 norms; at least 1e-3 relative)."""
+    rel = max(1e-3, 2 * torch.finfo(dtype).eps * n_parts ** 0.5)
+    if float((parts.to(whole.device) - whole).norm()) > rel * float(whole.norm()) + 1e-4:
         raise UnsupportedFeatureError(
             f"direct logit attribution does not add up on this model ({what}): its residual "
             "stream is not the sum of the parts lensnb reads; cache blocks.*.hook_attn_out and "

@@ -208,3 +208,15 @@ def test_attribution_errors(built):
         lens.logit_attribution(TEXT, 5, pos=99)
     with pytest.raises(ValueError, match="one text"):
         lens.logit_attribution(["a b", "c d"], 5)
+
+
+@pytest.mark.parametrize("layout", ["gpt2", "gemma2"])
+def test_half_precision_models_attribute_too(built, layout):
+    """A bfloat16 model: norms are probed as float32 copies, and the parts-add-up checks allow
+    bfloat16's rounding; heads within 1e-2 of the float32 model's, parts summing to its logits."""
+    path, lens, _ = built(layout)
+    half = lensnb.load(path, dtype="bfloat16")
+    tokens, pos, target, other = targets(lens)
+    full, low = (m.logit_attribution(tokens, target, other, pos=pos) for m in (lens, half))
+    torch.testing.assert_close(low.heads, full.heads, rtol=0, atol=1e-2)  # measured: <= 1e-3
+    assert low.total == pytest.approx(low.logit_diff, abs=1e-2)
