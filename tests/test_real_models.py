@@ -210,3 +210,19 @@ def test_rope_inv_freq_of_the_real_configs(real_lens, name, layer_type, theta, d
     assert torch.equal(got, buffer.float())
     assert math.isclose(lensnb.rope.inv_freq(real_lens(name), **kw)[1].item(),
                         theta ** (-2 / d_head), rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(NAMED))
+def test_logit_attribution_parts_sum_to_the_reference_logits(real_lens, gguf_reference, name):
+    """SmolLM2 (RMSNorm before attention and MLP) and Gemma 3 270M (norms after them too, heads
+    through the post-attention norm with its scale frozen): every part summed equals the
+    reference's logit difference of the top two tokens (measured: 4.7e-6 and 1.5e-7)."""
+    lens, ref = real_lens(name), gguf_reference(name)
+    ids = lens.to_tokens(PROMPT)
+    with torch.no_grad():
+        logits = ref(ids).logits[0, -1].double()
+    top, second = (int(i) for i in logits.topk(2).indices)
+    dla = lens.logit_attribution(ids, top, second)
+    assert dla.total == pytest.approx(float(logits[top] - logits[second]), abs=LOGIT_TOL)
+    assert dla.heads.shape == (lens.n_layers, lens.n_heads)
+    assert dla.heads.abs().max() > 1e-3  # the heads carry real signal
