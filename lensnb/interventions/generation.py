@@ -429,7 +429,7 @@ def generate(lens: Lens, prompt: Prompt, max_new_tokens: int | None = None, *,
     """Generate up to ``max_new_tokens`` tokens (fewer at EOS or a stop string) with ``hooks``.
 
     Takes the arguments of ``steps`` (a ``GenerationConfig`` or its fields as keywords,
-    ``hooks=``, ``images=``). The ``Step``s are kept (``.steps``) when activations are cached,
+    ``hooks=``, ``images=``). The steps are kept (``.steps``) when activations are cached,
     the logit lens is on, or ``return_steps=True``; otherwise no per-step extras are computed.
     ``return_logits=True`` keeps ``[batch, n_new, d_vocab]`` logits.
     """

@@ -50,7 +50,7 @@ class GenerationConfig:
         logit_lens: ``True`` (5) or ``k``: top-k tokens of every layer's residual at the new
             position, per step.
         cache: hook names/globs whose activation (at the predicting position) each step keeps.
-        return_steps: keep the ``Step``s in ``Generation.steps`` (also kept with ``cache`` or
+        return_steps: keep the ``Step`` objects in ``Generation.steps`` (also kept with ``cache`` or
             ``logit_lens``).
         return_logits: keep ``[batch, n_new, d_vocab]`` logits.
         path: ``"auto"`` (plain Hugging Face modules when every hook maps onto one), ``"fast"``

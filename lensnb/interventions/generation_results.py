@@ -80,7 +80,7 @@ class Generation:
         prompt_lengths: real prompt length of each row.
         new_tokens: ``[batch, n_new]``.
         texts: each row's generated text (special tokens dropped).
-        steps: the ``Step``s when activations, logit lens or steps were asked for.
+        steps: the ``Step`` objects when activations, logit lens or steps were asked for.
         logits: ``[batch, n_new, d_vocab]`` when ``return_logits=True``.
         stop_reason: ``"eos"``, ``"stop"`` (stop string), ``"max_new_tokens"``.
         path: ``"fast"`` (plain Hugging Face modules) or ``"bridge"``.

@@ -164,6 +164,12 @@ def patch(layer: int | None, hook: str, *, value: PatchValue,
           kv_group: int | None = None) -> Patch:
     """Overwrite ``hook`` of block ``layer`` at absolute ``position`` with ``value``.
 
+    The same ``Patch`` works in a forward pass and in generation::
+
+        p = lensnb.patch(2, "hook_resid_post", position=3, value=v)
+        lens.generate("def f(x):", 8, hooks=[p])
+        lens.run_with_hooks("def f(x):", fwd_hooks=[p])
+
     Args:
         layer: block index (negative from the end), or ``None`` with a full hook name.
         hook: ``"hook_resid_post"``, ``"attn.hook_z"``, ``"attn.hook_k_input"``, ... or a full
@@ -184,9 +190,6 @@ def patch(layer: int | None, hook: str, *, value: PatchValue,
         kv_group: only key/value head (KV group) ``kv_group`` (``attn.hook_k_input``,
             ``attn.hook_v_input``, ``attn.hook_k``, ``attn.hook_v``); exactly the query heads
             ``lens.heads_of_kv(kv_group)`` read it. Split-QKV inputs turn split QKV on for the run.
-
-        ``lens.generate("def f(x):", 8, hooks=[lensnb.patch(2, "hook_resid_post", position=3,
-        value=v)])``; the same ``Patch`` in ``lens.run_with_hooks("def f(x):", fwd_hooks=[p])``.
     """
     if position is None and not every_generated and not every_position:
         raise ValueError("patch needs a position, every_generated=True, every_position=True, "
