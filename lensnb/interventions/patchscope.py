@@ -24,10 +24,10 @@ if TYPE_CHECKING:
 __all__ = ["ATTENTION_MAP_HOOKS", "IDENTITY_PROMPT", "HookContext", "HookFn", "Patch",
            "PatchValue", "PatchscopeResult", "patch", "patchscope", "position_axis"]
 
-# The Patchscopes paper's "identity" target prompt ("cat -> cat; 1135 -> 1135; hello -> hello; ?"),
-# code-flavoured for a model trained on Python: a few "self.name = name" lines whose last token
-# "x" is overwritten by the patched hidden state, so the model continues with " = <what it
-# encodes>". On the demo model, block 0-1 states of "path" come back as " = path".
+#: The Patchscopes paper's "identity" target prompt ("cat -> cat; 1135 -> 1135; hello -> hello; ?"),
+#: code-flavoured for a model trained on Python: a few "self.name = name" lines whose last token
+#: "x" is overwritten by the patched hidden state, so the model continues with " = <what it
+#: encodes>". On the demo model, block 0-1 states of "path" come back as " = path".
 IDENTITY_PROMPT = ("        self.name = name\n        self.value = value\n"
                    "        self.path = path\n        self.x")
 
