@@ -128,7 +128,7 @@ screenshots: $(STAMP)
 # test (test-output/notebooks/, reused when fresh; else the build runs that test). make test
 # builds it again and opens every page offline (tests/browser/test_docs_site.py).
 docs: $(STAMP)
-	$(PY) -m sphinx -W --keep-going -q -b html -d docs/_build/doctrees docs docs/_build/html
+	$(PY) -m sphinx -W --keep-going -b html -d docs/_build/doctrees docs docs/_build/html
 	@echo "open docs/_build/html/index.html"
 
 clean:
