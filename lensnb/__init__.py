@@ -47,7 +47,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "patchscope": (".interventions.patchscope", "patchscope"),
     "PatchscopeResult": (".interventions.patchscope", "PatchscopeResult"),
     "IDENTITY_PROMPT": (".interventions.patchscope", "IDENTITY_PROMPT"),
-    "save_text_only": (".backends.mllama.text_only", "save_text_only"),
+    "save_text_only": (".lens", "save_text_only"),
     "check": (".selfcheck", "check"),
     "CheckResult": (".selfcheck", "CheckResult"),
     "AttentionExplorer": (".widgets.attention", "AttentionExplorer"),
@@ -117,7 +117,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .analysis.patterns import KeptQK, attention_patterns
     from .backends.contract import Capabilities
     from .backends.meta import hook_shapes
-    from .backends.mllama.text_only import save_text_only
     from .backends.registry import supported_architectures
     from .core.errors import (
         CacheNotFilledError,
@@ -151,7 +150,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .interventions.hook_context import HookContext
     from .interventions.patch import Patch, patch
     from .interventions.patchscope import IDENTITY_PROMPT, PatchscopeResult, patchscope
-    from .lens import Lens
+    from .lens import Lens, save_text_only
     from .loading import load
     from .selfcheck import CheckResult, check
     from .widgets.attention import AttentionExplorer

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from ..backends.bridge.attention_mode import attention_for
 from ..core.indices import check_index, check_layer, check_position
 from ..core.kv_groups import KVGroups
 from ..core.settings import PROGRESS_MIN_TOKENS
@@ -168,7 +167,7 @@ class KeptQK:
         # without stop_at_layer (lensnb's hooked Llama 3.2 Vision) _Enough ends the run instead
         stop_at = {"stop_at_layer": last + 1} if lens.capabilities.stop_at_layer else {}
         try:  # memory-efficient attention: no layer builds its N^2 scores
-            with torch.no_grad(), attention_for(lens, (), tokens):
+            with torch.no_grad(), lens.attention_for((), tokens):
                 lens.bridge.run_with_hooks(tokens, fwd_hooks=hooks, return_type=None, **stop_at)
         except _Enough:
             pass

@@ -40,10 +40,6 @@ def _pair(spec: Any) -> tuple[Any, Callable]:
     return spec
 
 
-def _cross_layers(lens: Lens) -> list[int]:
-    return list(getattr(lens.bridge.cfg, "cross_attention_layers", []) or [])
-
-
 def resolve_hooks(lens: Lens, specs: Sequence[HookSpec], prompt_lengths: Sequence[int],
                   max_new_tokens: int = 0) -> list[tuple[str, HookFn]]:
     """Every spec as ``(hook name, fn(activation, ctx))`` pairs, one per matching hook
@@ -73,7 +69,7 @@ def forward_hooks(lens: Lens, specs: Sequence[HookSpec],
     (``ctx.name``: the first name the predicate accepts for that hook point), lensnb hooks
     wrapped to receive the plain-forward ``HookContext``; TransformerLens-style hooks pass
     through unchanged. Call with split QKV already as the run will have it."""
-    cross = _cross_layers(lens)
+    cross = lens.cross_attention_layers
     points = lens.bridge.hook_dict
     dead = gated_hooks(lens.bridge)  # hooks a bridge flag switches off never fire
     lengths = [int(tokens.shape[-1])] * (tokens.shape[0] if tokens.ndim == 2 else 1)

@@ -59,11 +59,12 @@ def explorer_layers(lens: Lens, text: TextOrTokens, layers: Sequence[int] | None
     holding ``<|image|>``, raises ``UnsupportedFeatureError`` pointing to ``ImageAttention``."""
     if not lens.is_vision:
         return (None if layers is None else list(layers)), ""
-    cross = list(lens.facts.cross_attention_layers)
+    cross = lens.cross_attention_layers
     where = (f"cross-attention layers {cross} (text -> image tokens) are in "
              "lensnb.ImageAttention(lens, text, image)")
     ids = lens.to_tokens(text)
-    image_id = getattr(lens.bridge, "image_token_id", None)
+    marker = lens.image_token  # None where the model takes no images
+    image_id = lens.tokenizer.convert_tokens_to_ids(marker) if marker else None
     if image_id is not None and bool((ids == image_id).any()):
         raise UnsupportedFeatureError(
             "AttentionExplorer shows a Llama 3.2 Vision model's self-attention on text alone, "

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 import traitlets
 
-from ..backends.mllama.images import IMAGE_TOKEN, ImageLayout, image_layout, open_image
+from ..backends.images import ImageLayout, open_image
 from ..core import theme
+from ..core.errors import ImageTokenError
 from ..core.indices import check_index, check_layer, check_position
 from ..interventions.generation import Step, steps
 from ..interventions.generation_config import GenerationConfig
@@ -127,11 +128,12 @@ class GenerationStepper(LensWidget):
         self._patches: list[Patch] = []
         self.steps: list[Step] = []
         self._gen: Iterator[Step] | None = None
-        cross = list(getattr(lens.bridge.cfg, "cross_attention_layers", []) or [])
+        cross = lens.cross_attention_layers
         traits: dict[str, Any] = {}
         self._image = None
         self._image_kwargs: dict[str, torch.Tensor] = {}
-        if image is not None or IMAGE_TOKEN in prompt:
+        marker = lens.image_token
+        if image is not None or (marker is not None and marker in prompt):
             traits = self._set_image(lens, prompt, image, cross)
             ids = self._prompt_ids
         else:
@@ -150,20 +152,18 @@ class GenerationStepper(LensWidget):
         lens.require("images", "GenerationStepper(..., image=)",
                      "image= needs a Llama 3.2 Vision model (cross-attention to images): "
                      "load one, or step through a text prompt without image=")
-        bridge = lens.bridge
+        marker = lens.image_token
         if image is None:
-            raise ValueError(f"the prompt holds {IMAGE_TOKEN} but no image was given: pass "
-                             "image=PIL.Image (or a file path)")
-        if prompt.count(IMAGE_TOKEN) != 1:
-            raise ValueError(f"the prompt must hold exactly one {IMAGE_TOKEN} (where the "
-                             f"picture goes), e.g. '{IMAGE_TOKEN}' or '{IMAGE_TOKEN}a photo of'")
+            raise ImageTokenError(f"the prompt holds {marker} but no image was given: pass "
+                                  "image=PIL.Image (or a file path)")
+        if prompt.count(marker) != 1:
+            raise ImageTokenError(f"the prompt must hold exactly one {marker} (where the "
+                                  f"picture goes), e.g. '{marker}' or '{marker}a photo of'")
         self._image = open_image(image, "image")
         ids, kwargs = lens.inputs(prompt, [self._image])
         self._prompt_ids = ids.cpu()
         self._image_kwargs = kwargs
-        patch_px = bridge.original_model.config.vision_config.patch_size
-        self._layout: ImageLayout = image_layout(bridge.processor.image_processor, patch_px,
-                                                 self._image)
+        self._layout: ImageLayout = lens.image_layout(self._image)
         return {"vision": True, "cross_layers": cross, "cross_layer": cross[-1],
                 "picture": data_url(self._image), "geometry": overlay_geometry(self._layout)}
 
@@ -323,9 +323,8 @@ class GenerationStepper(LensWidget):
         if self._image is None:
             _, cache = self.lens.run_with_cache(tokens, names=[name])
         else:
-            with torch.no_grad():
-                _, cache = self.lens.bridge.run_with_cache(
-                    tokens, names_filter=[name], **self._image_inputs(tokens.shape[1]))
+            _, cache = self.lens.run_with_cache(tokens, names=[name], progress=False,
+                                                **self._image_inputs(tokens.shape[1]))
         return cache[name][0, :, -1].float().cpu()
 
     def _image_inputs(self, n: int) -> dict[str, torch.Tensor]:

@@ -45,7 +45,12 @@ class MllamaCache:
 
     def __len__(self) -> int:
         """Text positions seen so far."""
-        return int(self.kv.get_seq_length(self.self_layers[0])) if self.self_layers else 0
+        return self.get_seq_length(self.self_layers[0]) if self.self_layers else 0
+
+    def get_seq_length(self, layer: int = 0) -> int:
+        """Positions self-attention layer ``layer`` holds (``transformers``' cache API, so
+        ``kv_cache.check_filled`` reads this state as it reads a ``DynamicCache``)."""
+        return int(self.kv.get_seq_length(layer))
 
     @property
     def has_image(self) -> bool:
