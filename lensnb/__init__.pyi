@@ -21,6 +21,7 @@ from .core.errors import (
     ChromiumNotFoundError as ChromiumNotFoundError,
     ContextLengthError as ContextLengthError,
     ExportError as ExportError,
+    ExportTimeoutError as ExportTimeoutError,
     GQAError as GQAError,
     ImageInputError as ImageInputError,
     ImageTokenError as ImageTokenError,
@@ -39,6 +40,7 @@ from .core.errors import (
     TokenError as TokenError,
     UnknownHookError as UnknownHookError,
     UnknownNameError as UnknownNameError,
+    UnknownSettingError as UnknownSettingError,
     UnsupportedArchitectureError as UnsupportedArchitectureError,
     UnsupportedFeatureError as UnsupportedFeatureError,
 )

@@ -82,6 +82,11 @@ class UnknownHookError(UnknownNameError):
     """A hook name that the model does not have (the message suggests close ones)."""
 
 
+class UnknownSettingError(UnknownNameError, AttributeError):
+    """A setting ``lensnb.options`` does not have (also an ``AttributeError``, as attribute
+    access requires: ``hasattr``, ``getattr(options, name, default)``)."""
+
+
 class ImageInputError(LensnbError, ValueError):
     """An image that cannot be used: wrong type, wrong mode, unreadable file."""
 
@@ -121,6 +126,10 @@ class ExportError(LensnbError, RuntimeError):
 
 class ChromiumNotFoundError(ExportError):
     """No Chromium/Chrome binary for static export."""
+
+
+class ExportTimeoutError(ExportError, TimeoutError):
+    """Chromium did not finish rendering a static export in time."""
 
 
 class StaticFallbackWarning(LensnbWarning):
