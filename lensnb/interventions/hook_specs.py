@@ -20,6 +20,7 @@ import torch
 
 from ..backends.gating import gated_hooks
 from ..core import hooks as hooknames
+from ..core.errors import InputTypeError
 from .hook_context import HookFn, as_context_hook, forward_hook, is_transformer_lens_hook
 from .patch import Patch
 from .split_qkv import PER_HEAD_INPUTS
@@ -33,7 +34,7 @@ _GLOB = re.compile(r"[*?\[]")
 
 def _pair(spec: Any) -> tuple[Any, Callable]:
     if not (isinstance(spec, tuple) and len(spec) == 2 and callable(spec[1])):
-        raise TypeError(
+        raise InputTypeError(
             "a hook is lensnb.patch(...) or a pair (name, fn(activation, ctx)) (or a "
             f"TransformerLens-style (name, fn(tensor, hook))), got {spec!r}"
         )

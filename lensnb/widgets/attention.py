@@ -21,6 +21,7 @@ import torch.nn.functional as F
 import traitlets
 
 from ..analysis.patterns import KeptQK, summaries_pooled
+from ..core.errors import IndexRangeError, InputError, InterruptedRequestError
 from ..core.indices import check_index, check_position
 from ..lens import UnsupportedFeatureError
 from .base import Buffers, LensWidget
@@ -214,12 +215,12 @@ class AttentionExplorer(LensWidget):
         try:
             return super().answer(request)
         except KeyboardInterrupt:
-            raise RuntimeError("interrupted: click again to recompute") from None
+            raise InterruptedRequestError("interrupted: click again to recompute") from None
 
     def _layer(self, layer: int | None) -> int:
         layer = self.layer if layer is None else layer
         if layer not in self._kept.q:
-            raise IndexError(f"layer {layer} was not kept: kept layers are {self.layers}")
+            raise IndexRangeError(f"layer {layer} was not kept: kept layers are {self.layers}")
         return layer
 
     @handles(Tile)
@@ -329,7 +330,7 @@ class AttentionExplorer(LensWidget):
         cells = len(heads) * n * n
         if cells > CIRCUITSVIS_MAX_CELLS:
             most = max(0, CIRCUITSVIS_MAX_CELLS // (n * n))
-            raise ValueError(
+            raise InputError(
                 f"{len(heads)} heads x {n}^2 tokens = {cells:,} weights is above CircuitsVis's "
                 f"limit here ({CIRCUITSVIS_MAX_CELLS:,}, ~50 MB of HTML): pass at most {most} "
                 "heads (heads=[...]) or a shorter text, or use the explorer itself"

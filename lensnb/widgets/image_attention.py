@@ -20,7 +20,7 @@ import traitlets
 
 from ..backends.images import ImageLayout, open_image
 from ..core import theme
-from ..core.errors import InputError
+from ..core.errors import ImageTokenError, UnsupportedFeatureError
 from ..core.indices import check_position
 from .base import LensWidget
 from .image_overlay import (
@@ -80,8 +80,8 @@ class ImageAttention(LensWidget):
                      "images); for self-attention use lensnb.AttentionExplorer(lens, text)")
         marker = lens.image_token
         if not isinstance(text, str) or text.count(marker) != 1:
-            raise InputError(f"the text must be a string with exactly one {marker} (where "
-                             f"the picture goes), e.g. '{marker}a photo of'")
+            raise ImageTokenError(f"the text must be a string with exactly one {marker} (where "
+                                  f"the picture goes), e.g. '{marker}a photo of'")
         self._lens = lens
         self._image = open_image(image, "image")
         cross = lens.cross_attention_layers
@@ -142,8 +142,8 @@ class ImageAttention(LensWidget):
         token = self.token if token is None else token
         mode = self.mode if mode is None else mode
         if layer not in self.cross_layers:
-            raise InputError(f"layer {layer} is not a cross-attention layer "
-                             f"({self.cross_layers})")
+            raise UnsupportedFeatureError(f"layer {layer} is not a cross-attention layer "
+                                          f"({self.cross_layers})")
         p = self._patterns[self.cross_layers.index(layer), :, token]  # [n_heads, image_tokens]
         return head_weights(self._lens, p, mode, self.head if head is None else head,
                             self.kv_group if kv_group is None else kv_group)

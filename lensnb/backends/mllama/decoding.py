@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ...core.errors import InputError
 from .. import kv_cache
 
 
@@ -74,7 +75,7 @@ def causal_mask(attention_mask: torch.Tensor | None, b: int, p: int, past: int,
     allowed = (k <= q)[None, None]  # [1, 1, pos, keys]
     if attention_mask is not None:
         if attention_mask.shape[-1] != past + p:
-            raise ValueError(f"attention_mask covers {attention_mask.shape[-1]} positions, "
+            raise InputError(f"attention_mask covers {attention_mask.shape[-1]} positions, "
                              f"expected {past + p} (cached {past} + new {p})")
         allowed = allowed & attention_mask.bool()[:, None, None, :]
     allowed = allowed.expand(b, 1, p, past + p)

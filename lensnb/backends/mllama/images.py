@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ...core.errors import ImageInputError, ImageTokenError, InputError
+from ...core.errors import ImageInputError, ImageTokenError, InputError, UnsupportedFeatureError
 from ...core.paths import ASSETS
 from ..contract import input_device
 from ..images import ImageLayout, open_image
@@ -113,7 +113,7 @@ def model_inputs(model: Any, texts: list[str], images: Any
     """
     proc = getattr(model, "processor", None)
     if proc is None:
-        raise ImageInputError("this is a text-only model: it takes no images")
+        raise UnsupportedFeatureError("this is a text-only model: it takes no images")
     nested = _nest(texts, images)
     for i, (t, imgs) in enumerate(zip(texts, nested, strict=True)):
         n = t.count(IMAGE_TOKEN)
@@ -166,6 +166,6 @@ def layout(model: Any, image: Any) -> ImageLayout:
     backend's ``image_layout``."""
     proc = getattr(model, "processor", None)
     if proc is None:
-        raise ImageInputError("this is a text-only model: it takes no images")
+        raise UnsupportedFeatureError("this is a text-only model: it takes no images")
     patch = model.original_model.config.vision_config.patch_size
     return image_layout(proc.image_processor, patch, image)
