@@ -20,6 +20,7 @@ from .core.errors import (
     CacheNotFilledError as CacheNotFilledError,
     ChromiumNotFoundError as ChromiumNotFoundError,
     ContextLengthError as ContextLengthError,
+    DamagedCacheError as DamagedCacheError,
     ExportError as ExportError,
     ExportTimeoutError as ExportTimeoutError,
     GQAError as GQAError,

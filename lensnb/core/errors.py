@@ -30,6 +30,12 @@ class UnsupportedArchitectureError(LensnbError, ValueError):
     """A model whose architecture neither TransformerLens nor lensnb can hook."""
 
 
+class DamagedCacheError(LensnbError, OSError):
+    """A converted model in lensnb's cache that cannot be read (a truncated or missing file) and
+    cannot be converted again here (its package is not installed); the message names the folder
+    and says that removing it makes the next ``lensnb.load`` convert it again."""
+
+
 class MissingModelPackageError(LensnbError, ImportError):
     """A named model's package (or the ``gguf`` reader) is not installed; the message says the
     exact ``pip`` command."""
