@@ -1,14 +1,17 @@
-"""The backend contract: what a hooked model offers ``Lens`` and every feature above it.
+"""The backend contract: what a backend implements, and all that ``Lens`` uses of it.
 
 A backend is a family of hooked models (TransformerLens's ``TransformerBridge``; lensnb's own
-``HookedMllama`` for Llama 3.2 Vision). Each declares, in its own package, a ``Backend``: which
-architectures it serves, how to load or wrap a model, and its ``Capabilities``. The registry
-(``backends.registry``) lists the backends; ``lensnb.load`` asks it which one serves a config.
+``HookedMllama`` for Llama 3.2 Vision). Its hooked models satisfy ``HookedModel``
+(TransformerLens hook names and calls, the split-QKV switch). It declares, in its own package,
+a ``Backend``: which architectures it serves, how to load or wrap a model, its
+``Capabilities``, and the functions ``Lens`` calls on a hooked model (final modules, a decoding
+cache, the attention switch, and one function per capability: the fast path, image inputs and
+layouts, the text part). The registry (``backends.registry``) lists the backends;
+``lensnb.load`` asks it which one serves a config.
 
-Every hooked model satisfies ``HookedModel`` (TransformerLens hook names and calls), so code
-above this layer never asks *which* backend it has, only what it ``can`` do: features check
-``lens.capabilities`` up front and raise ``UnsupportedFeatureError`` naming what to use instead
-(``require``).
+Code above this layer never imports a backend package and never asks *which* backend it has:
+it calls public ``Lens`` methods, and features check ``lens.capabilities`` up front and raise
+``UnsupportedFeatureError`` naming what to use instead (``require``).
 """
 
 from __future__ import annotations

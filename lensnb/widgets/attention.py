@@ -125,7 +125,7 @@ class AttentionExplorer(LensWidget):
         layers, notice = explorer_layers(lens, tokens, layers)
         kept = KeptQK.from_lens(lens, tokens, layers, progress=progress)
         self._kept = kept
-        self._cross = list(lens.facts.cross_attention_layers)
+        self._cross = lens.cross_attention_layers
         self._overviews: OrderedDict[tuple[int, int], tuple[torch.Tensor, tuple[int, int]]] = (
             OrderedDict())
         self.bytes_sent = 0  # JSON + buffer bytes of every reply so far
