@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from ..core.errors import InputError, InputTypeError, UnsupportedFeatureError
 from ..core.indices import check_index, check_position
 from ..core.kv_groups import KVGroups, group_patterns
 
@@ -106,11 +107,12 @@ def token_id(lens: Any, token: int | str) -> int:
         ids = lens.tokenizer.encode(token, add_special_tokens=False)
         if len(ids) != 1:
             pieces = [lens.tokenizer.decode([i]) for i in ids]
-            raise ValueError(f"{token!r} is {len(ids)} tokens {pieces}, not one: pass a single "
+            raise InputError(f"{token!r} is {len(ids)} tokens {pieces}, not one: pass a single "
                              "token's text or its id")
         return ids[0]
     if isinstance(token, bool) or not isinstance(token, int):
-        raise TypeError(f"a token is an id (int) or its text (str), got {type(token).__name__}")
+        raise InputTypeError(f"a token is an id (int) or its text (str), got "
+                             f"{type(token).__name__}")
     return check_index(token, lens.facts.vocab_size, "token id", plural="ids")
 
 
@@ -120,7 +122,7 @@ def _norm_gain(lens: Any) -> torch.Tensor:
     eps = getattr(norm, "variance_epsilon", getattr(norm, "eps", None))
     shifts = isinstance(norm, torch.nn.LayerNorm) or getattr(norm, "bias", None) is not None
     if eps is None or shifts:
-        raise NotImplementedError(
+        raise UnsupportedFeatureError(
             f"direct logit attribution supports RMSNorm final norms; {type(norm).__name__} "
             "centres or shifts the residual stream, which this version does not decompose"
         )
@@ -136,7 +138,7 @@ def _head_outputs(lens: Any, layer: int, z: torch.Tensor) -> tuple[torch.Tensor,
     and the output bias ``[d_model]`` (zeros when there is none)."""
     o = lens.bridge.blocks[layer].attn.o.original_component
     if not isinstance(o, torch.nn.Linear):
-        raise NotImplementedError(
+        raise UnsupportedFeatureError(
             f"per-head attribution needs a Linear W_O, got {type(o).__name__}")
     n_heads, d_head = z.shape
     w_o = o.weight.double().T.reshape(n_heads, d_head, -1)  # [n_heads, d_head, d_model]
@@ -163,7 +165,7 @@ def logit_attribution(lens: Any, text_or_tokens: Any, token: int | str,
         "skipped)")
     tokens = lens.to_tokens(text_or_tokens)
     if tokens.shape[0] != 1:
-        raise ValueError(f"logit_attribution takes one text, got a batch of {tokens.shape[0]}")
+        raise InputError(f"logit_attribution takes one text, got a batch of {tokens.shape[0]}")
     pos = check_position(pos, tokens.shape[1])  # negative counts from the end
     t = token_id(lens, token)
     b = None if baseline is None else token_id(lens, baseline)
@@ -211,7 +213,7 @@ def logit_attribution(lens: Any, text_or_tokens: Any, token: int | str,
 def _check_sum(parts: torch.Tensor, whole: torch.Tensor, what: str) -> None:
     tol = 1e-3 * float(whole.abs().max()) + 1e-4
     if float((parts.to(whole.device) - whole).abs().max()) > tol:
-        raise NotImplementedError(
+        raise UnsupportedFeatureError(
             f"the residual stream is not the plain sum of its parts here ({what}), e.g. a norm "
             "after the attention output (Gemma 2/3): direct logit attribution would not add up"
         )

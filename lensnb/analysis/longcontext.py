@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ..core.errors import IndexRangeError, InputError
 from .patterns import KeptQK
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def stdlib_tokens(lens: Lens, n_tokens: int, *, held_out: bool = True) -> torch.
     Raises ``ValueError`` if the files hold fewer tokens (the held-out ones: ~147k for the demo).
     """
     if not isinstance(n_tokens, int) or n_tokens < 2:
-        raise ValueError(f"n_tokens must be an int >= 2, got {n_tokens!r}")
+        raise InputError(f"n_tokens must be an int >= 2, got {n_tokens!r}")
     tok = lens.tokenizer
     ids = [tok.bos_token_id] if tok.bos_token_id is not None else []
     for path in stdlib_files(held_out):
@@ -66,7 +67,7 @@ def stdlib_tokens(lens: Lens, n_tokens: int, *, held_out: bool = True) -> torch.
                           add_special_tokens=False)
         if len(ids) >= n_tokens:
             return lens.to_tokens(torch.tensor(ids[:n_tokens])[None])
-    raise ValueError(f"the standard library's {'held-out ' if held_out else ''}files hold "
+    raise InputError(f"the standard library's {'held-out ' if held_out else ''}files hold "
                      f"only {len(ids):,} tokens, fewer than {n_tokens:,}")
 
 
@@ -114,12 +115,12 @@ def head_stats(kept: KeptQK, layer: int, heads: Sequence[int] | None = None, *,
     hs = list(range(kept.n_heads)) if heads is None else list(heads)
     q0, q1 = (0, kept.n_pos) if queries is None else queries
     if not 0 <= q0 < q1 <= kept.n_pos:
-        raise IndexError(f"queries ({q0}, {q1}) are not inside 0..{kept.n_pos}")
+        raise IndexRangeError(f"queries ({q0}, {q1}) are not inside 0..{kept.n_pos}")
     if not 1 <= n_sink <= kept.n_pos:
-        raise ValueError(f"n_sink must be in 1..{kept.n_pos}, got {n_sink!r}")
+        raise InputError(f"n_sink must be in 1..{kept.n_pos}, got {n_sink!r}")
     for f in fractions:
         if not 0 < f <= 1:
-            raise ValueError(f"fractions must be in (0, 1], got {f!r}")
+            raise InputError(f"fractions must be in (0, 1], got {f!r}")
     edges = log_bins(kept.n_pos)
     e = torch.as_tensor(edges)
     dist = torch.zeros(len(hs), len(edges) - 1, dtype=torch.float64)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from ..backends.bridge.attention_mode import attention_for
+from ..core.errors import BackendError, IndexRangeError, InputError, UnsupportedFeatureError
 from ..core.indices import check_index, check_layer, check_position
 from ..core.kv_groups import KVGroups
 from ..core.settings import PROGRESS_MIN_TOKENS
@@ -47,7 +47,7 @@ def layer_attention(lens: Lens, layer: int) -> LayerAttention:
     """Scaling, logit soft-cap and sliding window of ``layer``, read off the HF attention module."""
     hf_attn = getattr(lens.bridge.blocks[layer].attn, "original_component", None)
     if getattr(hf_attn, "sinks", None) is not None:
-        raise NotImplementedError(
+        raise UnsupportedFeatureError(
             "attention sinks (GPT-OSS) are not supported by the pattern recomputation yet"
         )
     cfg = lens.hf_config
@@ -136,11 +136,11 @@ class KeptQK:
         """
         layers = list(range(lens.n_layers)) if layers is None else list(layers)
         if not layers:
-            raise ValueError("layers is empty: pass at least one layer index")
+            raise InputError("layers is empty: pass at least one layer index")
         layers = [check_layer(layer, lens.n_layers) for layer in layers]  # negative: from the end
         tokens = lens.to_tokens(text)
         if tokens.shape[0] != 1:
-            raise ValueError(f"attention patterns take one text, got a batch of {tokens.shape[0]}")
+            raise InputError(f"attention patterns take one text, got a batch of {tokens.shape[0]}")
         q: dict[int, torch.Tensor] = {}
         k: dict[int, torch.Tensor] = {}
         last = max(layers)
@@ -168,7 +168,7 @@ class KeptQK:
         # without stop_at_layer (lensnb's hooked Llama 3.2 Vision) _Enough ends the run instead
         stop_at = {"stop_at_layer": last + 1} if lens.capabilities.stop_at_layer else {}
         try:  # memory-efficient attention: no layer builds its N^2 scores
-            with torch.no_grad(), attention_for(lens, (), tokens):
+            with torch.no_grad(), lens.attention_for((), tokens):
                 lens.bridge.run_with_hooks(tokens, fwd_hooks=hooks, return_type=None, **stop_at)
         except _Enough:
             pass
@@ -177,7 +177,7 @@ class KeptQK:
                 bar.close()
         missing = [la for la in layers if la not in q or la not in k]
         if missing:
-            raise RuntimeError(f"hook_rot_q/hook_rot_k did not fire for layers {missing}")
+            raise BackendError(f"hook_rot_q/hook_rot_k did not fire for layers {missing}")
         specs = {layer: layer_attention(lens, layer) for layer in layers}
         return cls({la: q[la] for la in layers}, {la: k[la] for la in layers}, specs)
 
@@ -194,7 +194,7 @@ class KeptQK:
 
     def _check(self, layer: int, heads: Sequence[int]) -> None:
         if layer not in self.q:
-            raise IndexError(f"layer {layer!r} was not kept: kept layers are {self.layers}")
+            raise IndexRangeError(f"layer {layer!r} was not kept: kept layers are {self.layers}")
         for h in heads:
             check_index(h, self.n_heads, "query head", plural="heads")
 
@@ -262,7 +262,7 @@ class KeptQK:
         hs = self._heads(heads)
         q0, q1, _ = (rows or slice(None)).indices(self.n_pos)
         if q1 <= q0:
-            raise IndexError(f"rows {rows!r} select no query position of {self.n_pos}")
+            raise IndexRangeError(f"rows {rows!r} select no query position of {self.n_pos}")
         out = torch.cat([blk for _, blk in self._rows(layer, hs, q0, q1)], dim=1)
         return out[0] if one else out
 
@@ -320,7 +320,7 @@ class KeptQK:
 
     def _check_window(self, q0: int, q1: int, k0: int, k1: int) -> None:
         if not (0 <= q0 < q1 <= self.n_pos and 0 <= k0 < k1 <= self.n_pos):
-            raise IndexError(
+            raise IndexRangeError(
                 f"window q[{q0}:{q1}] k[{k0}:{k1}] is not inside 0..{self.n_pos} positions"
             )
 
@@ -339,7 +339,7 @@ class KeptQK:
         k1 = self.n_pos if k1 is None else k1
         self._check_window(q0, q1, k0, k1)
         if not isinstance(size, int) or size < 1:
-            raise ValueError(f"size must be a positive int, got {size!r}")
+            raise InputError(f"size must be a positive int, got {size!r}")
         fq, fk = math.ceil((q1 - q0) / size), math.ceil((k1 - k0) / size)
         n_cols = math.ceil((k1 - k0) / fk)
         blocks = []

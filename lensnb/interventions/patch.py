@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..core.errors import InputError
 from ..core.indices import check_index
 from .hook_context import HookContext, PatchValue
 
@@ -66,7 +67,7 @@ class Patch:
             if not _ends(self.name, QUERY_HEAD_HOOKS):
                 hint = (" (its heads are KV groups: pass kv_group=)"
                         if _ends(self.name, KV_HEAD_HOOKS) else "")
-                raise ValueError(f"head= needs a hook with a query-head axis "
+                raise InputError(f"head= needs a hook with a query-head axis "
                                  f"({', '.join(QUERY_HEAD_HOOKS)}), got {self.name!r}{hint}")
             self._index = lens.kv_groups.check_head(self.head)
             self._n_heads = lens.n_heads
@@ -74,7 +75,7 @@ class Patch:
             if not _ends(self.name, KV_HEAD_HOOKS):
                 hint = " (pass head= for a query head)" if _ends(
                     self.name, QUERY_HEAD_HOOKS) else ""
-                raise ValueError(f"kv_group= needs a hook with a key/value-head axis "
+                raise InputError(f"kv_group= needs a hook with a key/value-head axis "
                                  f"({', '.join(KV_HEAD_HOOKS)}), got {self.name!r}{hint}")
             self._index = lens.kv_groups.check_kv_head(self.kv_group)
             self._n_heads = lens.n_key_value_heads
@@ -119,7 +120,7 @@ class Patch:
     def _head_view(self, moved: torch.Tensor) -> torch.Tensor:
         """``[batch, n, ...]`` view of head ``_index`` (heads on axis 2 of ``moved``)."""
         if moved.ndim < 3 or moved.shape[2] != self._n_heads:
-            raise ValueError(f"{self.name!r} has no axis of {self._n_heads} heads to pick "
+            raise InputError(f"{self.name!r} has no axis of {self._n_heads} heads to pick "
                              f"{'head' if self.head is not None else 'KV group'} "
                              f"{self._index} from (activation {tuple(moved.shape)})")
         return moved.select(2, self._index)
@@ -154,7 +155,7 @@ class Patch:
         try:
             return torch.broadcast_to(value, shape)
         except RuntimeError as err:
-            raise ValueError(f"patch value of shape {tuple(value.shape)} does not fit "
+            raise InputError(f"patch value of shape {tuple(value.shape)} does not fit "
                              f"{self.name!r}, {allowed}") from err
 
 
@@ -192,13 +193,13 @@ def patch(layer: int | None, hook: str, *, value: PatchValue,
             ``lens.heads_of_kv(kv_group)`` read it. Split-QKV inputs turn split QKV on for the run.
     """
     if position is None and not every_generated and not every_position:
-        raise ValueError("patch needs a position, every_generated=True, every_position=True, "
+        raise InputError("patch needs a position, every_generated=True, every_position=True, "
                          "or a position and every_generated=True")
     if every_position and (position is not None or every_generated):
-        raise ValueError("every_position=True already patches every position: drop position= "
+        raise InputError("every_position=True already patches every position: drop position= "
                          "and every_generated=")
     if head is not None and kv_group is not None:
-        raise ValueError("pass head= (a query head) or kv_group= (a key/value head), not both")
+        raise InputError("pass head= (a query head) or kv_group= (a key/value head), not both")
     return Patch(layer=layer, hook=hook, value=value, position=position,
                  every_generated=every_generated, every_position=every_position, head=head,
                  kv_group=kv_group)

@@ -13,8 +13,11 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 from typing import Any
 
+from .. import kv_cache
 from ..contract import Backend, Capabilities
-from .loading import load, wrap_module
+from .attention_mode import attention_for
+from .fast_path import fast_path
+from .loading import load, own_tokenizer, wrap_module
 
 CAPABILITIES = Capabilities(
     split_qkv=True,
@@ -81,4 +84,8 @@ BACKEND = Backend(
     wrap=wrap_module,
     owns=_owns,
     final_modules=_final_modules,
+    new_cache=lambda model: kv_cache.new_cache(model.original_model.config),
+    attention=attention_for,
+    tokenizer=own_tokenizer,
+    fast_path=fast_path,
 )
