@@ -3,6 +3,7 @@
 #   make test   the whole test suite (what .ci/run calls), installed from the lock
 # More:
 #   make test-latest   the same suite in .venv-latest, on the newest versions pyproject admits
+#   make docs          the documentation site in docs/_build/html/ (offline; docs/README.md)
 #   make lock          re-resolve requirements/lock.txt (uv pip compile) from pyproject.toml,
 #                      keeping its versions where they still fit (UPGRADE=1: newest)
 
@@ -24,7 +25,7 @@ MODEL_NAMES = $(shell sed -n 's/^\([A-Za-z0-9_.-]*\)==.*/\1/p' $(MODELS) | paste
 # `pip check`, except the model packages' own dependencies, which --no-deps leaves out on purpose
 PIP_CHECK = $(1) -m pip check > $(1).pip-check 2>&1 || { grep -v -i -E "^($(MODEL_NAMES)) " \
 	$(1).pip-check | grep . && exit 1 || true; }; rm -f $(1).pip-check
-EXTRAS ?= lab,test,bench
+EXTRAS ?= lab,test,bench,docs
 PIP_VERSION := 26.3
 UV_VERSION := 0.13.9
 PORT ?= 8888
@@ -42,7 +43,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test test-run test-latest latest-env lock lint bench screenshots install clean
+.PHONY: demo test test-run test-latest latest-env lock lint bench screenshots docs install clean
 
 install: $(STAMP)
 
@@ -102,7 +103,7 @@ lock:
 	@# uv keeps the versions already in the output file: only what must change moves, unless
 	@# `make lock UPGRADE=1` (then everything goes to the newest the ranges and pins admit)
 	@$(if $(UPGRADE),rm -f $(LOCK).new,cp $(LOCK) $(LOCK).new)
-	$(TOOLS)/bin/uv pip compile pyproject.toml --extra lab --extra test --extra bench \
+	$(TOOLS)/bin/uv pip compile pyproject.toml --extra lab --extra test --extra bench --extra docs \
 		--constraint $(PINS) --override $(TORCH_CPU) --find-links /opt/wheels \
 		--python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 		--no-header --annotation-style line --quiet -o $(LOCK).new
@@ -123,5 +124,13 @@ bench: $(STAMP)
 screenshots: $(STAMP)
 	$(PY) scripts/refresh_screenshots.py
 
+# The documentation site, warnings as errors. The tutorials' executed copies come from their
+# test (test-output/notebooks/, reused when fresh; else the build runs that test). make test
+# builds it again and opens every page offline (tests/browser/test_docs_site.py).
+docs: $(STAMP)
+	$(PY) -m sphinx -W --keep-going -b html -d docs/_build/doctrees docs docs/_build/html
+	@echo "open docs/_build/html/index.html"
+
 clean:
-	rm -rf $(VENV) $(LATEST_VENV) $(TOOLS) .pytest_cache test-output
+	rm -rf $(VENV) $(LATEST_VENV) $(TOOLS) .pytest_cache test-output docs/_build docs/api \
+		docs/tutorials/*.ipynb

@@ -87,13 +87,10 @@ def run_case(case: str, n: int) -> dict:
     tokens = stdlib_tokens(lens, n)
     out: dict = {"case": case, "n": n}
     if case.endswith("(eager)"):  # the code before this issue: no attention switch
-        from lensnb import lens as lens_module
-        from lensnb.analysis import patterns
         from lensnb.backends.bridge import attention_mode
 
         noop = contextlib.nullcontext
-        for module in (lens_module, patterns):
-            module.attention_for = lambda *a, **k: noop()
+        lensnb.Lens.attention_for = lambda self, *a, **k: noop()  # every forward pass asks it
         assert attention_mode  # the switch itself stays importable
     warm = tokens[:, :64]  # one short pass first: lazy imports and first-call set-up
     if case == "hf":

@@ -1,37 +1,53 @@
-"""``Lens``: a TransformerBridge, its tokenizer and its facts, with lensnb's conveniences.
+"""``Lens``: a hooked model, its tokenizer and its facts, with lensnb's conveniences.
 
 Hook names are TransformerLens's (``blocks.{layer}.attn.hook_pattern``); everything else in
-lensnb (KV groups, RoPE, generation, widgets) takes a ``Lens``.
+lensnb (KV groups, RoPE, generation, widgets) takes a ``Lens``. ``Lens`` is where the layers
+above meet the backend contract (``backends/contract.py``): it calls its backend's functions
+(``lens.backend``) on its hooked model (``lens.bridge``), and they ask it, never a backend
+package. Only this module touches a ``Lens``'s private attributes.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .analysis import kv_views
-from .backends.bridge.attention_mode import attention_for
-from .backends.bridge.loading import wrap_module
-from .backends.contract import Backend, Capabilities
+from .backends.contract import Backend, Capabilities, FastPath, NoFastPath
 from .backends.gating import gated_hooks
-from .backends.mllama.text_only import hf_vision_model, text_only_model, text_tokenizer
-from .backends.registry import backend_of
+from .backends.registry import backend_for, backend_of
 from .core import hooks as hooknames
-from .core.errors import ContextLengthError, UnsupportedFeatureError
+from .core.errors import (
+    ContextLengthError,
+    InputError,
+    InputTypeError,
+    UnsupportedFeatureError,
+)
 from .core.facts import ModelFacts
 from .core.facts import facts as read_facts
 from .core.indices import check_layer
 from .core.kv_groups import KVGroups
 from .core.settings import PROGRESS_MIN_TOKENS
+from .core.tokens import (
+    check_tokens,
+    encode,
+    eos_token_ids,
+    pad_rows,
+    pad_token_id,
+    special_rule,
+)
 from .interventions import hook_specs, split_qkv
 from .interventions.hook_context import PatchValue
 
 if TYPE_CHECKING:
     from transformer_lens.ActivationCache import ActivationCache
 
+    from .backends.images import ImageLayout
     from .interventions.generation import Generation, Step
     from .interventions.generation_config import GenerationConfig
 
@@ -42,7 +58,8 @@ class Lens:
     """A hooked model ready for exploration. Build one with ``lensnb.load``.
 
     Attributes:
-        bridge: the TransformerLens ``TransformerBridge`` (hooks, ``run_with_hooks``, ...).
+        bridge: the hooked model (``backends.contract.HookedModel``: TransformerLens's
+            ``TransformerBridge``, or lensnb's ``HookedMllama`` for Llama 3.2 Vision).
         tokenizer: the Hugging Face tokenizer.
         facts: a ``ModelFacts`` (layers, widths, heads, KV heads, RoPE) read off the config.
         compatibility: whether TransformerLens's compatibility mode (folded norms, centred
@@ -70,6 +87,16 @@ class Lens:
         bridge.cfg.default_prepend_bos = lens._special_rule()[0]
         return lens
 
+    @classmethod
+    def from_model(cls, model: Any, name: str, *, compatibility: bool = False,
+                   tokenizer: Any = None) -> Lens:
+        """A ``Lens`` over any backend's hooked model (as ``lensnb.load`` makes them): the
+        model's own tokenizer where its backend owns tokenization, else ``from_bridge``."""
+        if backend_of(model).capabilities_for(model).owns_tokenization:
+            return cls(model, read_facts(model.original_model.config), name=name,
+                       compatibility=compatibility)
+        return cls.from_bridge(model, name, compatibility=compatibility, tokenizer=tokenizer)
+
     # ------------------------------------------------------------------ basics
     @property
     def tokenizer(self) -> Any:
@@ -95,6 +122,12 @@ class Lens:
     @property
     def dtype(self) -> torch.dtype:
         return next(self.hf_model.parameters()).dtype
+
+    @property
+    def vocab_size(self) -> int:
+        """Token ids the model can embed (the rows of its input embedding: for Llama 3.2 Vision
+        the text vocabulary plus ``<|image|>`` and its reserved ids)."""
+        return int(self.hf_model.get_input_embeddings().weight.shape[0])
 
     @property
     def n_layers(self) -> int:
@@ -167,10 +200,16 @@ class Lens:
         return self.capabilities.cross_attention
 
     @property
+    def cross_attention_layers(self) -> list[int]:
+        """The layers that cross-attend (text -> image tokens; Llama 3.2 Vision), from the
+        config (``facts.cross_attention_layers``); empty for a text model."""
+        return list(self.facts.cross_attention_layers)
+
+    @property
     def self_attention_layers(self) -> list[int]:
         """The layers that attend over the text (with RoPE and KV groups): all of them for a text
-        model, those not in ``facts.cross_attention_layers`` for Llama 3.2 Vision."""
-        cross = set(self.facts.cross_attention_layers)
+        model, those not in ``cross_attention_layers`` for Llama 3.2 Vision."""
+        cross = set(self.cross_attention_layers)
         return [i for i in range(self.n_layers) if i not in cross]
 
     def require_self_attention(self, layer: int, feature: str) -> int:
@@ -183,7 +222,7 @@ class Lens:
                 f"layer {layer} of {self.name!r} is a cross-attention layer (text -> image "
                 f"tokens), which {feature} does not cover: use lensnb.ImageAttention(lens, "
                 f"text, image) for cross-attention layers "
-                f"{list(self.facts.cross_attention_layers)}; {feature} takes the "
+                f"{self.cross_attention_layers}; {feature} takes the "
                 f"self-attention layers {self.self_attention_layers}"
             )
         return layer
@@ -209,79 +248,62 @@ class Lens:
         ``<|begin_of_text|>``, Gemma ``<bos>``; SmolLM2 and Qwen2 add nothing); ``True`` puts
         the BOS token first where the tokenizer does not, ``False`` removes the one it adds.
         An EOS the tokenizer appends (OLMo) is dropped, as TransformerLens does. A batch is
-        padded with the pad token on ``padding_side`` (default: the tokenizer's).
-        Raises ``ContextLengthError`` instead of truncating a text longer than the context.
+        padded with the pad token (``pad_token_id``) on ``padding_side`` (default: the
+        tokenizer's). A token tensor ``[pos]`` or ``[batch, pos]`` is checked and passed on.
+        Raises ``ContextLengthError`` instead of truncating a text longer than the context, and
+        ``TokenError`` for token ids no forward pass may take (not integers, not 1-d or 2-d,
+        outside ``0..vocab_size-1``): every forward pass of a ``Lens`` takes its tokens here.
         """
         if isinstance(text, torch.Tensor):
-            tokens = text if text.ndim == 2 else text.unsqueeze(0)
-            if tokens.dtype not in (torch.int64, torch.int32):
-                raise TypeError(f"token tensors must hold integer ids, got {tokens.dtype}")
+            tokens = text
         else:
             if not isinstance(text, str) and not (
                 isinstance(text, Sequence) and all(isinstance(t, str) for t in text)
             ):
-                raise TypeError(
+                raise InputTypeError(
                     f"expected a string, a list of strings or a token tensor, "
                     f"got {type(text).__name__}"
                 )
             texts = [text] if isinstance(text, str) else list(text)
             if not texts:
-                raise ValueError("to_tokens got an empty list of texts")
+                raise InputError("to_tokens got an empty list of texts")
             if self.capabilities.owns_tokenization:  # e.g. Mllama: its processor's rule
                 tokens = self.bridge.to_tokens(texts, prepend_bos=prepend_bos,
                                                padding_side=padding_side, truncate=False)
             else:
-                tokens = self._pad([self._encode(t, prepend_bos) for t in texts], padding_side)
-        self._check_length(tokens.shape[-1])
-        return tokens.to(self.device)
+                rule = self._special_rule()
+                side = padding_side or getattr(self.tokenizer, "padding_side", None) or "right"
+                tokens = pad_rows([encode(self.tokenizer, t, prepend_bos, rule) for t in texts],
+                                  self.pad_token_id, side)
+        return self.checked_tokens(tokens)
 
-    def _encode(self, text: str, prepend_bos: bool | None) -> list[int]:
-        """One text's ids by the tokenizer's own rule, then BOS/EOS as asked."""
-        tok = self.tokenizer
-        ids = list(tok(text)["input_ids"])
-        adds_bos, adds_eos = self._special_rule()
-        eos = tok.eos_token_id
-        if adds_eos and len(ids) > 1 and ids[-1] == eos:
-            ids = ids[:-1]
-        bos = tok.bos_token_id
-        if prepend_bos is True and bos is not None and not (adds_bos and ids[:1] == [bos]):
-            ids = [bos, *ids]
-        elif prepend_bos is False and adds_bos and ids[:1] == [bos]:
-            ids = ids[1:]
-        return ids
+    def checked_tokens(self, tokens: Any) -> torch.Tensor:
+        """``tokens [pos]`` or ``[batch, pos]`` as ``[batch, pos]`` on ``lens.device``, checked:
+        integer ids in ``0..vocab_size-1`` (else ``TokenError``) within the context."""
+        tokens = check_tokens(tokens, self.vocab_size, model=repr(self.name))
+        self.check_length(tokens.shape[-1])
+        return tokens.to(self.device)
 
     def _special_rule(self) -> tuple[bool, bool]:
         """Whether the tokenizer itself adds BOS first / EOS last (probed once)."""
         rule = getattr(self, "_bos_eos_rule", None)
         if rule is None:
-            tok = self.tokenizer
-            probe = list(tok("a")["input_ids"])
-            plain = list(tok("a", add_special_tokens=False)["input_ids"])
-            rule = (tok.bos_token_id is not None and len(probe) > len(plain)
-                    and probe[0] == tok.bos_token_id,
-                    tok.eos_token_id is not None and len(probe) > len(plain)
-                    and probe[-1] == tok.eos_token_id)
-            self._bos_eos_rule = rule
+            rule = self._bos_eos_rule = special_rule(self.tokenizer)
         return rule
 
-    def _pad(self, rows: list[list[int]], padding_side: str | None) -> torch.Tensor:
-        """``[batch, pos]`` from ragged rows, padded with the pad (else EOS) token."""
-        side = padding_side or getattr(self.tokenizer, "padding_side", None) or "right"
-        if side not in ("left", "right"):
-            raise ValueError(f"padding_side must be 'left' or 'right', got {side!r}")
-        pad = self.tokenizer.pad_token_id
-        pad = pad if pad is not None else (self.tokenizer.eos_token_id or 0)
-        n = max(len(r) for r in rows)
-        out = torch.full((len(rows), n), pad, dtype=torch.long)
-        for i, r in enumerate(rows):
-            if r:
-                if side == "right":
-                    out[i, :len(r)] = torch.tensor(r)
-                else:
-                    out[i, n - len(r):] = torch.tensor(r)
-        return out
+    @property
+    def pad_token_id(self) -> int:
+        """The id that pads a batch and fills finished rows in generation: the one rule,
+        ``core.tokens.pad_token_id`` (as Hugging Face's ``generate`` chooses it)."""
+        return pad_token_id(self.hf_model.generation_config, self.tokenizer)
 
-    def _check_length(self, n: int) -> None:
+    @property
+    def eos_token_ids(self) -> list[int]:
+        """The end-of-sequence ids generation stops at (``core.tokens.eos_token_ids``)."""
+        return eos_token_ids(self.hf_model.generation_config, self.tokenizer)
+
+    def check_length(self, n: int) -> None:
+        """Raise ``ContextLengthError`` when ``n`` tokens exceed the model's context."""
         if n > self.facts.n_ctx:
             raise ContextLengthError(
                 f"input has {n} tokens but {self.name!r} has a context of {self.facts.n_ctx} "
@@ -294,7 +316,7 @@ class Lens:
         model's tokenizer adds one)."""
         tokens = self.to_tokens(text, prepend_bos=prepend_bos)
         if tokens.shape[0] != 1:
-            raise ValueError(f"to_str_tokens takes one text, got a batch of {tokens.shape[0]}")
+            raise InputError(f"to_str_tokens takes one text, got a batch of {tokens.shape[0]}")
         return [self.tokenizer.decode([t]) for t in tokens[0].tolist()]
 
     # ------------------------------------------------------------------ running
@@ -303,22 +325,59 @@ class Lens:
         """Logits ``[batch, pos, d_vocab]``. ``images``: PIL images for a Llama 3.2 Vision
         model, one per ``<|image|>`` in the text (a list of lists for a batch)."""
         tokens, kwargs = self.inputs(text_or_tokens, images, **kwargs)
-        with torch.no_grad(), attention_for(self, (), tokens):
+        with torch.no_grad(), self.attention_for((), tokens):
             return self.bridge(tokens, **kwargs)
 
     def inputs(self, text_or_tokens: TextOrTokens, images: Any = None,
                **kwargs: Any) -> tuple[torch.Tensor, dict[str, Any]]:
-        """What one forward pass takes: token ids ``[batch, pos]`` (``to_tokens``) and the
-        model's keyword arguments, ``kwargs`` plus, for ``images`` on a Llama 3.2 Vision lens,
-        its image tensors (``pixel_values``, ``cross_attention_mask``, ...), all on
-        ``lens.device``. Images on a text model raise ``UnsupportedFeatureError``."""
+        """What one forward pass takes: checked token ids ``[batch, pos]`` (``to_tokens``) and
+        ``kwargs`` plus, for ``images`` (one ``image_token`` per image in the text), the image
+        tensors of the backend's ``model_inputs`` (``pixel_values``, ...), on ``lens.device``.
+        Images on a text model raise ``UnsupportedFeatureError``."""
         if images is None:
             return self.to_tokens(text_or_tokens), kwargs
         self.require_images()
-        from .backends.mllama.images import model_inputs
+        if isinstance(text_or_tokens, torch.Tensor):
+            raise InputTypeError("with images=, pass the text as a string (or a list of "
+                                 "strings), not token ids: the processor places the image tokens")
+        texts = [text_or_tokens] if isinstance(text_or_tokens, str) else list(text_or_tokens)
+        if not all(isinstance(t, str) for t in texts):
+            raise InputTypeError("texts must be strings")
+        tokens, image_kwargs = self.backend.model_inputs(self.bridge, texts, images)
+        return self.checked_tokens(tokens), {**image_kwargs, **kwargs}
 
-        tokens, image_kwargs = model_inputs(self, text_or_tokens, images)
-        return tokens, {**image_kwargs, **kwargs}
+    @property
+    def image_token(self) -> str | None:
+        """The text placeholder of one image (Llama 3.2 Vision: ``"<|image|>"``), else None."""
+        return self.backend.image_token if self.capabilities.images else None
+
+    def image_layout(self, image: Any) -> ImageLayout:
+        """Where each image token of ``image`` (a PIL image) comes from (tile grid, patch size;
+        the backend's ``image_layout``)."""
+        self.require_images("image_layout")
+        return self.backend.image_layout(self.bridge, image)
+
+    # ------------------------------------------------------------------ backend switches
+    def attention_for(self, names: Callable[[str], bool] | Iterable[str] = (),
+                      tokens: torch.Tensor | None = None, *,
+                      cache: bool = False) -> contextlib.AbstractContextManager[Any]:
+        """The attention switch every forward pass runs inside (the backend's ``attention``):
+        memory-efficient attention where no hook needs the pattern; ``PatternMemoryError`` up
+        front when the hooks ``names`` (or a predicate) cannot fit for ``tokens [batch, pos]``
+        (``cache``: they keep their tensors)."""
+        return self.backend.attention(self.bridge, names, tokens, cache=cache)
+
+    def new_cache(self) -> Any:
+        """An empty decoding state for one generation (the backend's ``new_cache``)."""
+        return self.backend.new_cache(self.bridge)
+
+    def fast_path(self) -> FastPath:
+        """The fast generation path (``FastPath``): a plain module tree sharing the weights, or
+        ``model=None`` and ``why`` there is none."""
+        fast = self.backend.fast_path
+        if not self.capabilities.fast_path or fast is None:
+            return NoFastPath(f"the {self.backend.name} backend has no fast path")
+        return fast(self.bridge)
 
     # ------------------------------------------------------------------ unembedding
     def final_modules(self) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -342,13 +401,29 @@ class Lens:
 
     def text_only(self) -> Lens:
         """A ``Lens`` over the language model of a Llama 3.2 Vision model alone (a plain Llama:
-        its self-attention layers, no image); see ``lensnb.backends.mllama.text_only``."""
-        tokenizer = text_tokenizer(self.tokenizer)
-        model = text_only_model(hf_vision_model(self))
-        out = Lens.from_bridge(wrap_module(model, tokenizer), f"{self.name} (text only)",
-                               compatibility=self.compatibility, tokenizer=tokenizer)
+        its self-attention layers, no image; the backend's ``text_only``)."""
+        self.require("text_only", "text_only()", f"{self.name!r} is not a Llama 3.2 Vision "
+                     "(Mllama) model, so it has no separate text part")
+        model, tokenizer = self.backend.text_only(self.bridge)
+        hooked = backend_for(model.config.to_dict(), "the text part").wrap(model, tokenizer)
+        out = Lens.from_model(hooked, f"{self.name} (text only)",
+                              compatibility=self.compatibility, tokenizer=tokenizer)
         out.text_source = self  # the bridge rewires the model it wraps; save from the source
         return out
+
+    def save_text_only(self, path: str | os.PathLike) -> Path:
+        """Write only the text weights of this vision lens (or of its ``text_only()``) to
+        ``path`` as a Hugging Face checkpoint with the tokenizer, loadable by ``lensnb.load``
+        and ``transformers.AutoModelForCausalLM``. Returns the directory."""
+        source = getattr(self, "text_source", self)
+        source.require("text_only", "save_text_only", f"{self.name!r} is not a Llama 3.2 "
+                       "Vision model or its text part")
+        model, tokenizer = source.backend.text_only(source.bridge)
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+        return path
 
     def hook_names(self) -> list[str]:
         """Every hook name this model has, in module order."""
@@ -378,7 +453,7 @@ class Lens:
         ``PROGRESS_MIN_TOKENS`` tokens). ``images``: as for ``__call__`` (Llama 3.2 Vision).
 
         Layers whose pattern/scores are not cached run memory-efficient attention (see
-        ``attention_mode``); caching patterns at a length where they cannot fit raises
+        ``attention_for``); caching patterns at a length where they cannot fit raises
         ``PatternMemoryError`` before anything runs.
         """
         tokens, kwargs = self.inputs(text_or_tokens, images, **kwargs)
@@ -393,7 +468,7 @@ class Lens:
             if progress is None:
                 progress = tokens.shape[-1] >= PROGRESS_MIN_TOKENS
             with (torch.no_grad(),
-                  attention_for(self, lambda n: keep_live(n) or hooked(n), tokens, cache=True),
+                  self.attention_for(lambda n: keep_live(n) or hooked(n), tokens, cache=True),
                   self._layer_progress(progress)):
                 return self.bridge.run_with_cache(tokens, names_filter=keep_live, **kwargs)
 
@@ -447,7 +522,7 @@ class Lens:
         pattern/scores hook run memory-efficient attention."""
         tokens, kwargs = self.inputs(text_or_tokens, images, **kwargs)
         with (self._hooked(fwd_hooks, tokens, install=False) as (fwd, hooked), torch.no_grad(),
-              attention_for(self, hooked, tokens)):
+              self.attention_for(hooked, tokens)):
             return self.bridge.run_with_hooks(tokens, fwd_hooks=fwd, **kwargs)
 
     # ------------------------------------------------------------------ generation
@@ -474,7 +549,7 @@ class Lens:
         """Per-head q/k/v inputs: ``hook_q_input`` ``[batch, pos, n_heads, d_model]``,
         ``hook_k_input``/``hook_v_input`` ``[batch, pos, n_key_value_heads, d_model]``."""
         if not isinstance(enabled, bool):
-            raise TypeError(f"set_split_qkv takes True or False, got {enabled!r}")
+            raise InputTypeError(f"set_split_qkv takes True or False, got {enabled!r}")
         if enabled:
             split_qkv.require_split_qkv(self)
         self.bridge.set_use_split_qkv_input(enabled)
@@ -495,11 +570,9 @@ class Lens:
 
     def patch_kv_input(self, layer: int, kv_head: int, value: PatchValue, *,
                        which: str = "k") -> contextlib.AbstractContextManager[Lens]:
-        """``with lens.patch_kv_input(1, 0, torch.zeros_like): ...`` replaces the key input
-        (``which="v"``: value input) of KV group ``kv_head`` at every position, for every
-        forward pass inside the block: ``lensnb.patch(layer, "attn.hook_k_input",
-        kv_group=kv_head, every_position=True, value=value)`` (which also works in
-        ``run_with_hooks``/``generate``); see ``split_qkv.patch_input``."""
+        """``with lens.patch_kv_input(1, 0, torch.zeros_like): ...`` replaces KV group
+        ``kv_head``'s key (``which="v"``: value) input at every position inside the block:
+        ``lensnb.patch(layer, "attn.hook_k_input", kv_group=kv_head, every_position=True)``."""
         return split_qkv.patch_kv_input(self, layer, kv_head, value, which=which)
 
     def patch_q_input(self, layer: int, head: int,
@@ -519,3 +592,6 @@ class Lens:
         from .analysis.attribution import logit_attribution
 
         return logit_attribution(self, text_or_tokens, token, baseline, pos=pos)
+
+
+save_text_only = Lens.save_text_only  # lensnb.save_text_only(lens, path)

@@ -14,11 +14,14 @@ from typing import Any
 
 import torch
 
-from .backends.bridge import loading as bridge_loading
 from .backends.registry import backend_for, supported_architectures
-from .core.errors import ModelNotFoundError, UnsupportedArchitectureError
+from .core.errors import (
+    InputError,
+    InputTypeError,
+    ModelNotFoundError,
+    UnsupportedArchitectureError,
+)
 from .core.facts import catalogue
-from .core.facts import facts as read_facts
 from .core.sources import DEMOS, NAMED, cached_path, converted
 from .lens import Lens
 
@@ -36,7 +39,7 @@ def _dtype(dtype: torch.dtype | str | None) -> torch.dtype:
         return dtype
     if dtype in _DTYPES:
         return _DTYPES[dtype]
-    raise ValueError(f"unknown dtype {dtype!r}: use one of {', '.join(sorted(_DTYPES))} "
+    raise InputError(f"unknown dtype {dtype!r}: use one of {', '.join(sorted(_DTYPES))} "
                      "or a torch.dtype")
 
 
@@ -116,11 +119,11 @@ def load(
     """
     torch_dtype = _dtype(dtype)
     if device is not None and device_map is not None:
-        raise ValueError("pass either device= or device_map=, not both")
+        raise InputError("pass either device= or device_map=, not both")
     if isinstance(name_or_path, torch.nn.Module):
         return _load_module(name_or_path, tokenizer, device, compatibility, trust_remote_code)
     if tokenizer is not None:
-        raise ValueError("tokenizer= is for an already-loaded model; a directory or model id "
+        raise InputError("tokenizer= is for an already-loaded model; a directory or model id "
                          "brings its own tokenizer")
     name, path = _resolve(name_or_path, cache_dir)
     config = json.loads((path / "config.json").read_text())
@@ -128,27 +131,23 @@ def load(
     hooked = backend.load(path, dtype=torch_dtype, device=device, device_map=device_map,
                           offload_folder=offload_folder, trust_remote_code=trust_remote_code,
                           compatibility=compatibility)
-    if backend.capabilities.owns_tokenization:  # lensnb's own hooked model (Llama 3.2 Vision)
-        return Lens(hooked, read_facts(hooked.original_model.config), name=name)
-    return Lens.from_bridge(hooked, name, compatibility=compatibility,
-                            tokenizer=bridge_loading.own_tokenizer(path, trust_remote_code))
+    tokenizer = backend.tokenizer(path, trust_remote_code) if backend.tokenizer else None
+    return Lens.from_model(hooked, name, compatibility=compatibility, tokenizer=tokenizer)
 
 
 def _load_module(model: torch.nn.Module, tokenizer: Any, device: Any, compatibility: bool,
                  trust_remote_code: bool) -> Lens:
     """Wrap an already-loaded HF model."""
     if tokenizer is None:
-        raise ValueError("an already-loaded model needs its tokenizer: "
+        raise InputError("an already-loaded model needs its tokenizer: "
                          "lensnb.load(model, tokenizer=tokenizer)")
     if not hasattr(model, "config"):
-        raise TypeError(f"expected a transformers PreTrainedModel, got {type(model).__name__}")
+        raise InputTypeError(f"expected a transformers PreTrainedModel, got {type(model).__name__}")
     name = getattr(model.config, "name_or_path", "") or type(model).__name__
     backend = backend_for(model.config.to_dict(), f"the given {type(model).__name__}")
     hooked = backend.wrap(model, tokenizer, device=device, trust_remote_code=trust_remote_code,
                           compatibility=compatibility)
-    if backend.capabilities.owns_tokenization:
-        return Lens(hooked, read_facts(model.config), name=name)
-    return Lens.from_bridge(hooked, name, compatibility=compatibility, tokenizer=tokenizer)
+    return Lens.from_model(hooked, name, compatibility=compatibility, tokenizer=tokenizer)
 
 
 __all__ = ["DEMOS", "ModelNotFoundError", "UnsupportedArchitectureError", "cached_path", "load",

@@ -1,7 +1,11 @@
 """The layers of docs/architecture.md hold in the code: every import inside ``lensnb/`` (imports
 inside functions too; ``if TYPE_CHECKING:`` blocks excepted) points to the importer's own layer
 or a lower one, ``analysis`` and ``interventions`` do not import each other, there is no import
-cycle between modules, and no ``.py``/``.js`` file is over 600 lines."""
+cycle between modules, and no ``.py``/``.js`` file is over 600 lines.
+
+Two contract rules on top: no module outside ``lensnb/backends/`` imports a concrete backend
+(``lensnb.backends.bridge``, ``lensnb.backends.mllama``; at run time, in functions or for type
+checkers), and no module but ``lens.py`` touches a private ``Lens`` attribute."""
 
 from __future__ import annotations
 
@@ -25,20 +29,22 @@ def documented_layers() -> list[tuple[str, list[str]]]:
 
 
 def module_name(path: Path) -> str:
-    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    parts = list(path.relative_to(REPO).with_suffix("").parts)  # __init__.pyi: the package
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports(path: Path) -> set[str]:
+def imports(path: Path, *, type_checking: bool = False) -> set[str]:
     """Absolute names of the lensnb modules (or names in them) that ``path`` imports at run
-    time, ``TYPE_CHECKING`` blocks left out."""
+    time (``TYPE_CHECKING`` blocks left out unless ``type_checking``), ``importlib``'s
+    ``import_module("lensnb...")`` with a literal name included."""
     tree = ast.parse(path.read_text())
     skip: set[int] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+        if (not type_checking and isinstance(node, ast.If)
+                and "TYPE_CHECKING" in ast.unparse(node.test)):
             skip.update(id(n) for b in node.body for n in ast.walk(b))
     mod = module_name(path)
-    pkg = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
+    pkg = mod if path.stem == "__init__" else mod.rsplit(".", 1)[0]
     out: set[str] = set()
     for node in ast.walk(tree):
         if id(node) in skip:
@@ -52,6 +58,15 @@ def imports(path: Path) -> set[str]:
             out.update(f"{target}.{a.name}" for a in node.names)
         elif isinstance(node, ast.Import):
             out.update(a.name for a in node.names)
+        elif (isinstance(node, ast.Call) and ast.unparse(node.func).endswith(
+                ("import_module", "__import__")) and node.args
+              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            name = node.args[0].value
+            if name.startswith("."):  # import_module(".x", "lensnb.y") style: relative to pkg
+                level = len(name) - len(name.lstrip("."))
+                base = pkg.split(".")[: len(pkg.split(".")) - level + 1]
+                name = ".".join(base + [name.lstrip(".")])
+            out.add(name)
     return {n for n in out if n == "lensnb" or n.startswith("lensnb.")}
 
 
@@ -138,3 +153,74 @@ def test_readme_layout_names_every_top_level_part():
     assert not missing, f"README's Layout leaves out lensnb/{sorted(missing)}"
     stale = listed - actual
     assert not stale, f"README's Layout names what is not in lensnb/: {sorted(stale)}"
+
+
+# ---------------------------------------------------------------------------- the contract rules
+CONCRETE_BACKENDS = ("lensnb.backends.bridge", "lensnb.backends.mllama")
+
+
+def concrete_backend_imports(root: Path = PACKAGE) -> list[str]:
+    """``module imports target`` for every import of a concrete backend package by a module
+    outside ``lensnb/backends/`` (run time, inside functions and ``TYPE_CHECKING`` blocks alike;
+    the ``__init__.pyi`` stub too)."""
+    found = []
+    for path in sorted([*root.rglob("*.py"), *root.rglob("*.pyi")]):
+        mod = module_name(path)
+        if mod.startswith("lensnb.backends"):
+            continue
+        for target in sorted(imports(path, type_checking=True)):
+            if any(target == c or target.startswith(c + ".") for c in CONCRETE_BACKENDS):
+                found.append(f"{mod} imports {target}")
+    return found
+
+
+def test_no_module_above_the_backends_imports_a_concrete_backend():
+    found = concrete_backend_imports()
+    assert not found, ("import the contract (lens.capabilities, lens.backend, public Lens "
+                       "methods), not a backend package:\n" + "\n".join(found))
+
+
+def lens_private_names() -> set[str]:
+    """The private names of ``Lens``, read off lens.py: its ``_methods`` and ``_properties``,
+    the ``self._x`` it assigns, and the ``self.__dict__["_x"]`` keys it stores."""
+    tree = ast.parse((PACKAGE / "lens.py").read_text())
+    (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Lens"]
+    names = set()
+    for node in ast.walk(cls):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif (isinstance(node, ast.Subscript) and ast.unparse(node.value).endswith("__dict__")
+              and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str)):
+            names.add(node.slice.value)
+    return {n for n in names if n.startswith("_") and not n.startswith("__")}
+
+
+def private_lens_uses(root: Path = PACKAGE, private: set[str] | None = None) -> list[str]:
+    """``file:line: expr`` wherever a module other than lens.py reads or writes one of
+    ``Lens``'s private names on anything (``x._name``, ``getattr(x, "_name")``)."""
+    private = lens_private_names() if private is None else private
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path == PACKAGE / "lens.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            name = None
+            if isinstance(node, ast.Attribute) and node.attr in private:
+                name = node.attr
+            elif (isinstance(node, ast.Call) and ast.unparse(node.func) in (
+                    "getattr", "setattr", "hasattr") and len(node.args) > 1
+                  and isinstance(node.args[1], ast.Constant) and node.args[1].value in private):
+                name = node.args[1].value
+            if name:
+                found.append(f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_only_lens_touches_private_lens_attributes():
+    private = lens_private_names()
+    assert {"_tokenizer", "_hooked", "_special_rule"} <= private  # the reading finds them
+    found = private_lens_uses(private=private)
+    assert not found, ("private Lens attributes used outside lens.py (add a public Lens "
+                       "method instead):\n" + "\n".join(found))

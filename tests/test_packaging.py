@@ -59,7 +59,8 @@ def test_wheel_carries_the_models_and_static_files(wheel):
                    "lensnb/assets/mllama_processor/preprocessor_config.json",
                    "lensnb/assets/configs/meta-llama--Llama-3.1-8B.json",
                    "lensnb/widgets/static/attention.js", "lensnb/widgets/static/common.css",
-                   "lensnb/export/static/standalone.js", "lensnb/py.typed", "lensnb/rope.py"]:
+                   "lensnb/export/static/standalone.js", "lensnb/py.typed", "lensnb/rope.py",
+                   "lensnb/__init__.pyi"]:
         assert needed in names, f"{needed} is missing from {wheel.name}"
     configs = [n for n in names if n.startswith("lensnb/assets/configs/") and n.endswith(".json")]
     assert len(configs) >= 14

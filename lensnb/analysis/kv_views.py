@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from ..core.errors import InputError
 from ..core.kv_groups import group_patterns, group_summaries
 
 
@@ -53,7 +54,7 @@ def kv_group_view(lens: Any, text_or_tokens: Any, layer: int) -> KVGroupView:
     name = lens.hook_name("attn.hook_pattern", layer)
     tokens = lens.to_tokens(text_or_tokens)
     if tokens.shape[0] != 1:
-        raise ValueError(f"kv_group_view takes one text, got a batch of {tokens.shape[0]}")
+        raise InputError(f"kv_group_view takes one text, got a batch of {tokens.shape[0]}")
     _, cache = lens.run_with_cache(tokens, names=name)
     pattern = cache[name][0].float()  # [n_heads, q, k]
     summaries = group_summaries(pattern, lens.n_key_value_heads)

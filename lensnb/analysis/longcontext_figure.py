@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..core.errors import IndexRangeError
+
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
@@ -33,7 +35,7 @@ def profile_figure(profile: LongContextProfile, layer: int | None = None, *,
 
     layer = profile.layers[0] if layer is None else layer
     if layer not in profile.layers:
-        raise IndexError(f"layer {layer} is not in the profile: {profile.layers}")
+        raise IndexRangeError(f"layer {layer} is not in the profile: {profile.layers}")
     x = bin_centres(profile.edges)
     fig = go.Figure()
     n_heads = profile.sink.shape[1]

@@ -22,9 +22,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from ..backends.bridge.attention_mode import attention_for
 from ..backends.qk import LayerQK
-from ..core.errors import InputError
+from ..core.errors import BackendError, IndexRangeError, InputError
 from ..core.indices import check_index, check_position
 from ..core.kv_groups import KVGroups
 from ..core.settings import PROGRESS_MIN_TOKENS
@@ -148,7 +147,7 @@ class KeptQK:
         # without stop_at_layer (lensnb's hooked Llama 3.2 Vision) _Enough ends the run instead
         stop_at = {"stop_at_layer": last + 1} if lens.capabilities.stop_at_layer else {}
         try:  # memory-efficient attention: no layer builds its N^2 scores
-            with torch.no_grad(), attention_for(lens, (), tokens):
+            with torch.no_grad(), lens.attention_for((), tokens):
                 lens.bridge.run_with_hooks(tokens, fwd_hooks=hooks, return_type=None, **stop_at)
         except _Enough:
             pass
@@ -158,7 +157,7 @@ class KeptQK:
         missing = [la for la in layers if la not in q or la not in k]
         if missing:
             hooks = sorted({h for la in missing for h in (specs[la].q_hook, specs[la].k_hook)})
-            raise RuntimeError(f"the query/key hooks {hooks} did not fire for layers {missing}")
+            raise BackendError(f"the query/key hooks {hooks} did not fire for layers {missing}")
         return cls({la: q[la] for la in layers}, {la: k[la] for la in layers}, specs)
 
     # ------------------------------------------------------------------ bookkeeping
@@ -174,7 +173,7 @@ class KeptQK:
 
     def _check(self, layer: int, heads: Sequence[int]) -> None:
         if layer not in self.q:
-            raise IndexError(f"layer {layer!r} was not kept: kept layers are {self.layers}")
+            raise IndexRangeError(f"layer {layer!r} was not kept: kept layers are {self.layers}")
         for h in heads:
             check_index(h, self.n_heads, "query head", plural="heads")
 
@@ -242,7 +241,7 @@ class KeptQK:
         hs = self._heads(heads)
         q0, q1, _ = (rows or slice(None)).indices(self.n_pos)
         if q1 <= q0:
-            raise IndexError(f"rows {rows!r} select no query position of {self.n_pos}")
+            raise IndexRangeError(f"rows {rows!r} select no query position of {self.n_pos}")
         out = torch.cat([blk for _, blk in self._rows(layer, hs, q0, q1)], dim=1)
         return out[0] if one else out
 
@@ -300,7 +299,7 @@ class KeptQK:
 
     def _check_window(self, q0: int, q1: int, k0: int, k1: int) -> None:
         if not (0 <= q0 < q1 <= self.n_pos and 0 <= k0 < k1 <= self.n_pos):
-            raise IndexError(
+            raise IndexRangeError(
                 f"window q[{q0}:{q1}] k[{k0}:{k1}] is not inside 0..{self.n_pos} positions"
             )
 
@@ -319,7 +318,7 @@ class KeptQK:
         k1 = self.n_pos if k1 is None else k1
         self._check_window(q0, q1, k0, k1)
         if not isinstance(size, int) or size < 1:
-            raise ValueError(f"size must be a positive int, got {size!r}")
+            raise InputError(f"size must be a positive int, got {size!r}")
         fq, fk = math.ceil((q1 - q0) / size), math.ceil((k1 - k0) / size)
         n_cols = math.ceil((k1 - k0) / fk)
         blocks = []

@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..core.errors import UnsupportedFeatureError
+from ..core.errors import InputError, InputTypeError, UnsupportedFeatureError
 from ..core.facts import config_dict, unwrap_lens
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ def rope_config(config_or_lens: ConfigLike, *, layer_type: str | None = None,
     _one_layer_type(cfg, layer_type)
     unknown = set(rope_overrides) - set(_ROPE_KEYS)
     if unknown:
-        raise TypeError(f"unknown RoPE parameter(s) {sorted(unknown)}; allowed: {_ROPE_KEYS}")
+        raise InputTypeError(f"unknown RoPE parameter(s) {sorted(unknown)}; allowed: {_ROPE_KEYS}")
     if rope_overrides:
         params = dict(cfg.rope_parameters)
         params.pop("type", None)
@@ -113,7 +113,8 @@ def rope_config(config_or_lens: ConfigLike, *, layer_type: str | None = None,
         cfg.standardize_rope_params()
     rope_type = cfg.rope_parameters.get("rope_type", "default")
     if rope_type not in ROPE_TYPES:
-        raise ValueError(f"unsupported rope_type {rope_type!r}; lensnb supports {ROPE_TYPES}")
+        raise UnsupportedFeatureError(f"unsupported rope_type {rope_type!r}; lensnb supports "
+                                      f"{ROPE_TYPES}")
     return cfg
 
 
@@ -123,12 +124,12 @@ def _one_layer_type(cfg: PretrainedConfig, layer_type: str | None) -> None:
     nested = bool(params) and all(isinstance(v, dict) for v in params.values())
     if not nested:
         if layer_type is not None:
-            raise ValueError(f"layer_type={layer_type!r}: this model has one set of RoPE "
+            raise InputError(f"layer_type={layer_type!r}: this model has one set of RoPE "
                              "parameters for every layer")
         return
     choice = layer_type or ("full_attention" if "full_attention" in params else next(iter(params)))
     if choice not in params:
-        raise ValueError(f"unknown layer_type {choice!r}; this model's are {sorted(params)}")
+        raise InputError(f"unknown layer_type {choice!r}; this model's are {sorted(params)}")
     cfg.rope_parameters = dict(params[choice])
     cfg.layer_types = None  # flat from here on: one layer type's parameters
 
@@ -296,12 +297,12 @@ def _positions(positions: Positions) -> torch.Tensor:
                           else positions)
     if pos.is_floating_point():
         if not torch.equal(pos, pos.round()):
-            raise ValueError("positions must be whole numbers (token indices)")
+            raise InputError("positions must be whole numbers (token indices)")
         pos = pos.to(torch.int64)
     if pos.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
-        raise TypeError(f"positions must be integers, got {pos.dtype}")
+        raise InputTypeError(f"positions must be integers, got {pos.dtype}")
     if pos.numel() and int(pos.min()) < 0:
-        raise ValueError("positions must be >= 0")
+        raise InputError("positions must be >= 0")
     return pos.to(torch.int64)
 
 
@@ -449,7 +450,7 @@ def frequency_usage(lens: Lens, text: Any, *, which: str = "q", rotated: bool = 
     High-frequency pairs (small ``i``) carry position; low-frequency pairs carry content.
     """
     if which not in ("q", "k"):
-        raise ValueError(f"which must be 'q' (query heads) or 'k' (key/value heads), not {which!r}")
+        raise InputError(f"which must be 'q' (query heads) or 'k' (key/value heads), not {which!r}")
     require_usage(lens)
     n_pairs = inv_freq(lens).shape[0]
     short = f"attn.hook_{'rot_' if rotated else ''}{which}"
@@ -459,7 +460,7 @@ def frequency_usage(lens: Lens, text: Any, *, which: str = "q", rotated: bool = 
     for name in names:
         x = cache[name][:, start:].double()  # [batch, pos, heads, d_head]
         if x.ndim != 4:
-            raise ValueError(f"{name} has shape {tuple(x.shape)}; expected [batch, pos, heads, "
+            raise InputError(f"{name} has shape {tuple(x.shape)}; expected [batch, pos, heads, "
                              "d_head] (per-head q/k)")
         pairs = x[..., :n_pairs] ** 2 + x[..., n_pairs:2 * n_pairs] ** 2  # [b, p, h, n_pairs]
         total = (x ** 2).sum(-1)  # [b, p, h]

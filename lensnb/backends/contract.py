@@ -1,14 +1,17 @@
-"""The backend contract: what a hooked model offers ``Lens`` and every feature above it.
+"""The backend contract: what a backend implements, and all that ``Lens`` uses of it.
 
 A backend is a family of hooked models (TransformerLens's ``TransformerBridge``; lensnb's own
-``HookedMllama`` for Llama 3.2 Vision). Each declares, in its own package, a ``Backend``: which
-architectures it serves, how to load or wrap a model, and its ``Capabilities``. The registry
-(``backends.registry``) lists the backends; ``lensnb.load`` asks it which one serves a config.
+``HookedMllama`` for Llama 3.2 Vision). Its hooked models satisfy ``HookedModel``
+(TransformerLens hook names and calls, the split-QKV switch). It declares, in its own package,
+a ``Backend``: which architectures it serves, how to load or wrap a model, its
+``Capabilities``, and the functions ``Lens`` calls on a hooked model (final modules, a decoding
+cache, the attention switch, and one function per capability: the fast path, image inputs and
+layouts, the text part). The registry (``backends.registry``) lists the backends;
+``lensnb.load`` asks it which one serves a config.
 
-Every hooked model satisfies ``HookedModel`` (TransformerLens hook names and calls), so code
-above this layer never asks *which* backend it has, only what it ``can`` do: features check
-``lens.capabilities`` up front and raise ``UnsupportedFeatureError`` naming what to use instead
-(``require``).
+Code above this layer never imports a backend package and never asks *which* backend it has:
+it calls public ``Lens`` methods, and features check ``lens.capabilities`` up front and raise
+``UnsupportedFeatureError`` naming what to use instead (``require``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from ..core.errors import UnsupportedFeatureError
+from ..core.errors import InputError, UnsupportedFeatureError
+from .images import ImageLayout
 from .qk import LayerQK, hooked_layer_qk
 
 
@@ -29,9 +33,13 @@ class HookedModel(Protocol):
     """A model with TransformerLens hook points, as ``Lens.bridge`` holds it.
 
     ``TransformerBridge`` and ``HookedMllama`` both satisfy it (``isinstance`` checks the
-    members are there; the signatures are TransformerLens's)."""
+    members are there; the signatures are TransformerLens's). Code above ``backends/`` uses
+    these members and nothing else of a hooked model; everything a backend does beyond them is
+    a ``Backend`` function taking the hooked model."""
 
-    cfg: Any  # n_layers, n_heads, d_model, ... (a TransformerLens config or a stand-in)
+    #: ``n_layers``, ``n_heads``, ``d_model``, ``d_head``, ``d_vocab``, ``n_ctx`` and the
+    #: split-QKV flag ``use_split_qkv_input`` (a TransformerLens config or a stand-in)
+    cfg: Any
     original_model: torch.nn.Module  # the Hugging Face model (same weights)
     tokenizer: Any
 
@@ -41,7 +49,9 @@ class HookedModel(Protocol):
         ...
 
     def forward(self, input: Any, *args: Any, **kwargs: Any) -> Any:
-        """Logits ``[batch, pos, d_vocab]`` of token ids ``[batch, pos]``."""
+        """Logits ``[batch, pos, d_vocab]`` of token ids ``[batch, pos]``; ``kwargs`` are the
+        Hugging Face model's (``attention_mask``, ``position_ids``, a KV cache, image inputs
+        from ``Backend.model_inputs``)."""
         ...
 
     def run_with_hooks(self, input: Any, *args: Any, fwd_hooks: Sequence[tuple[Any, Callable]]
@@ -68,6 +78,54 @@ class HookedModel(Protocol):
                            *args: Any, **kwargs: Any) -> None:
         """Raise where a hook cannot be added (a hook switched off by a flag never fires)."""
         ...
+
+    def set_use_split_qkv_input(self, enabled: bool) -> None:
+        """The split-QKV switch: per-head ``hook_q_input`` ``[batch, pos, n_heads, d_model]``,
+        ``hook_k_input``/``hook_v_input`` ``[batch, pos, n_kv_heads, d_model]`` on or off
+        (``cfg.use_split_qkv_input`` says which). A model without them raises
+        ``UnsupportedFeatureError`` when asked to turn them on (``capabilities.split_qkv``
+        lets ``Lens`` refuse first)."""
+        ...
+
+
+@runtime_checkable
+class FastPath(Protocol):
+    """A backend's fast generation path (``Backend.fast_path``): a plain module tree sharing
+    the hooked model's weights, with some hook names served by torch hooks on its modules."""
+
+    #: the plain model (a Hugging Face ``PreTrainedModel``: ``model(input_ids=..., cache...)``
+    #: -> ``.logits [batch, pos, d_vocab]``), or ``None`` where there is none
+    model: torch.nn.Module | None
+    #: why there is no plain model (``""`` where there is one)
+    why: str
+
+    def serves(self, name: str) -> bool:
+        """Whether hook ``name`` runs on the plain model (else only the hooked model has it)."""
+        ...
+
+    def hook(self, name: str, run: Callable[[torch.Tensor], torch.Tensor | None]) -> Any:
+        """Install ``run`` at hook ``name``: it sees the tensor as the hooked model's hook does
+        and may return a replacement. Returns a handle whose ``remove()`` takes it off."""
+        ...
+
+
+@dataclass(frozen=True)
+class NoFastPath:
+    """The ``FastPath`` of a model that has none."""
+
+    why: str
+    model: None = None
+
+    def serves(self, name: str) -> bool:
+        return False
+
+    def hook(self, name: str, run: Callable[[torch.Tensor], torch.Tensor | None]) -> Any:
+        raise UnsupportedFeatureError(f"no fast path: {self.why}")
+
+
+def input_device(model: Any) -> torch.device:
+    """Where a hooked model's inputs go: the device of its input embedding."""
+    return model.original_model.get_input_embeddings().weight.device
 
 
 @dataclass(frozen=True)
@@ -115,7 +173,7 @@ class Capabilities:
         """Raise ``UnsupportedFeatureError`` unless ``flag`` is on: ``"{feature} is not
         supported on {kind or model}; {instead}"``."""
         if flag not in self.names():
-            raise ValueError(f"unknown capability {flag!r}: one of {', '.join(self.names())}")
+            raise InputError(f"unknown capability {flag!r}: one of {', '.join(self.names())}")
         if not getattr(self, flag):
             where = f"{kind} ({model!r})" if kind else repr(model)
             raise UnsupportedFeatureError(f"{feature} is not supported on {where}; {instead}")
@@ -123,7 +181,9 @@ class Capabilities:
 
 @dataclass(frozen=True)
 class Backend:
-    """One backend, as its package declares it (and the registry lists it).
+    """One backend, as its package declares it (and the registry lists it): what a third
+    backend implements. Every function takes the backend's hooked model (a ``HookedModel``),
+    never a ``Lens``; ``Lens`` calls them (``lens.backend``) and the layers above use ``Lens``.
 
     Attributes:
         name: short name (``"bridge"``, ``"mllama"``).
@@ -131,14 +191,41 @@ class Backend:
         capabilities: what its models can do (``capabilities_of`` may narrow it per model).
         architectures: the Hugging Face architectures it serves (``config.architectures``),
             a callable for a list that is read at call time (TransformerLens's adapters).
-        model_types: ``config.model_type`` values it serves (configs without architectures).
-        load: ``load(path, **options) -> hooked model`` for a model directory.
-        wrap: ``wrap(hf_model, tokenizer, **options) -> hooked model`` for a loaded model.
-        owns: whether a hooked model belongs to this backend.
+        load: ``load(path, *, dtype, device, device_map, offload_folder, trust_remote_code,
+            compatibility) -> hooked model`` for a model directory.
+        wrap: ``wrap(hf_model, tokenizer, *, device, trust_remote_code, compatibility) ->
+            hooked model`` for a loaded model.
+        owns: whether an object is one of this backend's hooked models.
         final_modules: ``final_modules(model, compatibility) -> (norm, unembed)``: the final
             norm ``[..., d_model] -> [..., d_model]`` and the unembedding ``[..., d_model] ->
             [..., d_vocab]`` exactly as the model applies them, without hooks.
+        new_cache: ``new_cache(model) -> cache``: an empty decoding state for one generation.
+            Without ``own_decoding`` a ``transformers`` cache handed to the Hugging Face
+            model's forward (``kv_cache.cache_kwargs``); with it, the object the hooked model's
+            ``forward(ids, cache=...)`` takes. Either answers ``get_seq_length(layer)`` for
+            each self-attention layer (the safety net ``kv_cache.check_filled``).
+        attention: the attention switch, ``attention(model, names, tokens, *, cache) ->
+            context manager``: every forward pass of ``Lens`` runs inside it. ``names`` (hook
+            names or a predicate) are what the call hooks, ``tokens [batch, pos]`` its input,
+            ``cache`` whether the hooks keep their tensors. It raises ``PatternMemoryError``
+            up front when full patterns cannot fit (``attention_memory.guard`` does only
+            that) and may run memory-efficient attention where no hook needs the pattern.
+        tokenizer: ``tokenizer(path, trust_remote_code) -> tokenizer`` the ``Lens`` of a model
+            directory tokenizes with (``None``: the hooked model's own ``tokenizer``).
+        model_types: ``config.model_type`` values it serves (configs without architectures).
         capabilities_of: the capabilities of one hooked model (default: ``capabilities``).
+        fast_path: ``fast_path(model) -> FastPath`` (``capabilities.fast_path``).
+        image_token: the text placeholder of one image (``capabilities.images``).
+        model_inputs: ``model_inputs(model, texts, images) -> (input_ids [batch, pos],
+            kwargs)`` (``capabilities.images``): texts (a list of strings) with one
+            ``image_token`` per image and the images (PIL images or paths; one list per text)
+            as the model's forward takes them (``pixel_values``, masks, ...), on the model's
+            device, checked (``ImageInputError``, ``ImageTokenError``).
+        image_layout: ``image_layout(model, image) -> ImageLayout`` (``capabilities.images``):
+            where each image token of ``image`` comes from (tile grid, patch size).
+        text_only: ``text_only(model) -> (hf_model, tokenizer)`` (``capabilities.text_only``):
+            the language model alone as a plain Hugging Face text model sharing the weights,
+            and its tokenizer (``Lens.text_only``, ``lensnb.save_text_only``).
         layer_qk: ``layer_qk(model, layer) -> LayerQK``: the hooks carrying a self-attention
             layer's queries and keys as its softmax uses them, and its scaling, soft-cap and
             sliding window (default: ``hook_rot_q``/``hook_rot_k``; ``backends/qk.py``).
@@ -152,9 +239,29 @@ class Backend:
     wrap: Callable[..., Any]
     owns: Callable[[Any], bool]
     final_modules: Callable[[Any, bool], tuple[torch.nn.Module, torch.nn.Module]]
+    new_cache: Callable[[Any], Any]
+    attention: Callable[..., contextlib.AbstractContextManager[Any]]
+    tokenizer: Callable[[Any, bool], Any] | None = None
     model_types: tuple[str, ...] = ()
     capabilities_of: Callable[[Any], Capabilities] | None = None
+    fast_path: Callable[[Any], FastPath] | None = None
+    image_token: str | None = None
+    model_inputs: Callable[[Any, list[str], Any], tuple[torch.Tensor, dict[str, Any]]] | None = (
+        None)
+    image_layout: Callable[[Any, Any], ImageLayout] | None = None
+    text_only: Callable[[Any], tuple[torch.nn.Module, Any]] | None = None
     layer_qk: Callable[[Any, int], LayerQK] = hooked_layer_qk
+
+    def __post_init__(self) -> None:
+        """A capability the backend declares needs the function that provides it."""
+        needs = {"fast_path": ("fast_path",), "text_only": ("text_only",),
+                 "images": ("image_token", "model_inputs", "image_layout")}
+        caps = self.capabilities
+        missing = [f"{field} (capabilities.{flag})" for flag, names in needs.items()
+                   if getattr(caps, flag) for field in names if getattr(self, field) is None]
+        if missing:
+            raise InputError(f"backend {self.name!r} declares capabilities without what "
+                             f"provides them: give {', '.join(missing)}")
 
     def serves(self, config: Mapping[str, Any]) -> bool:
         """Whether a ``config.json`` dict is one of this backend's models."""

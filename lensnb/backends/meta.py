@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from ..core.configs import hf_config, meta_model, quiet
+from ..core.errors import ImageTokenError, InputError, UnsupportedFeatureError
 from ..core.facts import ConfigLike, config_dict
 from .registry import supported_architectures
 
@@ -54,7 +55,7 @@ def hook_shapes(
         from weight values, which a meta model does not have.
     """
     if batch < 1 or pos < 1:
-        raise ValueError(f"batch and pos must be positive, got batch={batch}, pos={pos}")
+        raise InputError(f"batch and pos must be positive, got batch={batch}, pos={pos}")
     torch_dtype = _dtype(dtype)
     name, cfg = config_dict(config_or_name)
     config = hf_config(cfg)
@@ -136,11 +137,11 @@ def _image_inputs(config: Any, tokens: torch.Tensor, images: int,
     if images == 0:
         return {}
     if getattr(config, "model_type", None) != "mllama":
-        raise ValueError(f"images= is for Mllama vision models; a {config.model_type!r} model "
-                         "takes text only")
+        raise UnsupportedFeatureError(f"images= is for Mllama vision models; a "
+                                      f"{config.model_type!r} model takes text only")
     batch, pos = tokens.shape
     if not 0 < images <= pos:
-        raise ValueError(f"images must be between 0 and pos={pos}, got {images}")
+        raise ImageTokenError(f"images must be between 0 and pos={pos}, got {images}")
     vision = config.vision_config
     tiles, size = vision.max_num_tiles, vision.image_size
     tokens[:, :images] = config.image_token_index
@@ -206,7 +207,7 @@ def _dtype(dtype: torch.dtype | str) -> torch.dtype:
         return dtype
     value = getattr(torch, str(dtype).removeprefix("torch."), None)
     if not isinstance(value, torch.dtype):
-        raise ValueError(f"unknown dtype {dtype!r}: use e.g. torch.float32, 'bfloat16', 'float16'")
+        raise InputError(f"unknown dtype {dtype!r}: use e.g. torch.float32, 'bfloat16', 'float16'")
     return value
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..core.errors import UnsupportedArchitectureError
+from ..core.errors import InputTypeError, UnsupportedArchitectureError
 from .bridge.backend import BACKEND as BRIDGE
 from .contract import Backend, Capabilities
 from .mllama.backend import BACKEND as MLLAMA
@@ -22,8 +22,8 @@ _BACKENDS: list[Backend] = [MLLAMA, BRIDGE]
 def register(backend: Backend) -> Backend:
     """Add a backend, consulted before the built-in ones (a later registration wins)."""
     if not isinstance(backend, Backend):
-        raise TypeError(f"register takes a lensnb.backends.contract.Backend, got "
-                        f"{type(backend).__name__}")
+        raise InputTypeError(f"register takes a lensnb.backends.contract.Backend, got "
+                             f"{type(backend).__name__}")
     _BACKENDS[:] = [b for b in _BACKENDS if b.name != backend.name]
     _BACKENDS.insert(0, backend)
     return backend
@@ -60,8 +60,8 @@ def backend_of(model: Any) -> Backend:
     for backend in _BACKENDS:
         if backend.owns(model):
             return backend
-    raise TypeError(f"{type(model).__name__} is not a hooked model of any lensnb backend "
-                    f"({', '.join(b.name for b in _BACKENDS)})")
+    raise InputTypeError(f"{type(model).__name__} is not a hooked model of any lensnb backend "
+                         f"({', '.join(b.name for b in _BACKENDS)})")
 
 
 def capabilities_of(model: Any) -> Capabilities:

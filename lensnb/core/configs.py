@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from .errors import InputError, UnsupportedArchitectureError
+
 # Keys a Hub config carries that are not arguments of its config class.
 _NOT_ARGS = ("_name_or_path", "transformers_version", "model_type")
 
@@ -24,7 +26,7 @@ def hf_config(cfg: dict) -> Any:
     cfg = copy.deepcopy(cfg)
     model_type = cfg.get("model_type")
     if model_type is None:
-        raise ValueError("the config has no 'model_type', so transformers cannot build it")
+        raise InputError("the config has no 'model_type', so transformers cannot build it")
     for key in _NOT_ARGS:
         cfg.pop(key, None)
     with quiet():
@@ -55,8 +57,8 @@ def meta_model(config: Any, *, dtype: torch.dtype | None = None) -> torch.nn.Mod
                 return build(config, **kwargs).eval()
             except (ValueError, KeyError, TypeError) as e:
                 errors.append(f"{build.__qualname__}: {e}")
-    raise ValueError(f"transformers cannot build a {config.model_type!r} model: "
-                     + "; ".join(errors))
+    raise UnsupportedArchitectureError(f"transformers cannot build a {config.model_type!r} model: "
+                                       + "; ".join(errors))
 
 
 @contextlib.contextmanager

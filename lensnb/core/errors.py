@@ -17,6 +17,10 @@ class LensnbWarning(UserWarning):
     """The base of every warning lensnb issues."""
 
 
+class LensnbDeprecationWarning(LensnbWarning, DeprecationWarning):
+    """A name or keyword lensnb still accepts but will drop; the message says what replaces it."""
+
+
 # ---------------------------------------------------------------------------- models
 class ModelNotFoundError(LensnbError, FileNotFoundError):
     """A name that is neither a demo, a local model directory, nor a cached model id."""
@@ -24,6 +28,12 @@ class ModelNotFoundError(LensnbError, FileNotFoundError):
 
 class UnsupportedArchitectureError(LensnbError, ValueError):
     """A model whose architecture neither TransformerLens nor lensnb can hook."""
+
+
+class DamagedCacheError(LensnbError, OSError):
+    """A converted model in lensnb's cache that cannot be read (a truncated or missing file) and
+    cannot be converted again here (its package is not installed); the message names the folder
+    and says that removing it makes the next ``lensnb.load`` convert it again."""
 
 
 class MissingModelPackageError(LensnbError, ImportError):
@@ -66,11 +76,21 @@ class ContextLengthError(LensnbError, ValueError):
     """Input longer than the model's context window."""
 
 
-class UnknownHookError(LensnbError, KeyError):
-    """A hook name that the model does not have."""
+class UnknownNameError(LensnbError, KeyError):
+    """A name lensnb does not know (a theme colour, a colour map, a ``check()`` cell, ...); the
+    message lists the known ones."""
 
     def __str__(self) -> str:  # KeyError quotes its message; show it plainly instead
         return str(self.args[0])
+
+
+class UnknownHookError(UnknownNameError):
+    """A hook name that the model does not have (the message suggests close ones)."""
+
+
+class UnknownSettingError(UnknownNameError, AttributeError):
+    """A setting ``lensnb.options`` does not have (also an ``AttributeError``, as attribute
+    access requires: ``hasattr``, ``getattr(options, name, default)``)."""
 
 
 class ImageInputError(LensnbError, ValueError):
@@ -90,13 +110,32 @@ class PatternMemoryError(LensnbError, MemoryError):
     """A hook asked for full attention patterns at a length where they cannot fit."""
 
 
-class CacheNotFilledError(LensnbError, RuntimeError):
+class BackendError(LensnbError, RuntimeError):
+    """A hooked model that did not do what its backend declares (a hook that did not fire): the
+    installed torch / transformers / transformer-lens may not fit each other (``lensnb.check()``
+    says which invariant fails)."""
+
+
+class CacheNotFilledError(BackendError):
     """A cached forward left the KV cache shorter or longer than the tokens fed."""
 
 
+class InterruptedRequestError(LensnbError, RuntimeError):
+    """A frontend request interrupted in the kernel (Kernel > Interrupt): nothing half-computed
+    is kept; ask again."""
+
+
 # ---------------------------------------------------------------------------- export
-class ChromiumNotFoundError(LensnbError, RuntimeError):
+class ExportError(LensnbError, RuntimeError):
+    """A view that cannot be exported (one of its own export requests failed)."""
+
+
+class ChromiumNotFoundError(ExportError):
     """No Chromium/Chrome binary for static export."""
+
+
+class ExportTimeoutError(ExportError, TimeoutError):
+    """Chromium did not finish rendering a static export in time."""
 
 
 class StaticFallbackWarning(LensnbWarning):

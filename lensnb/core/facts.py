@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from .configs import hf_config, meta_model
-from .errors import ModelNotFoundError
+from .errors import InputError, InputTypeError, ModelNotFoundError
 from .kv_groups import KVGroups
 from .paths import ASSETS, CONFIGS_DIR
 from .sources import DEMOS, NAMED, cached_path
@@ -147,7 +147,7 @@ def config_dict(config: ConfigLike) -> tuple[str, dict]:
         return config.get("_name_or_path") or config.get("model_type", "config"), dict(config)
     if isinstance(config, (str, Path)):
         return _named_config(str(config))
-    raise TypeError(
+    raise InputTypeError(
         f"facts() takes a config, a dict, a catalogue name, a path or a Lens, "
         f"not {type(config).__name__}"
     )
@@ -239,7 +239,7 @@ def facts(config: ConfigLike, *, count_params: bool = True) -> ModelFacts:
         n_ctx = int(_get(cfg, "max_position_embeddings", "n_positions", "n_ctx"))
         vocab_size = int(_get(cfg, "vocab_size"))
     except TypeError as e:  # int(None): a key is missing
-        raise ValueError(f"{name!r} is not a decoder config lensnb can read: it lacks one of "
+        raise InputError(f"{name!r} is not a decoder config lensnb can read: it lacks one of "
                          "hidden_size, num_attention_heads, num_hidden_layers, "
                          "max_position_embeddings, vocab_size (or their GPT-2 names)") from e
     theta, scaling = _rope(cfg)

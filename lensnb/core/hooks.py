@@ -13,7 +13,7 @@ import fnmatch
 import re
 from collections.abc import Callable, Iterable
 
-from .errors import UnknownHookError  # noqa: F401  (raised here)
+from .errors import InputTypeError, UnknownHookError
 from .indices import check_layer
 
 NameFilter = str | Iterable[str] | Callable[[str], bool] | None
@@ -73,7 +73,7 @@ def name_filter(names: NameFilter, available: Iterable[str]) -> Callable[[str], 
     globs: list[str] = []
     for p in patterns:
         if not isinstance(p, str):
-            raise TypeError(f"hook names must be strings, got {type(p).__name__}: {p!r}")
+            raise InputTypeError(f"hook names must be strings, got {type(p).__name__}: {p!r}")
         if _GLOB_CHARS.search(p):
             if not fnmatch.filter(available, p):
                 raise unknown(p, available)

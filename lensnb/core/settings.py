@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from .errors import InputError, LensnbWarning, UnknownSettingError
+
 # What a widget's display bundle holds beside its live view (see lensnb/export/fallback.py):
 # "html" the standalone interactive HTML (nbconvert, nbviewer: scripts run there), "png" a
 # picture rendered through kaleido + a local chromium (GitHub shows pictures, runs no scripts),
@@ -39,7 +41,7 @@ PROGRESS_MIN_TOKENS = 2048
 def _check_static_fallback(value: Any) -> str | None:
     if value not in STATIC_FALLBACKS or isinstance(value, bool):
         allowed = ", ".join(repr(v) for v in STATIC_FALLBACKS)
-        raise ValueError(f"lensnb.options.static_fallback must be one of {allowed}, "
+        raise InputError(f"lensnb.options.static_fallback must be one of {allowed}, "
                          f"not {value!r}")
     return value
 
@@ -48,7 +50,7 @@ def _check_max_bytes(value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError("lensnb.options.static_fallback_max_bytes must be a positive whole "
+        raise InputError("lensnb.options.static_fallback_max_bytes must be a positive whole "
                          f"number of bytes or None (no limit), not {value!r}")
     return value
 
@@ -70,7 +72,8 @@ def defaults(environ: Any = None) -> dict[str, Any]:
             values["static_fallback"] = value
         else:
             warnings.warn(f"${ENV_STATIC_FALLBACK}={raw!r} is not one of html, png, html+png, "
-                          f"none; using {DEFAULTS['static_fallback']!r}", stacklevel=2)
+                          f"none; using {DEFAULTS['static_fallback']!r}", LensnbWarning,
+                          stacklevel=2)
     return values
 
 
@@ -88,13 +91,13 @@ class Options:
         values = object.__getattribute__(self, "_values")
         if name in values:
             return values[name]
-        raise AttributeError(f"lensnb.options has no setting {name!r}; the settings are "
-                             f"{', '.join(sorted(values))}")
+        raise UnknownSettingError(f"lensnb.options has no setting {name!r}; the settings are "
+                                  f"{', '.join(sorted(values))}")
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name not in _CHECKS:
-            raise AttributeError(f"lensnb.options has no setting {name!r}; the settings are "
-                                 f"{', '.join(sorted(_CHECKS))}")
+            raise UnknownSettingError(f"lensnb.options has no setting {name!r}; the settings "
+                                      f"are {', '.join(sorted(_CHECKS))}")
         self._values[name] = _CHECKS[name](value)
 
     def __dir__(self) -> list[str]:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .errors import InputError, UnknownNameError
+
 # Okabe & Ito (2008), "Color Universal Design": distinguishable under all common colour-vision
 # deficiencies. Black last (reference lines), yellow late (weak on white paper).
 NAMED: dict[str, str] = {
@@ -126,14 +128,14 @@ def ui(name: str, *, dark: bool = False) -> str:
     """The light (export/figure) value of the surrounding colour ``name`` (a key of ``UI``), or
     its dark value."""
     if name not in UI:
-        raise KeyError(f"unknown theme colour {name!r}; known: {', '.join(UI)}")
+        raise UnknownNameError(f"unknown theme colour {name!r}; known: {', '.join(UI)}")
     return UI[name][2 if dark else 1]
 
 
 def rgba(colour: str, alpha: float) -> str:
     """``"#rrggbb"`` with an opacity as ``"rgba(r,g,b,a)"`` (the string plotly and CSS read)."""
     if len(colour) != 7 or not colour.startswith("#"):
-        raise ValueError(f"expected a '#rrggbb' colour, got {colour!r}")
+        raise InputError(f"expected a '#rrggbb' colour, got {colour!r}")
     r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
     return f"rgba({r},{g},{b},{alpha:g})"
 
@@ -141,7 +143,7 @@ def rgba(colour: str, alpha: float) -> str:
 def region_fill(region: str) -> str:
     """The band colour of a RoPE smoothing region, as ``rgba(...)``."""
     if region not in REGIONS:
-        raise KeyError(f"unknown RoPE region {region!r}; known: {', '.join(REGIONS)}")
+        raise UnknownNameError(f"unknown RoPE region {region!r}; known: {', '.join(REGIONS)}")
     colour, alpha = REGIONS[region]
     return rgba(colour, alpha)
 
@@ -149,7 +151,7 @@ def region_fill(region: str) -> str:
 def colorscale(name: str) -> list[list[Any]]:
     """A colour map as a plotly colour scale ``[[t, "#rrggbb"], ...]``."""
     if name not in COLORMAPS:
-        raise KeyError(f"unknown colour map {name!r}; known: {', '.join(COLORMAPS)}")
+        raise UnknownNameError(f"unknown colour map {name!r}; known: {', '.join(COLORMAPS)}")
     stops = COLORMAPS[name]
     return [[i / (len(stops) - 1), c] for i, c in enumerate(stops)]
 

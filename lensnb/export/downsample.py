@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..core.errors import InputError
+
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
@@ -61,7 +63,7 @@ def limit_heatmaps(fig: go.Figure,
     if max_cells is None:
         return fig, []
     if not isinstance(max_cells, int) or isinstance(max_cells, bool) or max_cells < 1:
-        raise ValueError(f"max_cells must be a positive int or None, not {max_cells!r}")
+        raise InputError(f"max_cells must be a positive int or None, not {max_cells!r}")
     notes: list[str] = []
     out = go.Figure(fig)
     for trace in out.data:

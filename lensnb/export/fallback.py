@@ -30,7 +30,7 @@ import warnings
 from typing import Any
 
 from ..core import theme
-from ..core.errors import StaticFallbackWarning  # noqa: F401  (raised here)
+from ..core.errors import InputError, StaticFallbackWarning
 from ..core.settings import STATIC_FALLBACKS, options
 from .html import widget_fragment
 from .protocol import Exportable
@@ -58,7 +58,7 @@ def static_fallback(view: Exportable, bundle: Bundle, mode: Any = "options", *,
     max_bytes = options.static_fallback_max_bytes if max_bytes == "options" else max_bytes
     if mode not in STATIC_FALLBACKS or isinstance(mode, bool):
         allowed = ", ".join(repr(v) for v in STATIC_FALLBACKS)
-        raise ValueError(f"static fallback mode must be one of {allowed}, not {mode!r}")
+        raise InputError(f"static fallback mode must be one of {allowed}, not {mode!r}")
     data, metadata = dict(bundle[0]), dict(bundle[1])
     if mode is None:
         return data, metadata

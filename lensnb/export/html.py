@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core import theme
+from ..core.errors import ExportError, InputError
 from .protocol import Exportable
 
 if TYPE_CHECKING:
@@ -63,8 +64,8 @@ def widget_payload(view: Exportable) -> dict:
         try:
             reply, buffers = view.answer(request)
         except Exception as err:
-            raise RuntimeError(f"{type(view).__name__}.answer failed on its own export request "
-                               f"{request!r}: {type(err).__name__}: {err}") from err
+            raise ExportError(f"{type(view).__name__}.answer failed on its own export request "
+                              f"{request!r}: {type(err).__name__}: {err}") from err
         replies.append({"request": request, "reply": reply,
                         "buffers": [_buffer_spec(b) for b in buffers]})
     return {
@@ -134,7 +135,7 @@ def write_html(text: str, path: Path, *, max_bytes: int | None = MAX_BYTES) -> P
     """Write ``text`` to ``path`` unless it is larger than ``max_bytes`` (a clear error then)."""
     data = text.encode("utf-8")
     if max_bytes is not None and len(data) > max_bytes:
-        raise ValueError(
+        raise InputError(
             f"the standalone HTML would be {len(data) / 2**20:.1f} MiB, over max_bytes="
             f"{max_bytes / 2**20:.0f} MiB. Export fewer views (a shorter sequence or fewer "
             f"layers), use a static format (.png/.svg/.pdf pool large heatmaps), or pass a "

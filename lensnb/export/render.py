@@ -26,7 +26,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import ChromiumNotFoundError  # noqa: F401  (raised here)
+from ..core.errors import ChromiumNotFoundError, ExportTimeoutError, InputError
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome-stable", "google-chrome",
                   "chrome")
@@ -131,8 +131,8 @@ class _Renderer:
             return future.result(timeout=timeout)
         except (TimeoutError, concurrent.futures.TimeoutError) as err:
             future.cancel()
-            raise TimeoutError(f"Chromium did not finish rendering within {timeout:.0f} s "
-                               "(is the machine overloaded?)") from err
+            raise ExportTimeoutError(f"Chromium did not finish rendering within {timeout:.0f} s "
+                                     "(is the machine overloaded?)") from err
 
     def render(self, fig: dict, opts: dict) -> bytes:
         return self._call(self.kaleido.calc_fig(fig, opts=opts))
@@ -174,7 +174,7 @@ def render_image(fig: dict, *, fmt: str, width_px: float, height_px: float,
     """
     global _renderer
     if fmt not in ("png", "svg", "pdf"):
-        raise ValueError(f"unsupported static format {fmt!r}; allowed: 'png', 'svg', 'pdf'")
+        raise InputError(f"unsupported static format {fmt!r}; allowed: 'png', 'svg', 'pdf'")
     opts = dict(format=fmt, width=width_px, height=height_px, scale=scale)
     with _lock:
         wanted = (chromium_path(), OFFLINE_PROXY)

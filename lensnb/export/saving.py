@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..core.errors import InputError, InputTypeError
 from .downsample import MAX_CELLS, limit_heatmaps
 from .html import MAX_BYTES, figure_html, widget_html, write_html
 from .protocol import Exportable
@@ -38,8 +39,8 @@ def to_figure(view: Any, *, style: str | None = "paper", width: float | None = N
         if height is not None:
             fig.update_layout(height=height * CSS_PX_PER_INCH)
         return fig
-    raise TypeError(f"cannot export a {type(view).__name__}: pass a plotly Figure or a lensnb "
-                    "view (anything with a .figure(style=...) method, e.g. a lensnb widget)")
+    raise InputTypeError(f"cannot export a {type(view).__name__}: pass a plotly Figure or a lensnb "
+                         "view (anything with a .figure(style=...) method, e.g. a lensnb widget)")
 
 
 def save(view: Any, path: str | Path, *, style: str | None = "paper", dpi: float = 300,
@@ -63,13 +64,13 @@ def save(view: Any, path: str | Path, *, style: str | None = "paper", dpi: float
     suffix = path.suffix.lower()
     if suffix not in STATIC_FORMATS + HTML_FORMATS:
         allowed = ", ".join(STATIC_FORMATS + HTML_FORMATS)
-        raise ValueError(f"cannot tell the format of {str(path)!r} from its suffix; use one of "
+        raise InputError(f"cannot tell the format of {str(path)!r} from its suffix; use one of "
                          f"{allowed}")
     if not isinstance(dpi, (int, float)) or isinstance(dpi, bool) or dpi <= 0:
-        raise ValueError(f"dpi must be a positive number, not {dpi!r}")
+        raise InputError(f"dpi must be a positive number, not {dpi!r}")
     for name, value in (("width", width), ("height", height)):
         if value is not None and (not isinstance(value, (int, float)) or value <= 0):
-            raise ValueError(f"{name} must be a positive number of inches or None, not {value!r}")
+            raise InputError(f"{name} must be a positive number of inches or None, not {value!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
 
     if suffix in HTML_FORMATS:

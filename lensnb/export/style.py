@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..core import theme
+from ..core.errors import InputError
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -74,7 +75,7 @@ def get_style(style: str | None) -> FigureStyle:
         style = None
     if style not in STYLES:
         allowed = ", ".join(repr(k) for k in STYLES)
-        raise ValueError(f"unknown figure style {style!r}; allowed: {allowed}")
+        raise InputError(f"unknown figure style {style!r}; allowed: {allowed}")
     return STYLES[style]
 
 

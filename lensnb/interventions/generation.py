@@ -8,8 +8,8 @@ keep TransformerLens names and see a ``HookContext`` (step, absolute positions p
 
 Three ways to run, same numbers as Hugging Face ``generate``:
 
-* **fast**: the plain Hugging Face model (``fast_path``: a second module tree sharing the
-  bridge's weight tensors) with its KV cache; hooks that map onto its modules become torch
+* **fast**: the plain Hugging Face model (``lens.fast_path()``: a second module tree sharing
+  the bridge's weight tensors) with its KV cache; hooks that map onto its modules become torch
   forward hooks. With no hooks this is as cheap as Hugging Face's own decoding loop.
 * **bridge**: anything else (``hook_pattern``, ``hook_rot_q``, ...) runs through the
   TransformerBridge with its HookPoints, also with the KV cache.
@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..backends import kv_cache
-from ..backends.bridge.fast_path import fast_site, fast_sites, plain_model, torch_hook
 from ..core import hooks as hooknames
+from ..core.errors import InputError, UnsupportedFeatureError
 from ..core.hooks import layer_of
 from . import split_qkv
 from .generation_config import GenerationConfig
@@ -45,8 +45,8 @@ from .hook_specs import HookSpec, needs_split_qkv, resolve_hooks
 if TYPE_CHECKING:
     from ..lens import Lens
 
-__all__ = ["Generation", "GenerationConfig", "LogitLensStep", "Step", "fast_site", "fast_sites",
-           "generate", "layer_of", "plain_model", "steps"]
+__all__ = ["Generation", "GenerationConfig", "LogitLensStep", "Step", "generate", "layer_of",
+           "steps"]
 
 Prompt = str | Sequence[str] | torch.Tensor
 # per-token model inputs of Mllama (position on axis 1), left-padded with the ids
@@ -66,7 +66,7 @@ class _Run:
                                                                               images)
         self.batch = self.ids.shape[0]
         max_new_tokens = config.max_new_tokens
-        lens._check_length(self.ids.shape[1] + max_new_tokens)
+        lens.check_length(self.ids.shape[1] + max_new_tokens)
         self.padded = bool((self.mask == 0).any())
         hooks = list(hooks)
         self.split = needs_split_qkv(lens, hooks) and not lens.split_qkv_enabled
@@ -88,29 +88,26 @@ class _Run:
         self.all_logits = any(n.startswith(("unembed.", "hook_unembed")) for n in names)
         self.keep_kw = (not self.vision and
                         "logits_to_keep" in inspect.signature(self.model.forward).parameters)
-        self.cross_layers = set(getattr(lens.bridge.cfg, "cross_attention_layers", []) or [])
+        self.cross_layers = set(lens.cross_attention_layers)
         # per-forward state read by the hooks
         self.step = 0
         self.abs_pos = torch.where(self.mask.bool(), self.mask.cumsum(1) - 1, -1)  # [batch, pos]
         self.step_cache: dict[str, torch.Tensor] = {}
         self.resid: dict[int, torch.Tensor] = {}
-        if self.vision:
-            self.kv = lens.bridge.new_cache()
-            self.kv_store, self.kv_layers = self.kv.kv, self.kv.self_layers
-        else:
-            self.kv = self.kv_store = kv_cache.new_cache(lens.hf_config)
-            self.kv_layers = list(range(lens.n_layers))
+        self.kv = lens.new_cache()  # the backend's decoding state
+        self.kv_layers = lens.self_attention_layers  # those the KV cache fills
 
     def _choose_path(self, names: set[str], path: str) -> tuple[torch.nn.Module, str]:
+        self.fast = self.lens.fast_path()
         if path != "bridge":
-            plain, why = plain_model(self.lens)
-            slow = sorted(n for n in names if fast_site(self.lens, n) is None)
-            if plain is not None and not slow:
-                return plain, "fast"
+            slow = sorted(n for n in names if not self.fast.serves(n))
+            if self.fast.model is not None and not slow:
+                return self.fast.model, "fast"
             if path == "fast":
-                raise ValueError(
+                raise UnsupportedFeatureError(
                     "the fast path cannot run this: "
-                    + (why or f"hooks {slow[:4]} exist only in the bridge")
+                    + (self.fast.why or f"hooks {slow[:4]} exist only in the bridge")
+                    + "; use path='auto' or path='bridge'"
                 )
         return self.lens.hf_model, "bridge"
 
@@ -171,10 +168,7 @@ class _Run:
                 stack.enter_context(self.lens.split_qkv())
             if self.path == "fast":
                 for name in names:
-                    site = fast_site(self.lens, name)
-                    module = self.model.get_submodule(site.module)  # type: ignore[union-attr]
-                    handle = torch_hook(module, site, self._chain(name))  # type: ignore[arg-type]
-                    stack.callback(handle.remove)
+                    stack.callback(self.fast.hook(name, self._chain(name)).remove)
             else:
                 if not self.vision:
                     stack.enter_context(kv_cache.bridge_cache_alias(self.lens.bridge))
@@ -203,7 +197,7 @@ class _Run:
         else:
             kwargs.update(kv_cache.cache_kwargs(self.lens.hf_model, self.kv))
             logits = self.lens.bridge.forward(ids, return_type="logits", **kwargs)
-        kv_cache.check_filled(self.kv_store, self.mask.shape[1], self.kv_layers)
+        kv_cache.check_filled(self.kv, self.mask.shape[1], self.kv_layers)
         return logits[:, -1]
 
     def append(self, token: torch.Tensor) -> None:
@@ -241,10 +235,7 @@ def _inputs(lens: Lens, prompt: Prompt, images: Any
     image inputs of a vision model (``{}`` without images)."""
     if images is None:
         return (*_tokenize(lens, prompt), {})
-    lens.require_images()
-    from ..backends.mllama.images import model_inputs
-
-    ids, kwargs = model_inputs(lens, prompt, images)
+    ids, kwargs = lens.inputs(prompt, images)
     mask = kwargs.pop("attention_mask", None)
     if mask is None:
         mask = torch.ones_like(ids)
@@ -273,10 +264,10 @@ def _tokenize(lens: Lens, prompt: Prompt) -> tuple[torch.Tensor, torch.Tensor, l
         return ids, torch.ones_like(ids), [ids.shape[1]] * ids.shape[0]
     rows = [prompt] if isinstance(prompt, str) else list(prompt)
     if not rows:
-        raise ValueError("no prompt given")
+        raise InputError("no prompt given")
     seqs = [lens.to_tokens(r)[0] for r in rows]
     width = max(len(s) for s in seqs)
-    pad = _pad_id(lens)
+    pad = lens.pad_token_id
     ids = torch.full((len(seqs), width), pad, dtype=torch.long, device=lens.device)
     mask = torch.zeros_like(ids)
     for i, s in enumerate(seqs):
@@ -288,22 +279,8 @@ def _tokenize(lens: Lens, prompt: Prompt) -> tuple[torch.Tensor, torch.Tensor, l
 def _eos_ids(lens: Lens, config: GenerationConfig | None = None) -> list[int]:
     eos = config.eos_token_id if config is not None else None
     if eos is None:
-        eos = getattr(lens.hf_model.generation_config, "eos_token_id", None)
-    if eos is None:
-        eos = lens.tokenizer.eos_token_id
-    if eos is None:
-        return []
+        return lens.eos_token_ids
     return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
-
-
-def _pad_id(lens: Lens) -> int:
-    pad = getattr(lens.hf_model.generation_config, "pad_token_id", None)
-    if pad is None:
-        pad = lens.tokenizer.pad_token_id
-    if pad is None:
-        eos = _eos_ids(lens)
-        pad = eos[0] if eos else 0
-    return int(pad)
 
 
 def _choose(logits: torch.Tensor, do_sample: bool, temperature: float, top_k: int | None,
@@ -357,7 +334,7 @@ def _iterate(run: _Run, light: bool = False) -> Iterator[Step]:
     lens, cfg = run.lens, run.config
     eos = torch.tensor(_eos_ids(lens, cfg) if cfg.stop_at_eos else [], dtype=torch.long,
                        device=run.ids.device)
-    pad = _pad_id(lens)
+    pad = lens.pad_token_id
     gen = None
     if cfg.seed is not None:
         gen = torch.Generator(device=run.ids.device).manual_seed(cfg.seed)
@@ -429,7 +406,7 @@ def generate(lens: Lens, prompt: Prompt, max_new_tokens: int | None = None, *,
     """Generate up to ``max_new_tokens`` tokens (fewer at EOS or a stop string) with ``hooks``.
 
     Takes the arguments of ``steps`` (a ``GenerationConfig`` or its fields as keywords,
-    ``hooks=``, ``images=``). The ``Step``s are kept (``.steps``) when activations are cached,
+    ``hooks=``, ``images=``). The steps are kept (``.steps``) when activations are cached,
     the logit lens is on, or ``return_steps=True``; otherwise no per-step extras are computed.
     ``return_logits=True`` keeps ``[batch, n_new, d_vocab]`` logits.
     """

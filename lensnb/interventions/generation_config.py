@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..core.errors import InputError, InputTypeError, LensnbDeprecationWarning, LensnbWarning
+
 Path = Literal["auto", "fast", "bridge"]
 PATHS = ("auto", "fast", "bridge")
 # old keyword -> new field
@@ -50,7 +52,7 @@ class GenerationConfig:
         logit_lens: ``True`` (5) or ``k``: top-k tokens of every layer's residual at the new
             position, per step.
         cache: hook names/globs whose activation (at the predicting position) each step keeps.
-        return_steps: keep the ``Step``s in ``Generation.steps`` (also kept with ``cache`` or
+        return_steps: keep the ``Step`` objects in ``Generation.steps`` (also kept with ``cache`` or
             ``logit_lens``).
         return_logits: keep ``[batch, n_new, d_vocab]`` logits.
         path: ``"auto"`` (plain Hugging Face modules when every hook maps onto one), ``"fast"``
@@ -80,24 +82,24 @@ class GenerationConfig:
         _positive_int("max_new_tokens", self.max_new_tokens)
         for flag in ("do_sample", "stop_at_eos", "return_steps", "return_logits"):
             if not isinstance(getattr(self, flag), bool):
-                raise TypeError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
+                raise InputTypeError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
         t = self.temperature
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0:
-            raise ValueError(f"temperature must be a number > 0, got {t!r}")
+            raise InputError(f"temperature must be a number > 0, got {t!r}")
         if self.top_k is not None:
             if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
-                raise ValueError(f"top_k must be None or an int >= 0 (0: no top-k filter), got "
+                raise InputError(f"top_k must be None or an int >= 0 (0: no top-k filter), got "
                                  f"{self.top_k!r}; for how many probabilities each step "
                                  "reports use top_k_probs")
             put("top_k", self.top_k or None)
         if self.top_p is not None:
             p = self.top_p
             if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
-                raise ValueError(f"top_p must be None or a number in (0, 1], got {p!r}")
+                raise InputError(f"top_p must be None or a number in (0, 1], got {p!r}")
             put("top_p", None if p == 1 else float(p))
         if self.seed is not None and (isinstance(self.seed, bool)
                                       or not isinstance(self.seed, int)):
-            raise TypeError(f"seed must be None or an int, got {self.seed!r}")
+            raise InputTypeError(f"seed must be None or an int, got {self.seed!r}")
         put("eos_token_id", _token_ids(self.eos_token_id))
         put("stop_strings", _strings(self.stop_strings))
         _positive_int("top_k_probs", self.top_k_probs)
@@ -107,14 +109,14 @@ class GenerationConfig:
         elif ll is False or ll is None:
             put("logit_lens", 0)
         elif not isinstance(ll, int) or ll < 0:
-            raise ValueError(f"logit_lens must be True, False or an int k >= 0, got {ll!r}")
+            raise InputError(f"logit_lens must be True, False or an int k >= 0, got {ll!r}")
         if isinstance(self.cache, list):
             put("cache", tuple(self.cache))
         if self.cache is True:
-            raise ValueError("cache takes hook names or globs, e.g. "
+            raise InputError("cache takes hook names or globs, e.g. "
                              "cache='blocks.*.hook_resid_post' (False: cache nothing)")
         if self.path not in PATHS:
-            raise ValueError(f"path must be 'auto', 'fast' or 'bridge', got {self.path!r}")
+            raise InputError(f"path must be 'auto', 'fast' or 'bridge', got {self.path!r}")
 
     @property
     def keeps_steps(self) -> bool:
@@ -132,8 +134,8 @@ class GenerationConfig:
         ``generate(lens, prompt, max_new_tokens, config=..., **kwargs)`` runs with. Unknown
         keywords raise a ``TypeError`` naming the allowed ones."""
         if config is not None and not isinstance(config, GenerationConfig):
-            raise TypeError(f"config must be a lensnb.GenerationConfig, got "
-                            f"{type(config).__name__}")
+            raise InputTypeError(f"config must be a lensnb.GenerationConfig, got "
+                                 f"{type(config).__name__}")
         changes = _new_names(kwargs)
         if max_new_tokens is not None:
             changes["max_new_tokens"] = max_new_tokens
@@ -142,7 +144,7 @@ class GenerationConfig:
             warnings.warn(
                 "top_k is Hugging Face's sampling top-k and has no effect without "
                 "do_sample=True; for how many next-token probabilities each step reports, "
-                "use top_k_probs", UserWarning, stacklevel=_caller_level())
+                "use top_k_probs", LensnbWarning, stacklevel=_caller_level())
         return dataclasses.replace(config or cls(), **changes)
 
 
@@ -167,22 +169,22 @@ def _new_names(kwargs: dict[str, Any]) -> dict[str, Any]:
         if key in RENAMED:
             new = RENAMED[key]
             warnings.warn(f"{key}= is deprecated: use {new}= (Hugging Face's name)",
-                          DeprecationWarning, stacklevel=_caller_level())
+                          LensnbDeprecationWarning, stacklevel=_caller_level())
             if new in kwargs:
-                raise TypeError(f"pass {new}= or the deprecated {key}=, not both")
+                raise InputTypeError(f"pass {new}= or the deprecated {key}=, not both")
             key = new
         elif key not in known:
             close = difflib.get_close_matches(key, known + list(RENAMED), n=3)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise TypeError(f"unknown generation keyword {key!r}.{hint} Allowed: "
-                            f"{', '.join(known)}")
+            raise InputTypeError(f"unknown generation keyword {key!r}.{hint} Allowed: "
+                                 f"{', '.join(known)}")
         out[key] = value
     return out
 
 
 def _positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+        raise InputError(f"{name} must be a positive int, got {value!r}")
 
 
 def _token_ids(value: Any) -> int | tuple[int, ...] | None:
@@ -190,14 +192,14 @@ def _token_ids(value: Any) -> int | tuple[int, ...] | None:
         return None
     ids = [value] if isinstance(value, int) else list(value)
     if any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in ids):
-        raise ValueError(f"eos_token_id must be a token id or a list of them, got {value!r}")
+        raise InputError(f"eos_token_id must be a token id or a list of them, got {value!r}")
     return ids[0] if isinstance(value, int) else tuple(ids)
 
 
 def _strings(value: str | Sequence[str] | None) -> tuple[str, ...]:
     stops = [value] if isinstance(value, str) else list(value or [])
     if any(not isinstance(s, str) or not s for s in stops):
-        raise ValueError(f"stop strings must be non-empty strings, got {value!r}")
+        raise InputError(f"stop strings must be non-empty strings, got {value!r}")
     return tuple(stops)
 
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..core.errors import InputError
+
 
 @dataclass
 class LogitLensStep:
@@ -64,7 +66,7 @@ class Step:
 
     def _one(self) -> None:
         if len(self.texts) != 1:
-            raise ValueError(f"this step holds a batch of {len(self.texts)}: use .texts / "
+            raise InputError(f"this step holds a batch of {len(self.texts)}: use .texts / "
                              ".token_ids / .top_probs[row]")
 
     def __repr__(self) -> str:
@@ -80,7 +82,7 @@ class Generation:
         prompt_lengths: real prompt length of each row.
         new_tokens: ``[batch, n_new]``.
         texts: each row's generated text (special tokens dropped).
-        steps: the ``Step``s when activations, logit lens or steps were asked for.
+        steps: the ``Step`` objects when activations, logit lens or steps were asked for.
         logits: ``[batch, n_new, d_vocab]`` when ``return_logits=True``.
         stop_reason: ``"eos"``, ``"stop"`` (stop string), ``"max_new_tokens"``.
         path: ``"fast"`` (plain Hugging Face modules) or ``"bridge"``.
@@ -98,7 +100,7 @@ class Generation:
     @property
     def text(self) -> str:
         if len(self.texts) != 1:
-            raise ValueError(f"a batch of {len(self.texts)}: use .texts")
+            raise InputError(f"a batch of {len(self.texts)}: use .texts")
         return self.texts[0]
 
     def __repr__(self) -> str:

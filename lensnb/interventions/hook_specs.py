@@ -20,6 +20,7 @@ import torch
 
 from ..backends.gating import gated_hooks
 from ..core import hooks as hooknames
+from ..core.errors import InputTypeError
 from .hook_context import HookFn, as_context_hook, forward_hook, is_transformer_lens_hook
 from .patch import Patch
 from .split_qkv import PER_HEAD_INPUTS
@@ -33,15 +34,11 @@ _GLOB = re.compile(r"[*?\[]")
 
 def _pair(spec: Any) -> tuple[Any, Callable]:
     if not (isinstance(spec, tuple) and len(spec) == 2 and callable(spec[1])):
-        raise TypeError(
+        raise InputTypeError(
             "a hook is lensnb.patch(...) or a pair (name, fn(activation, ctx)) (or a "
             f"TransformerLens-style (name, fn(tensor, hook))), got {spec!r}"
         )
     return spec
-
-
-def _cross_layers(lens: Lens) -> list[int]:
-    return list(getattr(lens.bridge.cfg, "cross_attention_layers", []) or [])
 
 
 def resolve_hooks(lens: Lens, specs: Sequence[HookSpec], prompt_lengths: Sequence[int],
@@ -73,7 +70,7 @@ def forward_hooks(lens: Lens, specs: Sequence[HookSpec],
     (``ctx.name``: the first name the predicate accepts for that hook point), lensnb hooks
     wrapped to receive the plain-forward ``HookContext``; TransformerLens-style hooks pass
     through unchanged. Call with split QKV already as the run will have it."""
-    cross = _cross_layers(lens)
+    cross = lens.cross_attention_layers
     points = lens.bridge.hook_dict
     dead = gated_hooks(lens.bridge)  # hooks a bridge flag switches off never fire
     lengths = [int(tokens.shape[-1])] * (tokens.shape[0] if tokens.ndim == 2 else 1)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..core.errors import InputError
 from ..core.indices import check_index
 from .hook_context import HookContext, PatchValue
 
@@ -66,7 +67,7 @@ class Patch:
             if not _ends(self.name, QUERY_HEAD_HOOKS):
                 hint = (" (its heads are KV groups: pass kv_group=)"
                         if _ends(self.name, KV_HEAD_HOOKS) else "")
-                raise ValueError(f"head= needs a hook with a query-head axis "
+                raise InputError(f"head= needs a hook with a query-head axis "
                                  f"({', '.join(QUERY_HEAD_HOOKS)}), got {self.name!r}{hint}")
             self._index = lens.kv_groups.check_head(self.head)
             self._n_heads = lens.n_heads
@@ -74,7 +75,7 @@ class Patch:
             if not _ends(self.name, KV_HEAD_HOOKS):
                 hint = " (pass head= for a query head)" if _ends(
                     self.name, QUERY_HEAD_HOOKS) else ""
-                raise ValueError(f"kv_group= needs a hook with a key/value-head axis "
+                raise InputError(f"kv_group= needs a hook with a key/value-head axis "
                                  f"({', '.join(KV_HEAD_HOOKS)}), got {self.name!r}{hint}")
             self._index = lens.kv_groups.check_kv_head(self.kv_group)
             self._n_heads = lens.n_key_value_heads
@@ -119,7 +120,7 @@ class Patch:
     def _head_view(self, moved: torch.Tensor) -> torch.Tensor:
         """``[batch, n, ...]`` view of head ``_index`` (heads on axis 2 of ``moved``)."""
         if moved.ndim < 3 or moved.shape[2] != self._n_heads:
-            raise ValueError(f"{self.name!r} has no axis of {self._n_heads} heads to pick "
+            raise InputError(f"{self.name!r} has no axis of {self._n_heads} heads to pick "
                              f"{'head' if self.head is not None else 'KV group'} "
                              f"{self._index} from (activation {tuple(moved.shape)})")
         return moved.select(2, self._index)
@@ -154,7 +155,7 @@ class Patch:
         try:
             return torch.broadcast_to(value, shape)
         except RuntimeError as err:
-            raise ValueError(f"patch value of shape {tuple(value.shape)} does not fit "
+            raise InputError(f"patch value of shape {tuple(value.shape)} does not fit "
                              f"{self.name!r}, {allowed}") from err
 
 
@@ -163,6 +164,12 @@ def patch(layer: int | None, hook: str, *, value: PatchValue,
           every_position: bool = False, head: int | None = None,
           kv_group: int | None = None) -> Patch:
     """Overwrite ``hook`` of block ``layer`` at absolute ``position`` with ``value``.
+
+    The same ``Patch`` works in a forward pass and in generation::
+
+        p = lensnb.patch(2, "hook_resid_post", position=3, value=v)
+        lens.generate("def f(x):", 8, hooks=[p])
+        lens.run_with_hooks("def f(x):", fwd_hooks=[p])
 
     Args:
         layer: block index (negative from the end), or ``None`` with a full hook name.
@@ -184,18 +191,15 @@ def patch(layer: int | None, hook: str, *, value: PatchValue,
         kv_group: only key/value head (KV group) ``kv_group`` (``attn.hook_k_input``,
             ``attn.hook_v_input``, ``attn.hook_k``, ``attn.hook_v``); exactly the query heads
             ``lens.heads_of_kv(kv_group)`` read it. Split-QKV inputs turn split QKV on for the run.
-
-        ``lens.generate("def f(x):", 8, hooks=[lensnb.patch(2, "hook_resid_post", position=3,
-        value=v)])``; the same ``Patch`` in ``lens.run_with_hooks("def f(x):", fwd_hooks=[p])``.
     """
     if position is None and not every_generated and not every_position:
-        raise ValueError("patch needs a position, every_generated=True, every_position=True, "
+        raise InputError("patch needs a position, every_generated=True, every_position=True, "
                          "or a position and every_generated=True")
     if every_position and (position is not None or every_generated):
-        raise ValueError("every_position=True already patches every position: drop position= "
+        raise InputError("every_position=True already patches every position: drop position= "
                          "and every_generated=")
     if head is not None and kv_group is not None:
-        raise ValueError("pass head= (a query head) or kv_group= (a key/value head), not both")
+        raise InputError("pass head= (a query head) or kv_group= (a key/value head), not both")
     return Patch(layer=layer, hook=hook, value=value, position=position,
                  every_generated=every_generated, every_position=every_position, head=head,
                  kv_group=kv_group)

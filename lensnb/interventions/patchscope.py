@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..core.errors import InputError, InputTypeError
 from ..core.indices import check_index
 from .generation import Generation, generate
 from .hook_context import ATTENTION_MAP_HOOKS, HookContext, HookFn, PatchValue, position_axis
@@ -24,10 +25,10 @@ if TYPE_CHECKING:
 __all__ = ["ATTENTION_MAP_HOOKS", "IDENTITY_PROMPT", "HookContext", "HookFn", "Patch",
            "PatchValue", "PatchscopeResult", "patch", "patchscope", "position_axis"]
 
-# The Patchscopes paper's "identity" target prompt ("cat -> cat; 1135 -> 1135; hello -> hello; ?"),
-# code-flavoured for a model trained on Python: a few "self.name = name" lines whose last token
-# "x" is overwritten by the patched hidden state, so the model continues with " = <what it
-# encodes>". On the demo model, block 0-1 states of "path" come back as " = path".
+#: The Patchscopes paper's "identity" target prompt ("cat -> cat; 1135 -> 1135; hello -> hello; ?"),
+#: code-flavoured for a model trained on Python: a few "self.name = name" lines whose last token
+#: "x" is overwritten by the patched hidden state, so the model continues with " = <what it
+#: encodes>". On the demo model, block 0-1 states of "path" come back as " = path".
 IDENTITY_PROMPT = ("        self.name = name\n        self.value = value\n"
                    "        self.path = path\n        self.x")
 
@@ -101,7 +102,7 @@ def _apply_mapping(h: torch.Tensor, mapping: Mapping | None, target: Lens,
         out = h
     elif isinstance(mapping, torch.Tensor):
         if mapping.ndim != 2 or mapping.shape[0] != h.shape[-1]:
-            raise ValueError(
+            raise InputError(
                 f"mapping matrix must be [d_source={h.shape[-1]}, d_target={d_target}], "
                 f"got {tuple(mapping.shape)}"
             )
@@ -109,10 +110,11 @@ def _apply_mapping(h: torch.Tensor, mapping: Mapping | None, target: Lens,
     elif callable(mapping):
         out = mapping(h)
     else:
-        raise TypeError(f"mapping must be a callable or a matrix, got {type(mapping).__name__}")
+        raise InputTypeError(f"mapping must be a callable or a matrix, got "
+                             f"{type(mapping).__name__}")
     if out.shape[-1] != d_target:
         hint = " (pass mapping=...)" if cross and mapping is None else ""
-        raise ValueError(
+        raise InputError(
             f"the injected vector has width {out.shape[-1]} but the target model's d_model is "
             f"{d_target}{hint}"
         )

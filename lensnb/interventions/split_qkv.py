@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..core.errors import InputError, LensnbWarning
 from .hook_context import PatchValue, forward_hook
 from .patch import Patch
 
@@ -39,7 +40,7 @@ def input_hook_name(lens: Any, layer: int, which: str) -> str:
     """``blocks.{layer}.attn.hook_{which}_input`` for ``which`` in ``"q"``, ``"k"``, ``"v"``."""
     require_split_qkv(lens)
     if which not in _WHICH:
-        raise ValueError(f"which must be 'q', 'k' or 'v' (the input to patch), got {which!r}")
+        raise InputError(f"which must be 'q', 'k' or 'v' (the input to patch), got {which!r}")
     return lens.hook_name(f"attn.{_WHICH[which]}", layer)
 
 
@@ -84,7 +85,7 @@ def patch_kv_input(lens: Any, layer: int, kv_head: int, value: PatchValue, *,
     Exactly the query heads ``lens.heads_of_kv(kv_head)`` read it.
     """
     if which not in ("k", "v"):
-        raise ValueError(f"patch_kv_input patches 'k' or 'v' inputs, got which={which!r} "
+        raise InputError(f"patch_kv_input patches 'k' or 'v' inputs, got which={which!r} "
                          "(use patch_q_input for a query head)")
     return patch_input(lens, layer, kv_head, value, which=which)
 
@@ -111,6 +112,7 @@ def cache_filter(lens: Any, names: Any, keep: Callable[[str], bool]) -> Callable
             "(hook_q_input/hook_k_input/hook_v_input, each n_heads or n_key_value_heads copies "
             "of the residual stream); name them to cache them, e.g. "
             "names=['blocks.*.attn.hook_k_input']",
+            LensnbWarning,
             stacklevel=3,
         )
         return lambda name: not name.endswith(PER_HEAD_INPUTS)
@@ -119,7 +121,7 @@ def cache_filter(lens: Any, names: Any, keep: Callable[[str], bool]) -> Callable
         gated = [n for n in asked if isinstance(n, str) and n.endswith(PER_HEAD_INPUTS)
                  and n in lens.bridge.hook_dict]
         if gated:
-            raise ValueError(
+            raise InputError(
                 f"{', '.join(gated)} only fire with split QKV on: run inside "
                 "`with lens.split_qkv():` (or call lens.set_split_qkv(True) first)"
             )

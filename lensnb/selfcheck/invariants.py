@@ -12,7 +12,6 @@ import torch
 
 from ..analysis.attribution import logit_attribution
 from ..analysis.patterns import attention_patterns
-from ..backends.bridge.fast_path import plain_model
 from ..interventions.patch import patch as make_patch
 from ..lens import UnsupportedFeatureError
 from .models import Built, picture
@@ -165,9 +164,9 @@ def _uncached(lens: Any, ids: torch.Tensor, n: int, hooks: list) -> tuple[torch.
 def _check_generation(b: Built, path: str) -> tuple[float, float, str]:
     lens = b.lens
     if path == "fast":
-        plain, why = plain_model(lens)
-        if plain is None:
-            raise NotApplicable(f"no fast path for this model: {why}")
+        fast = lens.fast_path()
+        if fast.model is None:
+            raise NotApplicable(f"no fast path for this model: {fast.why}")
     ids = lens.to_tokens(GEN_PROMPT)
     n_prompt = ids.shape[1]
     value = torch.randn(lens.facts.d_model, generator=torch.Generator().manual_seed(7)) * 3.0

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core import theme
+from ..core.errors import UnknownNameError
 
 PASS, FAIL, NA = "pass", "FAIL", "n.a."
 
@@ -89,8 +90,8 @@ class CheckResult:
         for r in self.rows:
             if r.invariant == invariant and r.layout == layout:
                 return r
-        raise KeyError(f"no cell ({invariant!r}, {layout!r}): invariants are "
-                       f"{', '.join(INVARIANTS)}; layouts are {', '.join(self.layouts)}")
+        raise UnknownNameError(f"no cell ({invariant!r}, {layout!r}): invariants are "
+                               f"{', '.join(INVARIANTS)}; layouts are {', '.join(self.layouts)}")
 
     @property
     def layouts(self) -> list[str]:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 import traitlets
 
 from ..analysis.patterns import KeptQK, summaries_pooled
+from ..core.errors import IndexRangeError, InputError, InterruptedRequestError
 from ..core.indices import check_index, check_position
 from ..lens import UnsupportedFeatureError
 from .base import Buffers, LensWidget
@@ -59,11 +60,12 @@ def explorer_layers(lens: Lens, text: TextOrTokens, layers: Sequence[int] | None
     holding ``<|image|>``, raises ``UnsupportedFeatureError`` pointing to ``ImageAttention``."""
     if not lens.is_vision:
         return (None if layers is None else list(layers)), ""
-    cross = list(lens.facts.cross_attention_layers)
+    cross = lens.cross_attention_layers
     where = (f"cross-attention layers {cross} (text -> image tokens) are in "
              "lensnb.ImageAttention(lens, text, image)")
     ids = lens.to_tokens(text)
-    image_id = getattr(lens.bridge, "image_token_id", None)
+    marker = lens.image_token  # None where the model takes no images
+    image_id = lens.tokenizer.convert_tokens_to_ids(marker) if marker else None
     if image_id is not None and bool((ids == image_id).any()):
         raise UnsupportedFeatureError(
             "AttentionExplorer shows a Llama 3.2 Vision model's self-attention on text alone, "
@@ -123,7 +125,7 @@ class AttentionExplorer(LensWidget):
         layers, notice = explorer_layers(lens, tokens, layers)
         kept = KeptQK.from_lens(lens, tokens, layers, progress=progress)
         self._kept = kept
-        self._cross = list(lens.facts.cross_attention_layers)
+        self._cross = lens.cross_attention_layers
         self._overviews: OrderedDict[tuple[int, int], tuple[torch.Tensor, tuple[int, int]]] = (
             OrderedDict())
         self.bytes_sent = 0  # JSON + buffer bytes of every reply so far
@@ -213,12 +215,12 @@ class AttentionExplorer(LensWidget):
         try:
             return super().answer(request)
         except KeyboardInterrupt:
-            raise RuntimeError("interrupted: click again to recompute") from None
+            raise InterruptedRequestError("interrupted: click again to recompute") from None
 
     def _layer(self, layer: int | None) -> int:
         layer = self.layer if layer is None else layer
         if layer not in self._kept.q:
-            raise IndexError(f"layer {layer} was not kept: kept layers are {self.layers}")
+            raise IndexRangeError(f"layer {layer} was not kept: kept layers are {self.layers}")
         return layer
 
     @handles(Tile)
@@ -328,7 +330,7 @@ class AttentionExplorer(LensWidget):
         cells = len(heads) * n * n
         if cells > CIRCUITSVIS_MAX_CELLS:
             most = max(0, CIRCUITSVIS_MAX_CELLS // (n * n))
-            raise ValueError(
+            raise InputError(
                 f"{len(heads)} heads x {n}^2 tokens = {cells:,} weights is above CircuitsVis's "
                 f"limit here ({CIRCUITSVIS_MAX_CELLS:,}, ~50 MB of HTML): pass at most {most} "
                 "heads (heads=[...]) or a shorter text, or use the explorer itself"

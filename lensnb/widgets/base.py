@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import anywidget
 
 from ..core import theme
+from ..core.errors import UnsupportedFeatureError
 from .protocol import Answer, Buffers, decode, handlers_of, parse_request, schema_of
 
 if TYPE_CHECKING:
@@ -112,7 +113,7 @@ class LensWidget(anywidget.AnyWidget):
     # -- static figures and files -----------------------------------------------------------
     def figure(self, *, style: str | None = None) -> go.Figure:
         """The current view as a plotly figure (``style="paper"`` for publication sizing)."""
-        raise NotImplementedError(f"{type(self).__name__} has no static figure yet")
+        raise UnsupportedFeatureError(f"{type(self).__name__} has no static figure yet")
 
     def save(self, path: str | Path, *, style: str | None = "paper", **options: Any) -> Path:
         """Write the current view to ``.png``/``.svg``/``.pdf`` (static) or ``.html``."""

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 import traitlets
 
-from ..backends.mllama.images import IMAGE_TOKEN, ImageLayout, image_layout, open_image
+from ..backends.images import ImageLayout, open_image
 from ..core import theme
+from ..core.errors import ImageTokenError, InputError, InputTypeError, UnsupportedFeatureError
 from ..core.indices import check_index, check_layer, check_position
 from ..interventions.generation import Step, steps
 from ..interventions.generation_config import GenerationConfig
@@ -116,22 +117,23 @@ class GenerationStepper(LensWidget):
                  top_k_probs: int = 8, image: Any = None, config: GenerationConfig | None = None,
                  **generation: Any) -> None:
         if not isinstance(prompt, str) or not prompt:
-            raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
+            raise InputError(f"prompt must be a non-empty string, got {prompt!r}")
         for own in ("logit_lens", "cache", "images", "hooks"):
             if own in generation:
-                raise TypeError(f"GenerationStepper sets {own}= itself (logit lens of "
-                                f"{LOGIT_LENS_K}, patches through add_patch)")
+                raise InputTypeError(f"GenerationStepper sets {own}= itself (logit lens of "
+                                     f"{LOGIT_LENS_K}, patches through add_patch)")
         self.config = GenerationConfig.build(config, max_new_tokens, top_k_probs=top_k_probs,
                                              logit_lens=LOGIT_LENS_K, **generation)
         self.lens = lens
         self._patches: list[Patch] = []
         self.steps: list[Step] = []
         self._gen: Iterator[Step] | None = None
-        cross = list(getattr(lens.bridge.cfg, "cross_attention_layers", []) or [])
+        cross = lens.cross_attention_layers
         traits: dict[str, Any] = {}
         self._image = None
         self._image_kwargs: dict[str, torch.Tensor] = {}
-        if image is not None or IMAGE_TOKEN in prompt:
+        marker = lens.image_token
+        if image is not None or (marker is not None and marker in prompt):
             traits = self._set_image(lens, prompt, image, cross)
             ids = self._prompt_ids
         else:
@@ -150,20 +152,18 @@ class GenerationStepper(LensWidget):
         lens.require("images", "GenerationStepper(..., image=)",
                      "image= needs a Llama 3.2 Vision model (cross-attention to images): "
                      "load one, or step through a text prompt without image=")
-        bridge = lens.bridge
+        marker = lens.image_token
         if image is None:
-            raise ValueError(f"the prompt holds {IMAGE_TOKEN} but no image was given: pass "
-                             "image=PIL.Image (or a file path)")
-        if prompt.count(IMAGE_TOKEN) != 1:
-            raise ValueError(f"the prompt must hold exactly one {IMAGE_TOKEN} (where the "
-                             f"picture goes), e.g. '{IMAGE_TOKEN}' or '{IMAGE_TOKEN}a photo of'")
+            raise ImageTokenError(f"the prompt holds {marker} but no image was given: pass "
+                                  "image=PIL.Image (or a file path)")
+        if prompt.count(marker) != 1:
+            raise ImageTokenError(f"the prompt must hold exactly one {marker} (where the "
+                                  f"picture goes), e.g. '{marker}' or '{marker}a photo of'")
         self._image = open_image(image, "image")
         ids, kwargs = lens.inputs(prompt, [self._image])
         self._prompt_ids = ids.cpu()
         self._image_kwargs = kwargs
-        patch_px = bridge.original_model.config.vision_config.patch_size
-        self._layout: ImageLayout = image_layout(bridge.processor.image_processor, patch_px,
-                                                 self._image)
+        self._layout: ImageLayout = lens.image_layout(self._image)
         return {"vision": True, "cross_layers": cross, "cross_layer": cross[-1],
                 "picture": data_url(self._image), "geometry": overlay_geometry(self._layout)}
 
@@ -280,14 +280,14 @@ class GenerationStepper(LensWidget):
             v, desc = (lambda old, f=factor: old * f), f"×{factor:g}"
         elif value == "source":
             if not source_prompt:
-                raise ValueError("value='source' needs source_prompt")
+                raise InputError("value='source' needs source_prompt")
             n = self.lens.to_tokens(source_prompt).shape[-1]
             check_position(source_position, n, "source_position")
             _, cache = self.lens.run_with_cache(source_prompt, names=[name])
             v = cache[name][0, source_position].clone()
             desc = f"from {source_prompt!r}[{source_position}]"
         else:
-            raise ValueError(f"value must be 'zero', 'scale', 'source' or a tensor, got "
+            raise InputError(f"value must be 'zero', 'scale', 'source' or a tensor, got "
                              f"{value!r}")
         self._add(patch(layer, hook, position=position, value=v,
                         every_generated=every_generated), desc)
@@ -316,16 +316,15 @@ class GenerationStepper(LensWidget):
         the current text; self-attention layers)."""
         name = self.lens.hook_name("attn.hook_pattern", layer)  # checks the layer
         if check_layer(layer, self.n_layers) not in self.attention_layers:
-            raise ValueError(f"layer {layer} is a cross-attention layer (its keys are image "
-                             f"tokens: see cross_attention()); self-attention layers are "
-                             f"{self.attention_layers}")
+            raise UnsupportedFeatureError(
+                f"layer {layer} is a cross-attention layer (its keys are image tokens: see "
+                f"cross_attention()); self-attention layers are {self.attention_layers}")
         tokens = (self.tokens[:, :-1] if self.steps else self.tokens).to(self.lens.device)
         if self._image is None:
             _, cache = self.lens.run_with_cache(tokens, names=[name])
         else:
-            with torch.no_grad():
-                _, cache = self.lens.bridge.run_with_cache(
-                    tokens, names_filter=[name], **self._image_inputs(tokens.shape[1]))
+            _, cache = self.lens.run_with_cache(tokens, names=[name], progress=False,
+                                                **self._image_inputs(tokens.shape[1]))
         return cache[name][0, :, -1].float().cpu()
 
     def _image_inputs(self, n: int) -> dict[str, torch.Tensor]:
@@ -349,16 +348,16 @@ class GenerationStepper(LensWidget):
         the picture (cross-attention layer ``layer``; head choice as the traits), with the
         active patches."""
         if self._image is None:
-            raise ValueError("no image: build the stepper with image=... on a Llama 3.2 "
+            raise InputError("no image: build the stepper with image=... on a Llama 3.2 "
                              "Vision model")
         if not self.steps:
-            raise ValueError("no step yet: call step() first")
+            raise InputError("no step yet: call step() first")
         check_index(step, len(self.steps), "step", from_end=True,
                     why=f"{len(self.steps)} steps so far")
         layer = self.cross_layer if layer is None else layer
         if layer not in self.cross_layers:
-            raise ValueError(f"layer {layer} is not a cross-attention layer "
-                             f"({self.cross_layers})")
+            raise UnsupportedFeatureError(f"layer {layer} is not a cross-attention layer "
+                                          f"({self.cross_layers})")
         row = self.steps[step].cache[f"blocks.{layer}.attn.hook_pattern"][0]  # [heads, tokens]
         return head_weights(self.lens, row.float(), self.cross_mode if mode is None else mode,
                             self.cross_head if head is None else head,
@@ -370,10 +369,8 @@ class GenerationStepper(LensWidget):
 
     def attention_explorer(self, layers: Any = None) -> Any:
         """An ``AttentionExplorer`` on the current text (prompt + generated tokens)."""
-        try:
-            from .attention import AttentionExplorer
-        except ImportError as err:  # pragma: no cover - the explorer ships with lensnb
-            raise RuntimeError("lensnb.AttentionExplorer is not available") from err
+        from .attention import AttentionExplorer
+
         return AttentionExplorer(self.lens, self.text, layers)
 
     # ------------------------------------------------------------------ frontend

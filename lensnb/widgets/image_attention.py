@@ -2,7 +2,7 @@
 
 Pick a text token, a cross-attention layer and a head (or a KV group, or the mean over heads):
 the cross-attention pattern over that image's tokens is drawn as a heatmap over the picture,
-tiles mapped back to where they came from (``lensnb.backends.mllama.images.ImageLayout``). A
+tiles mapped back to where they came from (``lens.image_layout``: an ``ImageLayout``). A
 chart shows each cross-attention layer's gate values ``tanh(gate)`` (attention and MLP), which
 scale how much the layer writes into the residual stream.
 
@@ -18,8 +18,9 @@ import numpy as np
 import torch
 import traitlets
 
-from ..backends.mllama.images import IMAGE_TOKEN, ImageLayout, image_layout, open_image
+from ..backends.images import ImageLayout, open_image
 from ..core import theme
+from ..core.errors import ImageTokenError, UnsupportedFeatureError
 from ..core.indices import check_position
 from .base import LensWidget
 from .image_overlay import (
@@ -77,21 +78,18 @@ class ImageAttention(LensWidget):
         lens.require("images", "ImageAttention",
                      "ImageAttention needs a Llama 3.2 Vision model (cross-attention to "
                      "images); for self-attention use lensnb.AttentionExplorer(lens, text)")
-        if not isinstance(text, str) or text.count(IMAGE_TOKEN) != 1:
-            raise ValueError(f"the text must be a string with exactly one {IMAGE_TOKEN} (where "
-                             f"the picture goes), e.g. '{IMAGE_TOKEN}a photo of'")
+        marker = lens.image_token
+        if not isinstance(text, str) or text.count(marker) != 1:
+            raise ImageTokenError(f"the text must be a string with exactly one {marker} (where "
+                                  f"the picture goes), e.g. '{marker}a photo of'")
         self._lens = lens
         self._image = open_image(image, "image")
-        bridge = lens.bridge
-        cross = list(bridge.cross_layers)
+        cross = lens.cross_attention_layers
         names = [f"blocks.{i}.attn.hook_pattern" for i in cross]
         names += [f"blocks.{i}.hook_{g}_gate" for i in cross for g in ("attn", "mlp")]
         ids, kwargs = lens.inputs(text, [self._image])
-        with torch.no_grad():
-            _, cache = bridge.run_with_cache(ids, names_filter=names, **kwargs)
-        patch = bridge.original_model.config.vision_config.patch_size
-        self._layout: ImageLayout = image_layout(bridge.processor.image_processor, patch,
-                                                 self._image)
+        _, cache = lens.run_with_cache(ids, names, progress=False, **kwargs)
+        self._layout: ImageLayout = lens.image_layout(self._image)
         # [n_cross, n_heads, pos, image_tokens] for this (only) image
         self._patterns = torch.stack([cache[n][0] for n in names[: len(cross)]]).float().cpu()
         seen = kwargs["cross_attention_mask"][0, :, 0].bool().any(-1)  # [pos]
@@ -144,8 +142,8 @@ class ImageAttention(LensWidget):
         token = self.token if token is None else token
         mode = self.mode if mode is None else mode
         if layer not in self.cross_layers:
-            raise ValueError(f"layer {layer} is not a cross-attention layer "
-                             f"({self.cross_layers})")
+            raise UnsupportedFeatureError(f"layer {layer} is not a cross-attention layer "
+                                          f"({self.cross_layers})")
         p = self._patterns[self.cross_layers.index(layer), :, token]  # [n_heads, image_tokens]
         return head_weights(self._lens, p, mode, self.head if head is None else head,
                             self.kv_group if kv_group is None else kv_group)

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..backends.mllama.images import ImageLayout
+from ..backends.images import ImageLayout
+from ..core.errors import InputError
 from .protocol import Array
 from .requests import MODES, GridReply
 
@@ -38,7 +39,7 @@ def head_weights(lens: Lens, pattern: torch.Tensor, mode: str, head: int = 0,
         return pattern[lens.heads_of_kv(kv_group)].mean(0)
     if mode == "mean":
         return pattern.mean(0)
-    raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
 
 
 def picture_grid(layout: ImageLayout, weights: torch.Tensor) -> tuple[np.ndarray, dict]:

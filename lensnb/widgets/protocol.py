@@ -33,7 +33,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import torch
 
-from ..core.errors import RequestError  # noqa: F401  (raised here)
+from ..core.errors import InputError, InputTypeError, RequestError
 
 Buffers = list[bytes]
 DTYPES = ("float32", "float16", "uint8", "int32")
@@ -50,7 +50,7 @@ def pack(array: torch.Tensor | np.ndarray, dtype: str = "float32") -> tuple[dict
     ``"int32"``. bf16 is converted first (JS has no bf16).
     """
     if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+        raise InputError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     if isinstance(array, torch.Tensor):
         array = array.detach().to("cpu", torch.float32 if array.is_floating_point() else None)
         array = array.numpy()
@@ -252,8 +252,8 @@ class Reply:
             if a is None:
                 return None
             if not isinstance(a, Array):
-                raise TypeError(f"{type(self).__name__}: a buffer field holds Array values, "
-                                f"not {type(a).__name__}")
+                raise InputTypeError(f"{type(self).__name__}: a buffer field holds Array values, "
+                                     f"not {type(a).__name__}")
             meta, data = pack(a.data, a.dtype)
             raw.append(data)
             return {**meta, "index": len(raw) - 1}
@@ -269,7 +269,7 @@ class Reply:
             else:
                 layout[f.name] = one(value)
         if "buffers" in out:
-            raise TypeError(f"{type(self).__name__}: 'buffers' is the name of the layout")
+            raise InputTypeError(f"{type(self).__name__}: 'buffers' is the name of the layout")
         out["buffers"] = layout
         return out, raw
 
@@ -314,8 +314,8 @@ def handles(schema: type[Request]) -> Callable[[Callable], Callable]:
     """Mark a widget method as the handler of ``schema``'s request: ``method(self, request)``
     returns a ``Reply``."""
     if not (isinstance(schema, type) and issubclass(schema, Request) and schema.NAME):
-        raise TypeError(f"@handles takes a request schema made with @request_schema, not "
-                        f"{schema!r}")
+        raise InputTypeError(f"@handles takes a request schema made with @request_schema, not "
+                             f"{schema!r}")
 
     def mark(method: Callable) -> Callable:
         method._lensnb_request = schema  # type: ignore[attr-defined]

@@ -18,6 +18,7 @@ import traitlets
 
 from ..analysis import rope
 from ..core import theme
+from ..core.errors import InputError
 from ..core.facts import catalogue, config_dict
 from ..lens import Lens
 from .base import LensWidget
@@ -159,10 +160,10 @@ class RopeSpectrum(LensWidget):
         low, high = float(p["low_freq_factor"]), float(p["high_freq_factor"])
         orig = int(p["original_context"])
         if theta <= 0 or factor < 1 or orig < 1 or low <= 0:
-            raise ValueError(f"need theta > 0, factor >= 1, low_freq_factor > 0 and "
+            raise InputError(f"need theta > 0, factor >= 1, low_freq_factor > 0 and "
                              f"original_context >= 1; got {p}")
         if high <= low:
-            raise ValueError(f"high_freq_factor ({high}) must be greater than low_freq_factor "
+            raise InputError(f"high_freq_factor ({high}) must be greater than low_freq_factor "
                              f"({low})")
         same = all(math.isclose(float(p[k]), float(self.initial[k])) for k in PARAMS)
         if same and self._config.rope_parameters.get("rope_type") != "llama3":
@@ -211,7 +212,7 @@ class RopeSpectrum(LensWidget):
         ``[n_layers, n_heads (or n_kv for "k"), d_head/2]`` (cached)."""
         which = which or self.usage_which
         if self._lens is None:
-            raise ValueError("per-head frequency usage needs a loaded model: "
+            raise InputError("per-head frequency usage needs a loaded model: "
                              "RopeSpectrum(lensnb.load(...), text=...)")
         if which not in self._usage:
             self._usage[which] = rope.frequency_usage(self._lens, self._text, which=which)

@@ -37,6 +37,8 @@ def pytest_collection_modifyitems(items: list) -> None:
     for item in items:
         if "tests/browser/" in str(item.fspath):
             item.add_marker(pytest.mark.browser)
+    # the docs site reuses the tutorials the notebook tests executed: build it after them
+    items.sort(key=lambda item: item.get_closest_marker("docs_site") is not None)
 
 
 @pytest.fixture(scope="session")

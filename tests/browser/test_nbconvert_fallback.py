@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from jupyterlab_harness import LOAD_DEMO, REPO, write_notebook
+from offline_page import DRAWN, OfflinePage, shown_errors, wait_for_hosts
 
 import lensnb.loading as loading
 
@@ -25,7 +26,6 @@ pytestmark = [
                               "(scripts/train_demo_vision.py makes it)"),
 ]
 
-LOCAL = ("file:", "data:", "blob:", "about:")
 DEAD_PROXY = "http://127.0.0.1:9"  # any HTTP(S) the kernel attempts fails at once
 # token-like text that would run or render as markup if it were ever parsed as HTML
 XSS = "<script>window.__lensnbXSS = 1</script><b>bold</b><img src=x onerror=window.__lensnbXSS=2>"
@@ -48,23 +48,6 @@ CELLS = [
 ]
 EXPECTED = {"AttentionExplorer": 2, "RopeSpectrum": 1, "GenerationStepper": 1,
             "ImageAttention": 1}
-
-# In one host: how much of each canvas is drawn (pixels not transparent, distinct colours) and
-# how many SVG shapes carry geometry.
-DRAWN = """host => ({
-  canvases: [...host.querySelectorAll('canvas')].filter(c => c.width && c.height).map(c => {
-    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-    let opaque = 0; const colours = new Set();
-    for (let i = 0; i < d.length; i += 4) {
-      if (d[i + 3]) { opaque++; colours.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]); }
-    }
-    return {cls: c.className, opaque, colours: colours.size};
-  }),
-  shapes: [...host.querySelectorAll('svg path, svg polyline, svg rect, svg circle, svg line')]
-    .filter(s => (s.getAttribute('d') || s.getAttribute('points') || s.getAttribute('width')
-                  || s.getAttribute('r') || s.getAttribute('x2'))).length,
-})"""
-
 
 def _kernel_env() -> dict[str, str]:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
@@ -110,62 +93,6 @@ def convert(nb, out: Path, *, template: str = "lab") -> Path:
     assert "unpkg.com" not in body and "html-manager" not in body  # no widget manager needed
     out.write_text(body, encoding="utf-8")
     return out
-
-
-class OfflinePage:
-    """A page in its own context where every request that is not file:/data:/blob: is refused
-    and recorded, with console errors, page errors and dialogs recorded too."""
-
-    def __init__(self, chromium, template_urls: tuple[str, ...] = ()) -> None:
-        # template_urls: what nbconvert's own template loads from a CDN with no option to turn
-        # it off (refused like the rest, but neither it nor its console error is lensnb's)
-        self.template_urls = template_urls
-        self.context = chromium.new_context(viewport={"width": 1400, "height": 1000})
-        self.requests: list[str] = []
-        self.refused: list[str] = []
-        self.errors: list[str] = []
-        self.context.route("**/*", self._route)
-        self.page = self.context.new_page()
-        self.page.on("request", lambda req: None if req.url in template_urls
-                     else self.requests.append(req.url))
-        self.page.on("console", self._console)
-        self.page.on("pageerror", lambda err: self.errors.append(str(err)))
-        self.page.on("dialog", lambda d: (self.errors.append(f"dialog: {d.message}"),
-                                          d.dismiss()))
-
-    def _console(self, message) -> None:
-        if message.type == "error" and message.location.get("url") not in self.template_urls:
-            self.errors.append(message.text)
-
-    def _route(self, r) -> None:
-        if r.request.url.startswith(LOCAL):
-            r.continue_()
-        else:
-            if r.request.url not in self.template_urls:
-                self.refused.append(r.request.url)
-            r.abort()
-
-    def check_clean(self) -> None:
-        assert self.errors == [], self.errors
-        assert self.refused == [], f"the page tried to reach the network: {self.refused}"
-        assert all(url.startswith(LOCAL) for url in self.requests), self.requests
-
-
-def wait_for_hosts(page, expected: dict[str, int]) -> None:
-    """Every lensnb host of ``expected`` ({widget: count}) is in the page and rendered."""
-    for name, count in expected.items():
-        hosts = page.locator(f".lensnb-static[data-lensnb-widget='{name}']")
-        assert hosts.count() == count, name
-        for i in range(count):
-            hosts.nth(i).locator(".lensnb-static-root[data-lensnb-ready=true]").wait_for(
-                timeout=60_000)
-    page.wait_for_timeout(1500)  # let the first requests of every view settle
-    assert page.locator(".lensnb-static").count() == sum(expected.values())
-
-
-def shown_errors(host) -> list[str]:
-    texts = host.locator(".lensnb-standalone-error, .lensnb-error").all_text_contents()
-    return [t for t in texts if t.strip()]
 
 
 @pytest.fixture(scope="module")

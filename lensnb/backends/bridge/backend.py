@@ -16,8 +16,11 @@ from typing import Any
 
 import torch
 
+from .. import kv_cache
 from ..contract import Backend, Capabilities
-from .loading import load, wrap_module
+from .attention_mode import attention_for
+from .fast_path import fast_path
+from .loading import load, own_tokenizer, wrap_module
 from .qk_capture import layer_qk, runs_natively
 
 #: What a bridge can do at most; ``capabilities_of`` narrows it to one model.
@@ -111,6 +114,10 @@ BACKEND = Backend(
     wrap=wrap_module,
     owns=_owns,
     final_modules=_final_modules,
+    new_cache=lambda model: kv_cache.new_cache(model.original_model.config),
+    attention=attention_for,
+    tokenizer=own_tokenizer,
+    fast_path=fast_path,
     capabilities_of=capabilities_of,
     layer_qk=layer_qk,
 )

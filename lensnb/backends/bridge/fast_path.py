@@ -11,13 +11,12 @@ plain torch forward hooks, registered only where a hook was asked for. Anything 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
-if TYPE_CHECKING:
-    from ...lens import Lens
+from ..contract import input_device
 
 _SIDES = {"hook_in": "in", "hook_out": "out"}
 _PROJECTIONS = ("q", "k", "v", "o")  # TransformerLens's names of the attention projections
@@ -73,16 +72,16 @@ def _hf_paths(components: dict[str, Any], n_layers: int, tl: str = "",
     return out
 
 
-def mapped_sites(lens: Lens) -> dict[str, Site]:
-    """Every hook name of ``lens`` that is a module input or output in the adapter's mapping,
-    with its ``Site``. Derived, not typed: a hook name resolves (aliases included) to its
-    bridge HookPoint ``{component}.hook_in`` / ``.hook_out``, and the adapter's
+def mapped_sites(model: Any) -> dict[str, Site]:
+    """Every hook name of the bridge ``model`` that is a module input or output in the
+    adapter's mapping, with its ``Site``. Derived, not typed: a hook name resolves (aliases
+    included) to its bridge HookPoint ``{component}.hook_in`` / ``.hook_out``, and the adapter's
     ``component_mapping`` says which HF module the component wraps. Rotary embeddings (a tuple
     of cos/sin) and hooks inside a computation (``hook_pattern``, ``hook_rot_q``,
     ``ln1.hook_scale``, ...) exist only in the bridge."""
-    bridge = lens.bridge
+    bridge = model
     mapping = getattr(getattr(bridge, "adapter", None), "component_mapping", None) or {}
-    paths = _hf_paths(mapping, lens.n_layers)
+    paths = _hf_paths(mapping, bridge.cfg.n_layers)
     rotary = {k for k, c in mapping.items() if type(c).__name__ == "RotaryEmbeddingBridge"}
     sites: dict[str, Site] = {}
     for name, point in bridge.hook_dict.items():
@@ -93,68 +92,95 @@ def mapped_sites(lens: Lens) -> dict[str, Site]:
     return sites
 
 
-def fast_sites(lens: Lens) -> dict[str, Site]:
+def fast_sites(model: Any) -> dict[str, Site]:
     """The hooks the fast path serves: ``mapped_sites`` whose module the plain Hugging Face
     model has (an adapter may split a fused module into parts that exist only under the bridge,
     e.g. GPT-2's ``c_attn`` into ``q``/``k``/``v``: those hooks stay in the bridge). Empty where
     there is no plain model (``plain_model`` says why)."""
-    plain_model(lens)
-    return lens.__dict__.get("_lensnb_fast_sites", {})
+    return fast_path(model).sites
 
 
-def fast_site(lens: Lens, name: str) -> Site | None:
+def fast_site(model: Any, name: str) -> Site | None:
     """The ``Site`` of TransformerLens hook ``name`` in the plain HF model, or ``None`` when
     only the bridge has it."""
-    return fast_sites(lens).get(name)
+    return fast_sites(model).get(name)
 
 
 # ---------------------------------------------------------------------------- the plain HF model
-def plain_model(lens: Lens) -> tuple[torch.nn.Module | None, str]:
-    """A plain Hugging Face module tree sharing ``lens``'s weights (built once, cached on the
-    lens), or ``(None, why not)``."""
-    cached = lens.__dict__.get("_lensnb_plain_model")
-    if cached is not None:
-        return cached
-    result = _build_plain_model(lens)
-    lens.__dict__["_lensnb_plain_model"] = result
-    if result[0] is None:
-        lens.__dict__["_lensnb_fast_sites"] = {}
-    return result
+@dataclass(frozen=True)
+class PlainModel:
+    """The bridge backend's fast path (``contract.FastPath``): a plain Hugging Face module tree
+    sharing the bridge's weights, and where each TransformerLens hook sits in it.
+
+    Attributes:
+        model: the plain model, or ``None`` where there is none (``why`` says why).
+        why: why there is no plain model (``""`` where there is one).
+        sites: hook name -> its ``Site`` in ``model``.
+    """
+
+    model: torch.nn.Module | None
+    why: str = ""
+    sites: dict[str, Site] = field(default_factory=dict)
+
+    def serves(self, name: str) -> bool:
+        """Whether hook ``name`` can run on the plain model."""
+        return self.model is not None and name in self.sites
+
+    def hook(self, name: str, run: Callable[[torch.Tensor], torch.Tensor | None]) -> Any:
+        """Install ``run`` at hook ``name`` of the plain model (``torch_hook``); the handle's
+        ``remove()`` takes it off."""
+        site = self.sites[name]
+        return torch_hook(self.model.get_submodule(site.module), site, run)  # type: ignore[union-attr]
 
 
-def _build_plain_model(lens: Lens) -> tuple[torch.nn.Module | None, str]:
+def fast_path(model: Any) -> PlainModel:
+    """The fast path of the bridge ``model`` (built once, cached on the bridge): the bridge
+    backend's ``Backend.fast_path``."""
+    cached = model.__dict__.get("_lensnb_fast_path")
+    if cached is None:
+        cached = model.__dict__["_lensnb_fast_path"] = _build_plain_model(model)
+    return cached
+
+
+def plain_model(model: Any) -> tuple[torch.nn.Module | None, str]:
+    """A plain Hugging Face module tree sharing the bridge ``model``'s weights, or
+    ``(None, why not)``."""
+    path = fast_path(model)
+    return path.model, path.why
+
+
+def _build_plain_model(bridge: Any) -> PlainModel:
     import accelerate
     from transformers import AutoModelForCausalLM
 
-    config = lens.hf_config
-    if lens.compatibility:
-        return None, "compatibility mode changes the weights"
-    if not lens.capabilities.fast_path:
-        return None, f"the {lens.backend.name} backend has no fast path"
-    mapped = mapped_sites(lens)
+    hf_model = bridge.original_model
+    config = hf_model.config
+    if getattr(bridge, "compatibility_mode", False):
+        return PlainModel(None, "compatibility mode changes the weights")
+    mapped = mapped_sites(bridge)
     if not mapped:
-        return None, "the TransformerLens adapter maps no Hugging Face module"
-    if len(set((getattr(lens.hf_model, "hf_device_map", None) or {0: 0}).values())) > 1:
-        return None, "the model is split over several devices"
+        return PlainModel(None, "the TransformerLens adapter maps no Hugging Face module")
+    if len(set((getattr(hf_model, "hf_device_map", None) or {0: 0}).values())) > 1:
+        return PlainModel(None, "the model is split over several devices")
     shared: dict[str, torch.Tensor] = {}
-    for n, p in lens.hf_model.named_parameters(remove_duplicate=False):
+    for n, p in hf_model.named_parameters(remove_duplicate=False):
         shared.setdefault(n.replace("._original_component", ""), p)
+    dtype = next(hf_model.parameters()).dtype
     try:
         with accelerate.init_empty_weights():
             plain = AutoModelForCausalLM.from_config(
-                config, attn_implementation=config._attn_implementation, dtype=lens.dtype)
+                config, attn_implementation=config._attn_implementation, dtype=dtype)
     except Exception as err:  # an architecture AutoModel cannot build: use the bridge
-        return None, f"cannot rebuild the Hugging Face model ({err})"
+        return PlainModel(None, f"cannot rebuild the Hugging Face model ({err})")
     own = dict(plain.named_parameters())
     missing = [k for k in own if k not in shared or shared[k].shape != own[k].shape]
     if missing:
-        return None, f"weights not found in the bridge: {missing[:3]}"
+        return PlainModel(None, f"weights not found in the bridge: {missing[:3]}")
     modules = dict(plain.named_modules())
-    lens.__dict__["_lensnb_fast_sites"] = {n: s for n, s in mapped.items() if s.module in modules}
     plain.load_state_dict({k: shared[k] for k in own}, assign=True, strict=False)
-    plain.to(lens.device).eval()
-    plain.generation_config = lens.hf_model.generation_config
-    return plain, ""
+    plain.to(input_device(bridge)).eval()
+    plain.generation_config = hf_model.generation_config
+    return PlainModel(plain, "", {n: s for n, s in mapped.items() if s.module in modules})
 
 
 def torch_hook(module: torch.nn.Module, site: Site,

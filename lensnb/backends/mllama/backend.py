@@ -6,9 +6,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from ..attention_memory import guard
 from ..contract import Backend, Capabilities
 from .hooked import HookedMllama
+from .images import IMAGE_TOKEN, layout, model_inputs
 from .loading import ARCHITECTURES, MODEL_TYPES, load_mllama, wrap
+from .text_only import text_only
 
 #: A full Llama 3.2 Vision model; ``capabilities_of`` turns ``images`` off for the text decoder
 #: alone (``MllamaForCausalLM``: cross-attention layers, no vision encoder).
@@ -47,5 +50,11 @@ BACKEND = Backend(
     wrap=wrap,
     owns=_owns,
     final_modules=lambda model, compatibility: model.final_modules(),
+    new_cache=lambda model: model.new_cache(),
+    attention=guard,  # eager attention everywhere: the up-front memory check only
     capabilities_of=_capabilities_of,
+    image_token=IMAGE_TOKEN,
+    model_inputs=model_inputs,
+    image_layout=layout,
+    text_only=text_only,
 )

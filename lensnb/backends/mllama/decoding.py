@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ...core.errors import InputError
 from .. import kv_cache
 
 
@@ -45,7 +46,12 @@ class MllamaCache:
 
     def __len__(self) -> int:
         """Text positions seen so far."""
-        return int(self.kv.get_seq_length(self.self_layers[0])) if self.self_layers else 0
+        return self.get_seq_length(self.self_layers[0]) if self.self_layers else 0
+
+    def get_seq_length(self, layer: int = 0) -> int:
+        """Positions self-attention layer ``layer`` holds (``transformers``' cache API, so
+        ``kv_cache.check_filled`` reads this state as it reads a ``DynamicCache``)."""
+        return int(self.kv.get_seq_length(layer))
 
     @property
     def has_image(self) -> bool:
@@ -69,7 +75,7 @@ def causal_mask(attention_mask: torch.Tensor | None, b: int, p: int, past: int,
     allowed = (k <= q)[None, None]  # [1, 1, pos, keys]
     if attention_mask is not None:
         if attention_mask.shape[-1] != past + p:
-            raise ValueError(f"attention_mask covers {attention_mask.shape[-1]} positions, "
+            raise InputError(f"attention_mask covers {attention_mask.shape[-1]} positions, "
                              f"expected {past + p} (cached {past} + new {p})")
         allowed = allowed & attention_mask.bool()[:, None, None, :]
     allowed = allowed.expand(b, 1, p, past + p)

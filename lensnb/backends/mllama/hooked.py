@@ -60,7 +60,14 @@ from torch import nn
 from transformer_lens.hook_points import HookPoint
 from transformer_lens.HookedRootModule import HookedRootModule
 
-from ...core.errors import ImageTokenError  # noqa: F401  (raised here)
+from ...core.errors import (
+    ImageInputError,
+    ImageTokenError,
+    InputError,
+    InputTypeError,
+    UnsupportedFeatureError,
+)
+from ...core.tokens import check_tokens
 from .decoding import MllamaCache, causal_mask
 
 
@@ -156,7 +163,7 @@ def _parts(hf_model: nn.Module) -> tuple[nn.Module, nn.Module | None, nn.Module 
         return m.language_model, m.vision_model, m.multi_modal_projector, hf_model.lm_head
     if hasattr(hf_model, "model") and hasattr(hf_model.model, "cross_attention_layers"):
         return hf_model.model, None, None, hf_model.lm_head  # MllamaForCausalLM
-    raise TypeError(f"expected a Mllama model, got {type(hf_model).__name__}")
+    raise InputTypeError(f"expected a Mllama model, got {type(hf_model).__name__}")
 
 
 class HookedMllama(HookedRootModule):
@@ -203,7 +210,7 @@ class HookedMllama(HookedRootModule):
 
     def set_use_split_qkv_input(self, enabled: bool) -> None:
         if enabled:
-            raise NotImplementedError(
+            raise UnsupportedFeatureError(
                 "split-QKV inputs (hook_q_input/hook_k_input) are not available for Llama 3.2 "
                 "Vision models; use blocks.{i}.ln1.hook_out (the attention input) instead"
             )
@@ -257,10 +264,10 @@ class HookedMllama(HookedRootModule):
         fed token's row. ``position_ids`` default to ``len(cache) + arange(pos)``.
         """
         if return_type not in ("logits", None):
-            raise ValueError(f"return_type {return_type!r} is not supported: use 'logits'")
+            raise InputError(f"return_type {return_type!r} is not supported: use 'logits'")
         text, vision, projector, lm_head = _parts(self.original_model)
-        if input_ids.ndim == 1:
-            input_ids = input_ids.unsqueeze(0)
+        input_ids = check_tokens(input_ids, text.embed_tokens.num_embeddings,
+                                 model="this Llama 3.2 Vision model")  # [batch, pos]
         seen_image = cache is not None and cache.has_image
         n_image_tokens = (0 if self.image_token_id is None
                           else int((input_ids == self.image_token_id).sum()))
@@ -270,20 +277,18 @@ class HookedMllama(HookedRootModule):
                 "pass images=[PIL.Image, ...] (one per <|image|>), or remove the <|image|> tokens"
             )
         if pixel_values is not None and vision is None:
-            raise ImageTokenError("this is a text-only model: it takes no images")
+            raise UnsupportedFeatureError("this is a text-only model: it takes no images")
         if pixel_values is not None and seen_image:
-            raise ValueError("this cache already holds an image; images come with the prompt, "
-                             "on the first pass only")
-        if input_ids.max() >= text.embed_tokens.num_embeddings or input_ids.min() < 0:
-            raise ValueError(f"token ids must lie in 0..{text.embed_tokens.num_embeddings - 1}")
+            raise ImageInputError("this cache already holds an image; images come with the "
+                                  "prompt, on the first pass only")
 
         x = self.hook_embed(text.embed_tokens(input_ids))  # [batch, pos, d_model]
         b, p, _ = x.shape
         cross_states = None
         if pixel_values is not None:
             if cross_attention_mask is None or aspect_ratio_ids is None:
-                raise ValueError("pixel_values need aspect_ratio_ids and cross_attention_mask "
-                                 "(use the Mllama processor: lens(text, images=[...]))")
+                raise ImageInputError("pixel_values need aspect_ratio_ids and cross_attention_mask "
+                                      "(use the Mllama processor: lens(text, images=[...]))")
             cross_states = self._vision(vision, projector, pixel_values, aspect_ratio_ids,
                                         aspect_ratio_mask, text.config.hidden_size)
         elif seen_image and cross_attention_mask is None:

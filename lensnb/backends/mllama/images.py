@@ -3,7 +3,9 @@
 The Mllama image processor resizes each picture (keeping its aspect ratio) onto a canvas of up
 to ``max_image_tiles`` square tiles (``tiles_h x tiles_w``), pads the canvas at the bottom and
 right, and cuts it into tiles in row-major order. Each tile becomes ``1 + (tile / patch)**2``
-image tokens (class token first, then patches row-major). ``ImageLayout`` undoes that mapping.
+image tokens (class token first, then patches row-major). ``backends.images.ImageLayout``
+undoes that mapping; ``layout(model, image)`` makes one (the backend's ``image_layout``) and
+``model_inputs(model, texts, images)`` the forward's inputs (its ``model_inputs``).
 
 lensnb uses the pillow-only ``MllamaImageProcessorPil`` (the default Mllama processor needs
 torchvision). Its settings come from the checkpoint's ``preprocessor_config.json``, or from
@@ -15,23 +17,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from ...core.errors import ImageInputError  # noqa: F401  (raised here)
+from ...core.errors import ImageInputError, ImageTokenError, InputError, UnsupportedFeatureError
 from ...core.paths import ASSETS
-from .hooked import ImageTokenError
+from ..contract import input_device
+from ..images import ImageLayout, open_image
 
 DEFAULT_PROCESSOR = ASSETS / "mllama_processor"
 IMAGE_TOKEN = "<|image|>"
-# modes the processor converts to RGB without guessing (alpha is composited, palettes expanded)
-ALLOWED_MODES = ("RGB", "RGBA", "L", "LA", "P")
-
-ImageLike = Any  # PIL.Image.Image | str | os.PathLike
 
 
 # ---------------------------------------------------------------------------- processor
@@ -51,7 +48,7 @@ def image_processor(path: str | os.PathLike | None, vision_config: Any = None) -
         side = cfg.get("size", {}).get("height")
         if side != vision_config.image_size or cfg.get("max_image_tiles") != (
                 vision_config.max_num_tiles):
-            raise ValueError(
+            raise InputError(
                 f"the saved image processor makes {side} px tiles, at most "
                 f"{cfg.get('max_image_tiles')}, but the model's vision_config expects "
                 f"{vision_config.image_size} px tiles, at most {vision_config.max_num_tiles}: "
@@ -79,44 +76,12 @@ def processor(path: str | os.PathLike | None, tokenizer: Any, vision_config: Any
     from transformers import MllamaProcessor
 
     if IMAGE_TOKEN not in tokenizer.get_vocab():
-        raise ValueError(f"the tokenizer has no {IMAGE_TOKEN} token, so it cannot place images")
+        raise InputError(f"the tokenizer has no {IMAGE_TOKEN} token, so it cannot place images")
     return MllamaProcessor(image_processor=image_processor(path, vision_config),
                            tokenizer=tokenizer)
 
 
-# ---------------------------------------------------------------------------- checks
-def open_image(image: ImageLike, where: str) -> Any:
-    """A checked PIL image from a PIL image or a file path."""
-    from PIL import Image, UnidentifiedImageError
-
-    if isinstance(image, str | os.PathLike):
-        path = Path(image)
-        if not path.is_file():
-            raise ImageInputError(f"{where}: no image file at {str(path)!r}")
-        try:
-            with Image.open(path) as im:
-                im.load()
-                image = im.copy()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-            raise ImageInputError(
-                f"{where}: {str(path)!r} is not a readable image (corrupt or not an image "
-                f"file): {err}"
-            ) from None
-    if not isinstance(image, Image.Image):
-        raise ImageInputError(
-            f"{where}: expected a PIL.Image.Image or an image file path, got "
-            f"{type(image).__name__}"
-        )
-    if image.mode not in ALLOWED_MODES:
-        raise ImageInputError(
-            f"{where}: image mode {image.mode!r} is not supported; allowed modes are "
-            f"{', '.join(ALLOWED_MODES)} (convert first, e.g. image.convert('RGB'))"
-        )
-    if min(image.size) < 1:
-        raise ImageInputError(f"{where}: the image is empty ({image.size[0]}x{image.size[1]})")
-    return image
-
-
+# ---------------------------------------------------------------------------- inputs
 def _nest(texts: list[str], images: Any) -> list[list[Any]]:
     """Images per text: one image, a list (one text) or a list of lists (a batch)."""
     from PIL import Image
@@ -138,22 +103,17 @@ def _nest(texts: list[str], images: Any) -> list[list[Any]]:
     return [list(i) for i in images]
 
 
-def model_inputs(lens: Any, text: str | Sequence[str], images: Any
+def model_inputs(model: Any, texts: list[str], images: Any
                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """``(input_ids [batch, pos], kwargs)`` for ``HookedMllama.forward`` from text + images.
+    """``(input_ids [batch, pos], kwargs)`` for ``HookedMllama.forward`` from texts + images
+    (the backend's ``model_inputs``), on the model's device; the caller checks the length.
 
     Each text holds one ``<|image|>`` per image; text after an ``<|image|>`` sees that image
     (and later ones), as the Mllama processor's cross-attention mask says.
     """
-    proc = getattr(lens.bridge, "processor", None)
+    proc = getattr(model, "processor", None)
     if proc is None:
-        raise ImageInputError(f"{lens.name!r} is a text-only model: it takes no images")
-    if isinstance(text, torch.Tensor):
-        raise TypeError("with images=, pass the text as a string (or a list of strings), "
-                        "not token ids: the processor places the image tokens")
-    texts = [text] if isinstance(text, str) else list(text)
-    if not all(isinstance(t, str) for t in texts):
-        raise TypeError("texts must be strings")
+        raise UnsupportedFeatureError("this is a text-only model: it takes no images")
     nested = _nest(texts, images)
     for i, (t, imgs) in enumerate(zip(texts, nested, strict=True)):
         n = t.count(IMAGE_TOKEN)
@@ -168,86 +128,21 @@ def model_inputs(lens: Any, text: str | Sequence[str], images: Any
                 f"{where} has {n} {IMAGE_TOKEN} token(s) but {len(imgs)} image(s) were given: "
                 f"pass exactly one image per {IMAGE_TOKEN}"
             )
+    dev = input_device(model)
     if not any(nested):
-        ids = lens.to_tokens(texts)
-        return ids, {}
+        return model.to_tokens(texts, truncate=False).to(dev), {}
     checked = [[open_image(im, f"image {j} of text {i}") for j, im in enumerate(imgs)]
                for i, imgs in enumerate(nested)]
     enc = proc(text=texts, images=checked, return_tensors="pt", padding=True,
                add_special_tokens=False)
-    lens._check_length(enc["input_ids"].shape[-1])
-    dev = lens.device
     kwargs = {k: enc[k].to(dev) for k in ("attention_mask", "aspect_ratio_ids",
                                            "aspect_ratio_mask", "cross_attention_mask")}
-    kwargs["pixel_values"] = enc["pixel_values"].to(dev, lens.dtype)
+    dtype = next(model.original_model.parameters()).dtype
+    kwargs["pixel_values"] = enc["pixel_values"].to(dev, dtype)
     return enc["input_ids"].to(dev), kwargs
 
 
 # ---------------------------------------------------------------------------- layout
-@dataclass(frozen=True)
-class ImageLayout:
-    """Where each image token of one image came from.
-
-    Attributes:
-        width, height: the original picture's size in pixels.
-        tiles_h, tiles_w: the tile grid the picture was resized onto.
-        resized_h, resized_w: the picture's size on the canvas (the rest is padding).
-        tile: tile side in pixels; patch: patch side; max_tiles: tiles per image incl. padding.
-    """
-
-    width: int
-    height: int
-    tiles_h: int
-    tiles_w: int
-    resized_h: int
-    resized_w: int
-    tile: int
-    patch: int
-    max_tiles: int
-
-    @property
-    def patches_per_side(self) -> int:
-        return self.tile // self.patch
-
-    @property
-    def tokens_per_tile(self) -> int:
-        return 1 + self.patches_per_side ** 2
-
-    @property
-    def n_tokens(self) -> int:
-        """Image tokens of this image in the model (padding tiles included)."""
-        return self.max_tiles * self.tokens_per_tile
-
-    def patch_grid(self, values: torch.Tensor | np.ndarray) -> np.ndarray:
-        """Per-token values ``[n_tokens]`` -> a canvas grid ``[tiles_h * pps, tiles_w * pps]``
-        of the patch tokens (class tokens and padding tiles dropped)."""
-        v = np.asarray(values.detach().float().cpu() if isinstance(values, torch.Tensor)
-                       else values, dtype=np.float32)
-        if v.shape != (self.n_tokens,):
-            raise ValueError(f"expected {self.n_tokens} values (one per image token), "
-                             f"got shape {tuple(v.shape)}")
-        pps = self.patches_per_side
-        per_tile = v.reshape(self.max_tiles, self.tokens_per_tile)[:, 1:]  # drop class tokens
-        used = per_tile[: self.tiles_h * self.tiles_w].reshape(self.tiles_h, self.tiles_w, pps,
-                                                               pps)
-        return used.transpose(0, 2, 1, 3).reshape(self.tiles_h * pps, self.tiles_w * pps)
-
-    def picture_grid(self, values: torch.Tensor | np.ndarray) -> tuple[np.ndarray, float,
-                                                                      float]:
-        """The patch grid cropped to the picture (padding rows/columns dropped), with the
-        size of one patch in original pixels ``(grid, patch_w_px, patch_h_px)``."""
-        grid = self.patch_grid(values)
-        rows = -(-self.resized_h // self.patch)
-        cols = -(-self.resized_w // self.patch)
-        sx = self.width / self.resized_w
-        sy = self.height / self.resized_h
-        return grid[:rows, :cols], self.patch * sx, self.patch * sy
-
-    def class_tokens(self) -> list[int]:
-        """Token indices (within this image) of the used tiles' class tokens."""
-        return [t * self.tokens_per_tile for t in range(self.tiles_h * self.tiles_w)]
-
-
 def image_layout(image_processor_: Any, patch_size: int, image: Any) -> ImageLayout:
     """How ``image`` (a PIL image) is tiled by the processor."""
     from transformers.models.mllama.image_processing_pil_mllama import (
@@ -264,3 +159,13 @@ def image_layout(image_processor_: Any, patch_size: int, image: Any) -> ImageLay
     return ImageLayout(width=w, height=h, tiles_h=int(ch // tile), tiles_w=int(cw // tile),
                        resized_h=int(rh), resized_w=int(rw), tile=int(tile),
                        patch=int(patch_size), max_tiles=int(max_tiles))
+
+
+def layout(model: Any, image: Any) -> ImageLayout:
+    """How the hooked Mllama ``model``'s processor tiles ``image`` (a checked PIL image): the
+    backend's ``image_layout``."""
+    proc = getattr(model, "processor", None)
+    if proc is None:
+        raise UnsupportedFeatureError("this is a text-only model: it takes no images")
+    patch = model.original_model.config.vision_config.patch_size
+    return image_layout(proc.image_processor, patch, image)

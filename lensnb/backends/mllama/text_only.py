@@ -2,9 +2,10 @@
 
 Without an image, Mllama's text decoder skips its cross-attention layers, so what is left is a
 Llama 3.1-style decoder (the 11B model's text part is Llama 3.1 8B's shape). ``text_only_model``
-builds that ``LlamaForCausalLM`` sharing the original tensors (no copy); ``Lens.text_only()``
-wraps it in a TransformerBridge like any text model; ``save_text_only`` writes it to disk,
-loadable by ``lensnb.load`` and by ``transformers.AutoModelForCausalLM``.
+builds that ``LlamaForCausalLM`` sharing the original tensors (no copy); ``text_only(model)``
+(the backend's ``text_only``) gives it with its tokenizer: ``Lens.text_only()`` wraps it in a
+TransformerBridge like any text model, ``lensnb.save_text_only`` writes it to disk, loadable by
+``lensnb.load`` and by ``transformers.AutoModelForCausalLM``.
 
 Layer ``j`` of the text-only model is self-attention layer ``self_attention_layers[j]`` of the
 vision model. The 8 extra embedding rows of Mllama (``<|image|>`` and reserved ids) are dropped:
@@ -13,8 +14,6 @@ the text-only vocabulary is the language model's ``vocab_size``.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -63,13 +62,6 @@ def text_only_model(hf_model: torch.nn.Module) -> torch.nn.Module:
     return model.eval()
 
 
-def hf_vision_model(lens: Any) -> torch.nn.Module:
-    if not isinstance(lens.bridge, HookedMllama):
-        raise TypeError(f"{lens.name!r} is not a Llama 3.2 Vision (Mllama) model, so it has no "
-                        "separate text part")
-    return lens.hf_model
-
-
 def text_tokenizer(tokenizer: Any) -> Any:
     """The tokenizer of the text part: Llama 3.2 Vision's processor puts ``<|begin_of_text|>``
     first, so the text part alone must get it from its tokenizer (as Llama 3's own tokenizer
@@ -86,16 +78,8 @@ def text_tokenizer(tokenizer: Any) -> Any:
     return out
 
 
-def save_text_only(lens: Any, path: str | os.PathLike) -> Path:
-    """Write only the text weights of a vision ``Lens`` (or of its ``text_only()``) to ``path``
-    as a Llama checkpoint with the tokenizer. Returns the directory."""
-    path = Path(path)
-    source = getattr(lens, "text_source", lens)
-    if isinstance(source.bridge, HookedMllama):
-        model = text_only_model(source.hf_model)
-    else:
-        raise TypeError(f"{lens.name!r} is not a Llama 3.2 Vision model or its text part")
-    path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
-    text_tokenizer(lens.tokenizer).save_pretrained(path)
-    return path
+def text_only(model: HookedMllama) -> tuple[torch.nn.Module, Any]:
+    """The language model of the hooked Mllama ``model`` alone, as a plain
+    ``LlamaForCausalLM`` sharing its tensors, and the tokenizer it takes (the backend's
+    ``text_only``)."""
+    return text_only_model(model.original_model), text_tokenizer(model.tokenizer)

@@ -7,7 +7,12 @@ first call converts: transformers reads the GGUF (``gguf_file=``, dequantising t
 model is written with ``save_pretrained``, the tokenizer with its GGUF ``add_bos_token`` rule.
 Everything is written into a temporary folder beside the target and renamed into place, so an
 interrupted conversion leaves nothing half-written (only a hidden ``.<name>.*.partial`` folder
-after a hard kill, which the next conversion removes).
+after a hard kill, which the next conversion removes). Files are readable by whoever can read
+their folder (a shared cache), and ``lensnb_source.json`` lists each file's size.
+
+Every use checks the folder first (``damage``: sizes as written, weights readable). A damaged
+one (a truncated ``model.safetensors``, a missing file) is converted again when the model's
+package is installed, else refused with ``DamagedCacheError`` naming the folder.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import MissingModelPackageError  # noqa: F401  (raised here)
+from ..errors import DamagedCacheError, MissingModelPackageError
 from .registry import NamedModel
 
 CACHE_ENV = "LENSNB_CACHE"
@@ -50,23 +55,92 @@ def converted_path(model: NamedModel, cache_dir: str | os.PathLike | None = None
 
 
 def is_converted(model: NamedModel, cache_dir: str | os.PathLike | None = None) -> bool:
-    """Whether ``model`` is already converted in the cache (no package needed then)."""
-    return _complete(converted_path(model, cache_dir))
+    """Whether ``model`` is converted in the cache and intact (no package needed then)."""
+    path = converted_path(model, cache_dir)
+    return path.is_dir() and not damage(path)
 
 
-def _complete(path: Path) -> bool:
-    """A finished conversion: ``lensnb_source.json`` is written last, before the rename."""
-    return (path / "config.json").is_file() and (path / "lensnb_source.json").is_file()
+def damage(path: Path) -> str:
+    """Why the converted directory ``path`` cannot be used, or ``""`` when it can: the
+    conversion finished (``lensnb_source.json`` is written last, before the rename), every file
+    it lists has the size it was written with, ``config.json`` parses and every
+    ``*.safetensors`` file opens (its header and length agree). Cheap: no weights are read."""
+    source = path / "lensnb_source.json"
+    if not source.is_file():
+        return "the conversion never finished (no lensnb_source.json)"
+    try:
+        files = json.loads(source.read_text()).get("files") or {}
+        json.loads((path / "config.json").read_text())
+    except (OSError, ValueError) as err:
+        return f"its config is unreadable ({err})"
+    for name, size in files.items():
+        try:
+            actual = (path / name).stat().st_size
+        except OSError:
+            return f"{name} is missing"
+        if actual != size:
+            return f"{name} has {actual:,} bytes; the conversion wrote {size:,}"
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
+        return "it holds no *.safetensors weights"
+    from safetensors import safe_open
+
+    for w in weights:
+        try:
+            with safe_open(str(w), "pt"):
+                pass
+        except Exception as err:  # safetensors' own error type: a truncated or garbled file
+            return f"{w.name} is unreadable ({type(err).__name__}: {err})"
+    return ""
 
 
 def converted(model: NamedModel, cache_dir: str | os.PathLike | None = None, *,
               progress: bool = True) -> Path:
-    """The converted Hugging Face directory of ``model``, converting it first if needed."""
+    """The converted Hugging Face directory of ``model``, converting it first if needed (or
+    again, when the cached one is damaged and the package is installed; else
+    ``DamagedCacheError``)."""
     target = converted_path(model, cache_dir)
-    if is_converted(model, cache_dir):
-        return target
+    if target.exists():
+        why = damage(target)
+        if not why:
+            share(target)
+            return target
+        try:
+            check_installed(model)
+        except MissingModelPackageError as err:
+            raise DamagedCacheError(
+                f"lensnb's converted copy of {model.name!r} in {target} is damaged: {why}. "
+                f"Remove that folder (rm -r '{target}'): the next lensnb.load({model.name!r}) "
+                f"converts it again from {', '.join(model.packages)}, which needs the package "
+                f"installed ({err})") from None
+        _discard(target)
     check_installed(model)
     return convert(model, target, progress=progress)
+
+
+def _discard(target: Path) -> None:
+    """Move a damaged conversion aside (one rename, so a concurrent reader sees it whole or
+    not at all) and delete it."""
+    aside = target.parent / f".{target.name}.{os.getpid()}.{time.time_ns()}.damaged"
+    try:
+        os.replace(target, aside)
+    except FileNotFoundError:  # another process moved it first
+        return
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def share(folder: Path) -> None:
+    """Make every file in ``folder`` readable by whoever can read the folder (transformers
+    writes ``model.safetensors`` 0600); files this process may not change are left as they
+    are."""
+    readable = folder.stat().st_mode & 0o444
+    for f in folder.iterdir():
+        try:
+            mode = f.stat().st_mode
+            if f.is_file() and mode & readable != readable:
+                f.chmod((mode | readable) & 0o7777)
+        except OSError:
+            pass
 
 
 def check_installed(model: NamedModel) -> None:
@@ -150,10 +224,11 @@ def convert(model: NamedModel, target: Path, *, progress: bool = True) -> Path:
             bar.update()
         shutil.rmtree(tmp / "gguf", ignore_errors=True)
         _write_source(model, path.name, tmp, time.perf_counter() - start)
+        share(tmp)
         try:
             os.replace(tmp, target)
         except OSError:  # another process finished the same conversion first
-            if not _complete(target):
+            if not target.is_dir() or damage(target):
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
@@ -214,8 +289,11 @@ def _save_model(hf_model: Any, out: Path) -> None:
 
 
 def _write_source(model: NamedModel, filename: str, out: Path, seconds: float) -> None:
+    """``lensnb_source.json``, written last: where the model came from, and the size of every
+    file the conversion wrote (``damage`` checks them)."""
     import transformers
 
+    files = {p.name: p.stat().st_size for p in sorted(out.iterdir()) if p.is_file()}
     (out / "lensnb_source.json").write_text(json.dumps({
         "name": model.name, "title": model.title, "packages": list(model.packages),
         "gguf_file": filename, "license": model.license,
@@ -223,4 +301,5 @@ def _write_source(model: NamedModel, filename: str, out: Path, seconds: float) -
                            "gguf": importlib.metadata.version("gguf"),
                            "format_version": FORMAT_VERSION},
         "conversion_seconds": round(seconds, 1),
+        "files": files,
     }, indent=2) + "\n")

@@ -59,14 +59,14 @@ def test_llama_sites_match_the_hf_layout(make_tiny_model):
     lens = _load(make_tiny_model, "llama", dict(num_attention_heads=8, num_key_value_heads=2))
     for i in range(lens.n_layers):
         for hook, (module, side, heads) in LLAMA_BLOCK.items():
-            site = fast_site(lens, f"blocks.{i}.{hook}")
+            site = fast_site(lens.bridge, f"blocks.{i}.{hook}")
             assert site is not None, hook
             assert (site.module, site.side, site.heads) == (module.format(i=i), side, heads), hook
     for hook, want in LLAMA_GLOBAL.items():
-        site = fast_site(lens, hook)
+        site = fast_site(lens.bridge, hook)
         assert (site.module, site.side, site.heads) == want, hook
     for name in BRIDGE_ONLY:
-        assert name in lens.bridge.hook_dict and fast_site(lens, name) is None, name
+        assert name in lens.bridge.hook_dict and fast_site(lens.bridge, name) is None, name
 
 
 def test_gemma3_sites_follow_its_extra_norms(make_tiny_model):
@@ -81,14 +81,14 @@ def test_gemma3_sites_follow_its_extra_norms(make_tiny_model):
         "blocks.0.ln2.hook_out": ("model.layers.0.pre_feedforward_layernorm", "out"),
     }
     for name, (module, side) in want.items():
-        site = fast_site(lens, name)
+        site = fast_site(lens.bridge, name)
         assert (site.module, site.side) == (module, side), name
     # q/k norms see [batch, n_heads, pos, d_head]: only in the bridge
-    assert fast_site(lens, "blocks.0.attn.q_norm.hook_out") is None
-    plain, why = plain_model(lens)
+    assert fast_site(lens.bridge, "blocks.0.attn.q_norm.hook_out") is None
+    plain, why = plain_model(lens.bridge)
     assert plain is not None, why
     modules = dict(plain.named_modules())
-    assert all(s.module in modules for s in fast_sites(lens).values())
+    assert all(s.module in modules for s in fast_sites(lens.bridge).values())
 
 
 @pytest.mark.parametrize("layout", ["mqa-gemma", "gemma3-text-sliding"])
@@ -130,7 +130,7 @@ def test_gemma_patch_fast_equals_bridge_and_uncached(make_tiny_model, layout, ho
 def test_no_fast_path_in_compatibility_mode(make_tiny_model):
     lens = lensnb.load(make_tiny_model("gemma", seed=4, **LAYOUTS["mqa-gemma"][1]),
                        compatibility=True)
-    plain, why = plain_model(lens)
+    plain, why = plain_model(lens.bridge)
     assert plain is None and "compatibility" in why
     with pytest.raises(ValueError, match="fast path cannot run this: compatibility"):
         lens.generate(PROMPT, 2, path="fast")

@@ -11,6 +11,7 @@ from layouts import LAYOUTS
 from test_attention_mode import count_sdpa, hf_model
 
 import lensnb
+from lensnb.backends import attention_memory
 from lensnb.backends.bridge import attention_mode
 from lensnb.backends.bridge.qk_capture import silent_hooks
 from lensnb.backends.gating import gated_hooks
@@ -40,7 +41,7 @@ def attention_hooks(lens) -> list[str]:
     dead = gated_hooks(lens.bridge)
     prefix = f"blocks.{LAYER}.attn."
     return [n for n in lens.hook_names() if n.startswith(prefix) and n not in dead
-            and n.rsplit(".", 1)[-1] not in attention_mode.NEEDS_PATTERN]
+            and n.rsplit(".", 1)[-1] not in attention_memory.NEEDS_PATTERN]
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
@@ -53,7 +54,7 @@ def test_hooks_fire_on_the_same_tensors_on_both_paths(built, layout, monkeypatch
     silent = {n for n in names if id(lens.bridge.hook_dict[n]) in points}  # aliases included
     calls = count_sdpa(monkeypatch)
     _, native = lens.run_with_cache(tokens, names=[n for n in names if n not in silent])
-    native_runs = attention_mode._model_allows_sdpa(lens)
+    native_runs = attention_mode._model_allows_sdpa(lens.bridge)
     assert calls[0] == (lens.n_layers if native_runs else 0)
     fired_eager = {n for n in eager.keys() if n in names}
     if native_runs:  # what the bridge's attention fires, the native path fires, or is silent

@@ -169,3 +169,128 @@ def test_first_use_converts_with_a_progress_bar_then_is_reused(tmp_path, capfd):
     assert time.perf_counter() - start < min(1.0, seconds / 10)
     assert (path / "model.safetensors").stat().st_mtime_ns == mtime
     assert written["dtype"] == "float32"
+
+
+# ------------------------------------------------------------------ a damaged cache
+TINY = NamedModel(name="tiny-named", title="a tiny stand-in", module="lensnb_tiny_named",
+                  packages=("lensnb-tiny-named==0.0.1",), gguf_file="tiny.gguf",
+                  assembled=False, license="none")
+
+
+@pytest.fixture
+def tiny_named(monkeypatch, tmp_path):
+    """``lensnb.load("tiny-named")`` through the real conversion (temporary folder, sizes
+    listed, atomic rename) in a temporary ``$LENSNB_CACHE``, with a tiny random Llama and the
+    demo tokenizer standing in for the GGUF file. Returns ``(cache, model, conversions,
+    installed)``: ``conversions`` counts conversions, ``installed[0] = False`` makes the
+    package look absent."""
+    import torch
+    from layouts import DEMO_DIR
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(DEMO_DIR)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id, tie_word_embeddings=False)).eval()
+    conversions, installed = [], [True]
+
+    def check_installed(m):
+        if not installed[0]:
+            raise MissingModelPackageError(f"lensnb-tiny-named is not installed. {m.pip_command}")
+
+    def load_gguf(path):
+        conversions.append(path)
+        return model
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("LENSNB_CACHE", str(cache))
+    monkeypatch.setitem(NAMED, TINY.name, TINY)
+    monkeypatch.setattr(gguf, "check_installed", check_installed)
+    monkeypatch.setattr(gguf, "gguf_file", lambda m, workdir: workdir / m.gguf_file)
+    monkeypatch.setattr(gguf, "_save_tokenizer", lambda path, out: tok.save_pretrained(out))
+    monkeypatch.setattr(gguf, "_load_gguf_model", load_gguf)
+    return cache, model, conversions, installed
+
+
+def _logits_equal_the_model(lens, model) -> None:
+    import torch
+
+    ids = lens.to_tokens("def add(a, b):")
+    with torch.no_grad():
+        torch.testing.assert_close(lens(ids), model(ids).logits, rtol=0, atol=1e-5)
+
+
+def test_converted_files_are_readable_wherever_their_folder_is(tiny_named):
+    cache, model, conversions, _ = tiny_named
+    lens = lensnb.load(TINY.name)
+    path = gguf.converted_path(TINY)
+    assert conversions and path.stat().st_mode & 0o777 == 0o755
+    for f in path.iterdir():  # transformers writes model.safetensors 0600
+        assert f.stat().st_mode & 0o044 == 0o044, f"{f.name}: {oct(f.stat().st_mode)}"
+    listed = json.loads((path / "lensnb_source.json").read_text())["files"]
+    assert listed == {f.name: f.stat().st_size for f in path.iterdir()
+                      if f.name != "lensnb_source.json"}
+    _logits_equal_the_model(lens, model)
+    # a cache written before (0600 weights) is made readable on its next use
+    (path / "model.safetensors").chmod(0o600)
+    lensnb.load(TINY.name)
+    assert (path / "model.safetensors").stat().st_mode & 0o777 == 0o644
+    assert len(conversions) == 1
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "old cache, truncated weights",
+                                    "missing tokenizer", "garbled config"])
+def test_damaged_cache_is_converted_again_when_the_package_is_installed(tiny_named, damage):
+    cache, model, conversions, _ = tiny_named
+    lensnb.load(TINY.name)
+    path = gguf.converted_path(TINY)
+    _damage(path, damage)
+    assert gguf.damage(path) and not gguf.is_converted(TINY)
+    lens = lensnb.load(TINY.name)  # converted again, atomically, in place
+    assert len(conversions) == 2 and gguf.damage(path) == ""
+    assert _leftovers(cache) == [path.name]  # nothing half-written or set aside is left
+    _logits_equal_the_model(lens, model)
+
+
+def test_damaged_cache_without_the_package_is_refused_naming_the_folder(tiny_named):
+    cache, _, conversions, installed = tiny_named
+    lensnb.load(TINY.name)
+    path = gguf.converted_path(TINY)
+    _damage(path, "truncated weights")
+    installed[0] = False
+    with pytest.raises(lensnb.DamagedCacheError) as err:
+        lensnb.load(TINY.name)
+    msg = str(err.value)
+    assert str(path) in msg and "model.safetensors" in msg and "Remove that folder" in msg
+    assert "converts it again" in msg and "lensnb-tiny-named==0.0.1" in msg
+    assert isinstance(err.value, OSError) and isinstance(err.value, lensnb.LensnbError)
+    assert path.is_dir() and len(conversions) == 1  # left as it was for the user to look at
+
+
+def test_the_planted_truncation_is_the_reported_failure(tiny_named):
+    """The damage planted above is the one users met: read directly, the folder fails deep
+    inside safetensors ("Error while deserializing header"), naming neither folder nor fix."""
+    from safetensors import safe_open
+
+    lensnb.load(TINY.name)
+    path = gguf.converted_path(TINY)
+    _damage(path, "old cache, truncated weights")
+    with pytest.raises(Exception, match="Error while deserializing header"):
+        safe_open(str(path / "model.safetensors"), "pt")
+
+
+def _damage(path: Path, how: str) -> None:
+    weights = path / "model.safetensors"
+    if how.endswith("truncated weights"):
+        data = weights.read_bytes()
+        weights.write_bytes(data[: len(data) // 2])
+    if how.startswith("old cache"):  # converted before lensnb_source.json listed the sizes
+        source = json.loads((path / "lensnb_source.json").read_text())
+        source.pop("files")
+        (path / "lensnb_source.json").write_text(json.dumps(source))
+    if how == "missing tokenizer":
+        (path / "tokenizer.json").unlink()
+    if how == "garbled config":
+        (path / "config.json").write_text("{not json")
