@@ -54,6 +54,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "RopeSpectrum": (".widgets.rope_spectrum", "RopeSpectrum"),
     "GenerationStepper": (".widgets.generation_stepper", "GenerationStepper"),
     "ImageAttention": (".widgets.image_attention", "ImageAttention"),
+    "PatchingWorkbench": (".widgets.patching_workbench", "PatchingWorkbench"),
     "export": (".export", None),
     "save": (".export", "save"),
     "options": (".core.settings", "options"),
@@ -86,7 +87,8 @@ __all__ = [
     "ImageTokenError", "IndexRangeError", "InputError", "InputTypeError", "KVGroupView",
     "KVGroups", "KeptQK", "Lens", "LensnbError", "LensnbWarning", "LogitAttribution",
     "LogitLensStep", "LongContextProfile", "MissingModelPackageError", "ModelFacts",
-    "ModelNotFoundError", "Patch", "PatchscopeResult", "PatternMemoryError", "RequestError",
+    "ModelNotFoundError", "Patch", "PatchingWorkbench", "PatchscopeResult", "PatternMemoryError",
+    "RequestError",
     "RopeSpectrum", "StaticFallbackWarning", "Step", "TokenError", "UnknownHookError",
     "UnsupportedArchitectureError", "UnsupportedFeatureError", "attention_patterns",
     "cached_path", "check", "export", "facts", "group_summaries", "hook_shapes", "load",
@@ -157,4 +159,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .widgets.attention import AttentionExplorer
     from .widgets.generation_stepper import GenerationStepper
     from .widgets.image_attention import ImageAttention
+    from .widgets.patching_workbench import PatchingWorkbench
     from .widgets.rope_spectrum import RopeSpectrum

@@ -1,0 +1,243 @@
+"""What ``PatchingWorkbench`` computes, kept apart from the widget: the prompt pair and its
+reference values (``PairData``) and the sweeps computed so far, a few layers at a time
+(``Sweep``, ``Sweeps``). Every number comes from the patching API (``lensnb.patching``,
+``lensnb.analysis.logit_lens``) and public ``Lens`` methods; nothing here is a second copy of
+their definitions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..analysis.attribution import token_id
+from ..core.errors import InputError, LensnbError
+from .attention import explorer_layers
+
+if TYPE_CHECKING:
+    from ..lens import Lens, TextOrTokens
+
+SITE_LABELS = {
+    "resid_pre": "residual stream (block input)", "resid_mid": "residual stream (mid-block)",
+    "resid_post": "residual stream (block output)", "attn_out": "attention output",
+    "mlp_out": "MLP output", "head": "attention heads", "head_by_pos": "heads by position",
+    "kv_group": "KV groups",
+}
+STEP_SECONDS = 1.0  # a sweep step (one request) aims at about this much compute
+
+
+class PairData:
+    """The prompt pair, the two tokens, the reference metric values and the cached views that
+    do not depend on a sweep (DLA, logit lens, ablations)."""
+
+    def __init__(self, lens: Lens, clean: TextOrTokens, corrupted: TextOrTokens, *,
+                 answer: int | str, wrong: int | str, metric_position: int,
+                 reference: Any, batch_size: int | None) -> None:
+        self.lens = lens
+        self.clean_ids = lens.to_tokens(clean)  # [1, pos]
+        self.corrupted_ids = lens.to_tokens(corrupted)  # [1, pos]
+        n, m = self.clean_ids.shape[-1], self.corrupted_ids.shape[-1]
+        if n != m:
+            raise InputError(f"clean and corrupted must have the same number of tokens: clean "
+                             f"has {n}, corrupted {m}")
+        self.answer, self.wrong = token_id(lens, answer), token_id(lens, wrong)
+        self.metric_position = metric_position
+        self.reference = reference
+        self.batch_size = batch_size
+        self.clean_str = lens.to_str_tokens(self.clean_ids)
+        self.corrupted_str = lens.to_str_tokens(self.corrupted_ids)
+        self.clean_value = self.metric(self.clean_ids)
+        self.corrupted_value = self.metric(self.corrupted_ids)
+        self._ablated: dict[tuple, float] = {}
+        self._logit_lens: dict[str, tuple[Any, torch.Tensor]] = {}
+        self._dla: Any = None
+        try:
+            self.attention_layers, _ = explorer_layers(lens, self.clean_ids, None)
+        except LensnbError as err:
+            self.attention_layers, self._attention_reason = [], str(err)
+        else:
+            self.attention_layers = self.attention_layers or list(range(lens.n_layers))
+            self._attention_reason = ""
+
+    def token_text(self, token: int) -> str:
+        return self.lens.tokenizer.decode([token])
+
+    # ------------------------------------------------------------------ metric
+    def metric(self, tokens: torch.Tensor, hooks: Sequence[Any] = ()) -> float:
+        """The raw logit difference ``answer - wrong`` at ``metric_position`` (the metric
+        ``activation_patching`` normalises; see PATCHING_API.md, requests 3)."""
+        logits = self.lens.run_with_hooks(tokens, fwd_hooks=list(hooks))  # [1, pos, d_vocab]
+        row = logits[0, self.metric_position].float()
+        return float(row[self.answer] - row[self.wrong])
+
+    # ------------------------------------------------------------------ what applies
+    def site_reason(self, site: str, method: str) -> str:
+        """Why ``site`` with ``method`` does not apply to this model (``""``: it does)."""
+        from .. import patching
+
+        check = getattr(patching, "check_site", None)
+        if check is None:
+            return _hook_reason(self.lens, site)
+        try:
+            check(self.lens, site, method)
+        except LensnbError as err:
+            return str(err)
+        return ""
+
+    def attention_reason(self) -> str:
+        return self._attention_reason
+
+    def dla_reason(self) -> str:
+        """Why direct logit attribution does not apply (the capability the lens declares)."""
+        try:
+            self.lens.require("direct_logit_attribution", "direct logit attribution",
+                              "see the head's effect by patching (site 'head') or ablation")
+        except LensnbError as err:
+            return str(err)
+        return ""
+
+    # ------------------------------------------------------------------ views
+    def ablation_patches(self, heads: Sequence[tuple[int, int]],
+                         kv_groups: Sequence[tuple[int, int]], how: str = "zero") -> list:
+        from ..patching import ablation
+
+        return ablation(self.lens, heads=list(heads), kv_groups=list(kv_groups), how=how,
+                        reference=self.reference)
+
+    def ablated_value(self, heads: Sequence[tuple[int, int]],
+                      kv_groups: Sequence[tuple[int, int]], how: str) -> float:
+        """The clean prompt's logit difference with these heads / KV groups ablated."""
+        key = (tuple(heads), tuple(kv_groups), how)
+        if key not in self._ablated:
+            if not heads and not kv_groups:
+                self._ablated[key] = self.clean_value
+            else:
+                self._ablated[key] = self.metric(
+                    self.clean_ids, self.ablation_patches(heads, kv_groups, how))
+        return self._ablated[key]
+
+    def dla(self) -> Any:
+        if self._dla is None:
+            self._dla = self.lens.logit_attribution(self.clean_ids, self.answer, self.wrong,
+                                                    pos=self.metric_position)
+        return self._dla
+
+    def logit_lens(self, prompt: str) -> tuple[Any, torch.Tensor]:
+        """``(logit_lens(prompt, target=answer), the wrong token's probabilities)``."""
+        if prompt not in self._logit_lens:
+            from ..analysis.logit_lens import logit_lens
+
+            ids = self.clean_ids if prompt == "clean" else self.corrupted_ids
+            ll = logit_lens(self.lens, ids, self.answer, k=5)
+            wrong = logit_lens(self.lens, ids, self.wrong, k=1).target_probs
+            self._logit_lens[prompt] = (ll, wrong)
+        return self._logit_lens[prompt]
+
+    def has_logit_lens(self, prompt: str) -> bool:
+        return prompt in self._logit_lens
+
+
+def _hook_reason(lens: Lens, site: str) -> str:
+    """Stand-in for ``lensnb.patching.check_site`` (PATCHING_API.md, requests 1): the site's
+    hooks, named as the patching API's table names them, exist on block 0."""
+    hooks = {"head": ("attn.hook_z",), "head_by_pos": ("attn.hook_z",),
+             "kv_group": ("attn.hook_k", "attn.hook_v")}.get(site, (f"hook_{site}",))
+    names = set(lens.hook_names())
+    missing = [f"blocks.0.{h}" for h in hooks if f"blocks.0.{h}" not in names]
+    return f"this model has no {', '.join(missing)} to patch" if missing else ""
+
+
+@dataclasses.dataclass
+class Sweep:
+    """One (site, method) sweep as far as it is computed: ``scores`` over every layer, NaN in
+    the rows not done yet, and the ``lensnb.PatchingResult`` of each step."""
+
+    pair: PairData
+    site: str
+    method: str
+    layers: list[int]
+    scores: torch.Tensor | None = None  # [n_layers, ...] float32, NaN: not computed
+    dims: tuple[str, ...] = ()
+    done: set[int] = dataclasses.field(default_factory=set)
+    chunks: list[Any] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+    seconds_per_layer: float | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.site}/{self.method}"
+
+    @property
+    def complete(self) -> bool:
+        return len(self.done) == len(self.layers)
+
+    def next_layers(self, *, whole: bool = False) -> list[int]:
+        """The layers of the next step: all the rest for attribution (two forward passes and a
+        backward cover them all) or ``whole``; else about ``STEP_SECONDS`` of them, one layer
+        for the first step (which measures)."""
+        rest = [la for la in self.layers if la not in self.done]
+        if whole or self.method == "attribution":
+            return rest
+        if self.seconds_per_layer is None:
+            return rest[:1]
+        return rest[:max(1, int(STEP_SECONDS / max(self.seconds_per_layer, 1e-6)))]
+
+    def run(self, layers: list[int], *, progress: Callable[[int, int], Any] | None) -> None:
+        """Compute ``layers`` with ``lensnb.activation_patching`` and file them in."""
+        from ..patching import activation_patching
+
+        p = self.pair
+        t0 = time.perf_counter()
+        res = activation_patching(
+            p.lens, p.clean_ids, p.corrupted_ids, answer=p.answer, wrong=p.wrong, site=self.site,
+            method=self.method, metric_position=p.metric_position,
+            layers=None if layers == self.layers else layers, batch_size=p.batch_size,
+            progress=progress)
+        spent = time.perf_counter() - t0
+        scores = res.scores.detach().to("cpu", torch.float32)
+        if self.scores is None:
+            self.scores = torch.full((len(self.layers), *scores.shape[1:]), float("nan"))
+            self.dims = tuple(res.dims)
+        for i, la in enumerate(res.layers):
+            self.scores[self.layers.index(la)] = scores[i]
+            self.done.add(la)
+        self.chunks.append(res)
+        self.seconds += spent
+        self.seconds_per_layer = spent / max(len(layers), 1)
+
+    def result(self) -> Any:
+        """The whole sweep as one ``lensnb.PatchingResult`` (the steps joined along layers)."""
+        if not self.complete:
+            raise InputError(f"sweep {self.key} is not complete: {len(self.done)} of "
+                             f"{len(self.layers)} layers computed")
+        if len(self.chunks) == 1:
+            return self.chunks[0]
+        joined = getattr(type(self.chunks[0]), "concat", None)
+        if joined is not None:  # PATCHING_API.md, requests 2
+            order = sorted(self.chunks, key=lambda r: self.layers.index(r.layers[0]))
+            return joined(order)
+        return dataclasses.replace(self.chunks[0], scores=self.scores.clone(),
+                                   layers=list(self.layers))
+
+
+class Sweeps:
+    """The sweeps of one workbench, by (site, method)."""
+
+    def __init__(self, pair: PairData) -> None:
+        self.pair = pair
+        self._by_key: dict[tuple[str, str], Sweep] = {}
+
+    def get(self, site: str, method: str) -> Sweep:
+        key = (site, method)
+        if key not in self._by_key:
+            self._by_key[key] = Sweep(self.pair, site, method,
+                                      list(range(self.pair.lens.n_layers)))
+        return self._by_key[key]
+
+    def started(self) -> list[Sweep]:
+        """The sweeps with at least one row computed."""
+        return [s for s in self._by_key.values() if s.done]
