@@ -41,7 +41,7 @@ def run_and_capture(lens: Lens, tokens: torch.Tensor, names: Sequence[str]
     return resid, kept
 
 
-def _writer(rows: list[int], pos: list[int] | None, heads: list[int] | None,
+def writer(rows: list[int], pos: list[int] | None, heads: list[int] | None,
             source: torch.Tensor, moved: dict[str, torch.Tensor] | None = None
             ) -> Callable[[torch.Tensor, Any], torch.Tensor]:
     """A hook writing ``source [pos, ...]`` (the clean activation) into ``rows``: at position
@@ -108,7 +108,7 @@ def patch_hooks(lens: Lens, sweep: Sweep, cells: Sequence[tuple[int, ...]],
     hooks: list[tuple[str, Callable]] = []
     for name, (rows, ps, hs) in groups.items():
         moved: dict[str, torch.Tensor] | None = {} if name in carried else None
-        hooks.append((name, _writer(rows, ps or None, hs or None, clean[name], moved)))
+        hooks.append((name, writer(rows, ps or None, hs or None, clean[name], moved)))
         if moved is not None:
             hooks.append((carried[name], _carrier(rows, ps, moved)))
     return hooks

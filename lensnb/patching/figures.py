@@ -3,17 +3,21 @@ scores on the diverging scale centred at 0, probabilities on the sequential one.
 
 from __future__ import annotations
 
+import html
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
-from .results import token_label
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
     from .causal_trace import CausalTrace
     from .results import PatchingResult
+
+def token_label(token: str) -> str:
+    """A token as figure text: HTML-escaped (plotly reads tags), newlines and tabs visible."""
+    return html.escape(token.replace("\n", "\\n").replace("\t", "\\t"))
+
 
 AXIS_TITLES = {"layer": "layer", "position": "token", "head": "head", "kv_group": "KV group",
                "score": "score"}

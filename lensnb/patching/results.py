@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -13,11 +12,6 @@ from ..core.kv_groups import KVGroups
 if TYPE_CHECKING:
     import pandas as pd
     import plotly.graph_objects as go
-
-
-def token_label(token: str) -> str:
-    """A token as figure text: HTML-escaped (plotly reads tags), newlines and tabs visible."""
-    return html.escape(token.replace("\n", "\\n").replace("\t", "\\t"))
 
 
 @dataclass
