@@ -37,6 +37,8 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "long_context_profile": (".analysis.longcontext", "long_context_profile"),
     "LongContextProfile": (".analysis.longcontext", "LongContextProfile"),
     "stdlib_tokens": (".analysis.longcontext", "stdlib_tokens"),
+    "logit_lens": (".analysis.logit_lens", "logit_lens"),
+    "LogitLens": (".analysis.logit_lens", "LogitLens"),
     "patch": (".interventions.patch", "patch"),
     "Patch": (".interventions.patch", "Patch"),
     "HookContext": (".interventions.hook_context", "HookContext"),
@@ -47,6 +49,11 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "patchscope": (".interventions.patchscope", "patchscope"),
     "PatchscopeResult": (".interventions.patchscope", "PatchscopeResult"),
     "IDENTITY_PROMPT": (".interventions.patchscope", "IDENTITY_PROMPT"),
+    "activation_patching": (".patching.activation", "activation_patching"),
+    "PatchingResult": (".patching.results", "PatchingResult"),
+    "causal_trace": (".patching.causal_trace", "causal_trace"),
+    "CausalTrace": (".patching.causal_trace", "CausalTrace"),
+    "ablation": (".patching.ablation", "ablation"),
     "save_text_only": (".backends.mllama.text_only", "save_text_only"),
     "check": (".selfcheck", "check"),
     "CheckResult": (".selfcheck", "CheckResult"),
@@ -81,17 +88,18 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
 }
 
 __all__ = [
-    "AttentionExplorer", "CacheNotFilledError", "Capabilities", "CheckResult",
+    "AttentionExplorer", "CacheNotFilledError", "Capabilities", "CausalTrace", "CheckResult",
     "ChromiumNotFoundError", "ContextLengthError", "GQAError", "Generation", "GenerationConfig",
     "GenerationStepper", "HookContext", "IDENTITY_PROMPT", "ImageAttention", "ImageInputError",
     "ImageTokenError", "IndexRangeError", "InputError", "InputTypeError", "KVGroupView",
     "KVGroups", "KeptQK", "Lens", "LensnbError", "LensnbWarning", "LogitAttribution",
-    "LogitLensStep", "LongContextProfile", "MissingModelPackageError", "ModelFacts",
-    "ModelNotFoundError", "Patch", "PatchingWorkbench", "PatchscopeResult", "PatternMemoryError",
-    "RequestError",
-    "RopeSpectrum", "StaticFallbackWarning", "Step", "TokenError", "UnknownHookError",
-    "UnsupportedArchitectureError", "UnsupportedFeatureError", "attention_patterns",
-    "cached_path", "check", "export", "facts", "group_summaries", "hook_shapes", "load",
+    "LogitLens", "LogitLensStep", "LongContextProfile", "MissingModelPackageError",
+    "ModelFacts", "ModelNotFoundError", "Patch", "PatchingResult", "PatchingWorkbench",
+    "PatchscopeResult",
+    "PatternMemoryError", "RequestError", "RopeSpectrum", "StaticFallbackWarning", "Step",
+    "TokenError", "UnknownHookError", "UnsupportedArchitectureError", "UnsupportedFeatureError",
+    "ablation", "activation_patching", "attention_patterns", "cached_path", "causal_trace",
+    "check", "export", "facts", "group_summaries", "hook_shapes", "load", "logit_lens",
     "long_context_profile", "model_table", "options", "patch", "patchscope", "rope", "save",
     "save_text_only", "stdlib_tokens", "supported_architectures",
 ]
@@ -115,6 +123,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from . import export, rope
     from .analysis.attribution import LogitAttribution
     from .analysis.kv_views import KVGroupView
+    from .analysis.logit_lens import LogitLens, logit_lens
     from .analysis.longcontext import LongContextProfile, long_context_profile, stdlib_tokens
     from .analysis.patterns import KeptQK, attention_patterns
     from .backends.contract import Capabilities
@@ -155,6 +164,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .interventions.patchscope import IDENTITY_PROMPT, PatchscopeResult, patchscope
     from .lens import Lens
     from .loading import load
+    from .patching.ablation import ablation
+    from .patching.activation import activation_patching
+    from .patching.causal_trace import CausalTrace, causal_trace
+    from .patching.results import PatchingResult
     from .selfcheck import CheckResult, check
     from .widgets.attention import AttentionExplorer
     from .widgets.generation_stepper import GenerationStepper

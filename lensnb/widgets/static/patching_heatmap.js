@@ -53,6 +53,7 @@ function pwGrid(spec) {
   const ch = Math.max(4, Math.min(24, Math.floor(((spec.maxHeight || 420) - top) / Math.max(1, rows.length))));
   const W = left + cw * cols.length + 2, H = top + ch * rows.length + 2;
   const [canvas, g] = hiDpiCanvas(W, H, spec.className || "lensnb-pw-grid");
+  Object.assign(canvas.dataset, { left, top, cw, ch, rows: rows.length, cols: cols.length }); // geometry, for tests
 
   function draw(selected) {
     g.clearRect(0, 0, W, H);

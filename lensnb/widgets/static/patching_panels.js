@@ -50,7 +50,10 @@ function pwExplorerContext(wb, element) {
   return ctx;
 }
 
-/** The selection's detail: head (attention + DLA) or KV group (its heads + their DLA). */
+/**
+ * The selection's detail: head (attention + DLA) or KV group (its heads + their DLA), as two
+ * parts: `element` (title, DLA; under the sweep) and `attention` (the explorer's view; beside).
+ */
 function pwDetailPanel(wb) {
   const element = el("div", "lensnb-pw-detail");
   const title = el("div", "lensnb-pw-title", "");
@@ -58,7 +61,9 @@ function pwDetailPanel(wb) {
   const dlaBox = el("div", "lensnb-pw-dla");
   const attnBox = el("div", "lensnb-attn lensnb-pw-attn");
   const note = el("div", "lensnb-pw-muted");
-  element.append(title, dlaLine, dlaBox, note, attnBox);
+  element.append(title, dlaLine, dlaBox);
+  const attention = el("div", "lensnb-pw-detail-attn");
+  attention.append(note, attnBox);
   const ectx = pwExplorerContext(wb, attnBox);
   const head = headView(ectx), group = groupView(ectx);
   attnBox.append(head.element, group.element, ectx.hoverLine, ectx.errorLine);
@@ -97,7 +102,7 @@ function pwDetailPanel(wb) {
 
   async function show() {
     const sel = wb.model.get("selected");
-    element.hidden = !sel || !sel.kind;
+    element.hidden = attention.hidden = !sel || !sel.kind;
     if (element.hidden) return;
     const H = wb.model.get("n_heads");
     const reasons = wb.model.get("reasons");
@@ -139,7 +144,7 @@ function pwDetailPanel(wb) {
     if (sel.kind === "head") head.load(); else group.load();
   }
   const stopTheme = onThemeChange(() => head.redraw());
-  return { element, show, dispose: () => { ectx.state.alive = false; head.dispose(); stopTheme(); } };
+  return { element, attention, show, dispose: () => { ectx.state.alive = false; head.dispose(); stopTheme(); } };
 }
 
 /** The ablation board: switch heads / KV groups off and see the clean logit difference. */

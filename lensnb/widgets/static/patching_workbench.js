@@ -46,11 +46,11 @@ function pwPatchingTab(wb) {
   tooltip.hidden = true;
   const legend = el("div", "lensnb-pw-legend");
   const cellLine = el("div", "lensnb-pw-cell", "click a cell: its exact score (a head or KV group: its attention and direct logit attribution)");
-  const left = el("div", "lensnb-pw-left");
-  left.append(gridBox, legend, cellLine);
   const detail = pwDetailPanel(wb);
+  const left = el("div", "lensnb-pw-left");
+  left.append(gridBox, legend, cellLine, detail.element);
   const body = el("div", "lensnb-pw-body");
-  body.append(left, detail.element);
+  body.append(left, detail.attention);
   element.append(siteBox, controls, pwTokenStrip(model), body);
   const state = { sweeps: new Map(), run: null, running: Promise.resolve(), pinned: null };
   wb.detail = detail;
@@ -170,7 +170,7 @@ function pwPatchingTab(wb) {
     gridBox.replaceChildren(grid.element, tooltip);
     legend.replaceChildren(pwColourBar(THEME.diverging, `−${vmax.toPrecision(2)}`, `+${vmax.toPrecision(2)}`,
       `score: 0 = corrupted run, 1 = clean run (logit diff ${JSON.stringify(model.get("answer_text"))} − ${JSON.stringify(model.get("wrong_text"))})`));
-    wb.root.dataset.shown = key();
+    element.dataset.shown = key();
   }
 
   function store(k, got) {
