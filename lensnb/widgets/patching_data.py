@@ -14,8 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..analysis.attribution import token_id
+from ..analysis.logit_lens import LogitLens, logit_lens
 from ..core.errors import InputError, LensnbError
+from ..patching.ablation import ablation
+from ..patching.activation import activation_patching
+from ..patching.metrics import answer_token, check_metric_position, logit_difference, prompt_pair
+from ..patching.sites import resolve_sweep
 from .attention import explorer_layers
 
 if TYPE_CHECKING:
@@ -38,22 +42,20 @@ class PairData:
                  answer: int | str, wrong: int | str, metric_position: int,
                  reference: Any, batch_size: int | None) -> None:
         self.lens = lens
-        self.clean_ids = lens.to_tokens(clean)  # [1, pos]
-        self.corrupted_ids = lens.to_tokens(corrupted)  # [1, pos]
-        n, m = self.clean_ids.shape[-1], self.corrupted_ids.shape[-1]
-        if n != m:
-            raise InputError(f"clean and corrupted must have the same number of tokens: clean "
-                             f"has {n}, corrupted {m}")
-        self.answer, self.wrong = token_id(lens, answer), token_id(lens, wrong)
-        self.metric_position = metric_position
-        self.reference = reference
+        self.clean_ids, self.corrupted_ids = prompt_pair(lens, clean, corrupted)  # [1, pos] each
+        self.n_pos = self.clean_ids.shape[1]
+        self.answer = answer_token(lens, answer, "answer")
+        self.wrong = answer_token(lens, wrong, "wrong")
+        self.metric_position = check_metric_position(metric_position, self.n_pos)
+        # what mean ablation averages over: both prompts unless told
+        self.reference = [self.clean_ids, self.corrupted_ids] if reference is None else reference
         self.batch_size = batch_size
         self.clean_str = lens.to_str_tokens(self.clean_ids)
         self.corrupted_str = lens.to_str_tokens(self.corrupted_ids)
         self.clean_value = self.metric(self.clean_ids)
         self.corrupted_value = self.metric(self.corrupted_ids)
         self._ablated: dict[tuple, float] = {}
-        self._logit_lens: dict[str, tuple[Any, torch.Tensor]] = {}
+        self._logit_lens: dict[str, tuple[LogitLens, torch.Tensor]] = {}
         self._dla: Any = None
         try:
             self.attention_layers, _ = explorer_layers(lens, self.clean_ids, None)
@@ -69,21 +71,18 @@ class PairData:
     # ------------------------------------------------------------------ metric
     def metric(self, tokens: torch.Tensor, hooks: Sequence[Any] = ()) -> float:
         """The raw logit difference ``answer - wrong`` at ``metric_position`` (the metric
-        ``activation_patching`` normalises; see PATCHING_API.md, requests 3)."""
+        ``activation_patching`` normalises), with ``hooks`` applied."""
         logits = self.lens.run_with_hooks(tokens, fwd_hooks=list(hooks))  # [1, pos, d_vocab]
-        row = logits[0, self.metric_position].float()
-        return float(row[self.answer] - row[self.wrong])
+        return float(logit_difference(self.answer, self.wrong)(
+            logits[:, self.metric_position].float())[0])
 
     # ------------------------------------------------------------------ what applies
     def site_reason(self, site: str, method: str) -> str:
-        """Why ``site`` with ``method`` does not apply to this model (``""``: it does)."""
-        from .. import patching
-
-        check = getattr(patching, "check_site", None)
-        if check is None:
-            return _hook_reason(self.lens, site)
+        """Why ``site`` does not apply to this model (``""``: it does), from the refusal
+        ``activation_patching`` makes before any forward pass (both methods take the same
+        sites)."""
         try:
-            check(self.lens, site, method)
+            resolve_sweep(self.lens, site, self.n_pos)
         except LensnbError as err:
             return str(err)
         return ""
@@ -103,10 +102,8 @@ class PairData:
     # ------------------------------------------------------------------ views
     def ablation_patches(self, heads: Sequence[tuple[int, int]],
                          kv_groups: Sequence[tuple[int, int]], how: str = "zero") -> list:
-        from ..patching import ablation
-
         return ablation(self.lens, heads=list(heads), kv_groups=list(kv_groups), how=how,
-                        reference=self.reference)
+                        reference=self.reference if how == "mean" else None)
 
     def ablated_value(self, heads: Sequence[tuple[int, int]],
                       kv_groups: Sequence[tuple[int, int]], how: str) -> float:
@@ -126,11 +123,9 @@ class PairData:
                                                     pos=self.metric_position)
         return self._dla
 
-    def logit_lens(self, prompt: str) -> tuple[Any, torch.Tensor]:
+    def logit_lens(self, prompt: str) -> tuple[LogitLens, torch.Tensor]:
         """``(logit_lens(prompt, target=answer), the wrong token's probabilities)``."""
         if prompt not in self._logit_lens:
-            from ..analysis.logit_lens import logit_lens
-
             ids = self.clean_ids if prompt == "clean" else self.corrupted_ids
             ll = logit_lens(self.lens, ids, self.answer, k=5)
             wrong = logit_lens(self.lens, ids, self.wrong, k=1).target_probs
@@ -139,16 +134,6 @@ class PairData:
 
     def has_logit_lens(self, prompt: str) -> bool:
         return prompt in self._logit_lens
-
-
-def _hook_reason(lens: Lens, site: str) -> str:
-    """Stand-in for ``lensnb.patching.check_site`` (PATCHING_API.md, requests 1): the site's
-    hooks, named as the patching API's table names them, exist on block 0."""
-    hooks = {"head": ("attn.hook_z",), "head_by_pos": ("attn.hook_z",),
-             "kv_group": ("attn.hook_k", "attn.hook_v")}.get(site, (f"hook_{site}",))
-    names = set(lens.hook_names())
-    missing = [f"blocks.0.{h}" for h in hooks if f"blocks.0.{h}" not in names]
-    return f"this model has no {', '.join(missing)} to patch" if missing else ""
 
 
 @dataclasses.dataclass
@@ -188,8 +173,6 @@ class Sweep:
 
     def run(self, layers: list[int], *, progress: Callable[[int, int], Any] | None) -> None:
         """Compute ``layers`` with ``lensnb.activation_patching`` and file them in."""
-        from ..patching import activation_patching
-
         p = self.pair
         t0 = time.perf_counter()
         res = activation_patching(
@@ -216,10 +199,6 @@ class Sweep:
                              f"{len(self.layers)} layers computed")
         if len(self.chunks) == 1:
             return self.chunks[0]
-        joined = getattr(type(self.chunks[0]), "concat", None)
-        if joined is not None:  # PATCHING_API.md, requests 2
-            order = sorted(self.chunks, key=lambda r: self.layers.index(r.layers[0]))
-            return joined(order)
         return dataclasses.replace(self.chunks[0], scores=self.scores.clone(),
                                    layers=list(self.layers))
 

@@ -358,12 +358,9 @@ class PatchingWorkbench(LensWidget):
     def _on_logit_lens(self, req: LogitLensRequest) -> LogitLensReply:
         ll, wrong = self._data.logit_lens(req.prompt)
         tokens = self._data.clean_str if req.prompt == "clean" else self._data.corrupted_str
-        n_rows = ll.top_probs.shape[0]
-        return LogitLensReply(prompt=req.prompt, rows=["embed"] + [f"L{i}" for i in
-                                                                   range(n_rows - 1)],
-                              tokens=tokens, top_tokens=ll.top_tokens,
-                              top_probs=Array(ll.top_probs), answer=Array(ll.target_probs),
-                              wrong=Array(wrong))
+        return LogitLensReply(prompt=req.prompt, rows=ll.row_labels, tokens=tokens,
+                              top_tokens=ll.top_tokens, top_probs=Array(ll.top_probs),
+                              answer=Array(ll.target_probs), wrong=Array(wrong))
 
     # the explorer's head and KV-group views, answered by an explorer of the clean prompt
     def _relay(self, req: Request) -> _Relayed:
@@ -430,13 +427,9 @@ class PatchingWorkbench(LensWidget):
     def figure(self, *, style: str | None = None) -> go.Figure:
         """The current view as a plotly figure: the logit lens on its tab, else the current
         sweep's heatmap (computed now if it is not yet)."""
-        from ..export.style import apply_style
-
         if self.tab == "logit_lens":
-            fig = self.logit_lens("clean").figure()
-        else:
-            fig = self.sweep(self.site, self.method).figure(title=self._title())
-        return apply_style(fig, style)
+            return self.logit_lens("clean").figure(style=style)
+        return self.sweep(self.site, self.method).figure(title=self._title(), style=style)
 
     def _title(self) -> str:
         label = SITE_LABELS[self.site]
