@@ -19,7 +19,7 @@ from ..core.errors import InputError, LensnbError
 from ..patching.ablation import ablation
 from ..patching.activation import activation_patching
 from ..patching.metrics import answer_token, check_metric_position, logit_difference, prompt_pair
-from ..patching.sites import resolve_sweep
+from ..patching.sites import require_text_model, resolve_sweep
 from .attention import explorer_layers
 
 if TYPE_CHECKING:
@@ -83,6 +83,16 @@ class PairData:
         sites)."""
         try:
             resolve_sweep(self.lens, site, self.n_pos)
+        except LensnbError as err:
+            return str(err)
+        return ""
+
+    def logit_lens_reason(self) -> str:
+        """Why the logit lens does not apply: on a lens whose layers cross-attend to images,
+        those layers do not run on text alone (the rule of ``lensnb.patching``; see
+        PATCHING_API.md, requests 4)."""
+        try:
+            require_text_model(self.lens, "the logit lens")
         except LensnbError as err:
             return str(err)
         return ""

@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 import traitlets
 
-from ..core.errors import LensnbError, RequestError
+from ..core.errors import LensnbError, RequestError, UnsupportedFeatureError
 from ..core.indices import check_index, check_layer
 from . import patching_data as data
+from .attention import AttentionExplorer
 from .base import Buffers, LensWidget
 from .patching_data import SITE_LABELS, Sweeps
 from .protocol import Array, Reply, Request, handles
@@ -152,12 +153,14 @@ class PatchingWorkbench(LensWidget):
         d = self._data
         self._sweeps = Sweeps(d)
         self._explorer: Any = None
+        self._site_reasons = {(s, m): d.site_reason(s, m) for s in SITES for m in METHODS}
+        self._built = False
         site_rows = [{"site": s, "label": SITE_LABELS[s],
-                      "reasons": {m: d.site_reason(s, m) for m in METHODS}} for s in SITES]
+                      "reasons": {m: self._site_reasons[s, m] for m in METHODS}} for s in SITES]
         reasons = {"ablate_heads": _reason(lambda: d.ablation_patches([(0, 0)], [])),
                    "ablate_kv_groups": _reason(lambda: d.ablation_patches([], [(0, 0)])),
                    "attention": d.attention_reason(), "dla": d.dla_reason(),
-                   "logit_lens": ""}
+                   "logit_lens": d.logit_lens_reason()}
         super().__init__(
             clean_tokens=d.clean_str, corrupted_tokens=d.corrupted_str,
             answer_text=d.token_text(d.answer), wrong_text=d.token_text(d.wrong),
@@ -165,7 +168,20 @@ class PatchingWorkbench(LensWidget):
             n_layers=lens.n_layers, n_heads=lens.n_heads, n_kv=lens.n_key_value_heads,
             sites=site_rows, reasons=reasons, attention_layers=d.attention_layers,
         )
-        self.site, self.method, self.tab = site, method, tab
+        self.method, self.tab = method, tab
+        self.site = self._first_site(site, explicit=site != "resid_pre")
+        self._built = True
+
+    def _first_site(self, site: str, *, explicit: bool) -> str:
+        """``site`` if it applies; a site asked for that does not raises its
+        ``UnsupportedFeatureError``; the default falls back to the first site that applies
+        (none may: a Llama 3.2 Vision lens takes no patching; its switches say why)."""
+        reason = self._site_reasons.get((site, self.method), "")
+        if not reason:
+            return site
+        if explicit:
+            raise UnsupportedFeatureError(reason)
+        return next((s for s in SITES if not self._site_reasons[s, self.method]), site)
 
     # ------------------------------------------------------------------ traits
     @traitlets.validate("selected")
@@ -197,10 +213,11 @@ class PatchingWorkbench(LensWidget):
 
     @traitlets.validate("site")
     def _valid_site(self, proposal: dict) -> str:
-        reason = self._data.site_reason(proposal["value"], "exact")
-        if reason and all(self._data.site_reason(proposal["value"], m) for m in METHODS):
-            raise traitlets.TraitError(f"site {proposal['value']!r} does not apply: {reason}")
-        return proposal["value"]
+        site = proposal["value"]
+        reason = self._site_reasons.get((site, "exact"), "")
+        if self._built and reason and all(self._site_reasons[site, m] for m in METHODS):
+            raise traitlets.TraitError(f"site {site!r} does not apply: {reason}")
+        return site
 
     def select(self, layer: int, *, head: int | None = None,
                kv_group: int | None = None) -> None:
@@ -291,7 +308,7 @@ class PatchingWorkbench(LensWidget):
                           seconds=round(sweep.seconds, 4), scores=Array(sweep.scores))
 
     def _sweep_of(self, req: Sweep) -> data.Sweep:
-        reason = self._data.site_reason(req.site, req.method)
+        reason = self._site_reasons[req.site, req.method]
         if reason:
             raise RequestError(f"request {req.NAME!r}: site {req.site!r} with method "
                                f"{req.method!r} does not apply to this model: {reason}")
@@ -308,9 +325,22 @@ class PatchingWorkbench(LensWidget):
             self._step(sweep)
         return self._sweep_reply(sweep)
 
+    def _refused(self, view: str, fn: Callable[[], Any]) -> Any:
+        """``fn()``; a refusal (``UnsupportedFeatureError``, or a ``NotImplementedError`` of a
+        model a view does not cover yet) becomes ``reasons[view]`` (the frontend then says why
+        instead of asking again) and a ``RequestError`` saying so."""
+        reason = self.reasons.get(view, "")
+        if not reason:
+            try:
+                return fn()
+            except NotImplementedError as err:  # UnsupportedFeatureError is one too
+                reason = str(err)
+                self.reasons = {**self.reasons, view: reason}
+        raise RequestError(f"the {view} view does not apply to this model: {reason}")
+
     @handles(Dla)
     def _on_dla(self, req: Dla) -> DlaReply:
-        dla = self._data.dla()
+        dla = self._refused("dla", self._data.dla)
         return DlaReply(logit_diff=float(dla.logit_diff), embed=float(dla.embed),
                         heads=Array(dla.heads), mlp=Array(dla.mlp))
 
@@ -364,14 +394,9 @@ class PatchingWorkbench(LensWidget):
 
     # the explorer's head and KV-group views, answered by an explorer of the clean prompt
     def _relay(self, req: Request) -> _Relayed:
-        reason = self.reasons.get("attention", "")
-        if reason:
-            raise RequestError(f"request {req.NAME!r}: no attention view on this model: {reason}")
         if self._explorer is None:
-            from .attention import AttentionExplorer
-
-            self._explorer = AttentionExplorer(self.lens, self._data.clean_ids,
-                                               layers=self.attention_layers, progress=False)
+            self._explorer = self._refused("attention", lambda: AttentionExplorer(
+                self.lens, self._data.clean_ids, layers=self.attention_layers, progress=False))
         return _Relayed(self._explorer.answer(req))
 
     @handles(Tile)

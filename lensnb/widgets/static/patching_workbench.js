@@ -98,17 +98,18 @@ function pwPatchingTab(wb) {
     const entry = state.sweeps.get(key());
     const running = Boolean(state.run && state.run.key === key() && !state.run.stop);
     const complete = Boolean(entry && entry.reply.complete);
+    const reason = siteRow(model.get("site")).reasons[model.get("method")];
     computeBtn.hidden = !wb.live;
     stopBtn.hidden = !wb.live;
-    computeBtn.disabled = running || complete;
+    computeBtn.disabled = running || complete || Boolean(reason);
     stopBtn.disabled = !running;
-    computeBtn.textContent = entry && entry.reply.done.length ? "Continue" : "Compute";
+    computeBtn.textContent = complete ? "Computed" : entry && entry.reply.done.length ? "Continue" : "Compute";
     progress.classList.toggle("active", running);
     const L = model.get("n_layers");
     const done = entry ? entry.reply.done.length : 0;
     if (!running) progress.value = done / L;
     element.dataset.complete = String(complete);
-    status.textContent = complete ? `computed (${entry.reply.seconds.toFixed(2)} s in the kernel)`
+    status.textContent = reason ? `${model.get("site")} does not apply: ${reason}` : complete ? `computed (${entry.reply.seconds.toFixed(2)} s in the kernel)`
       : running ? `computing ${key()}: ${done} of ${L} layers…`
         : done ? `${done} of ${L} layers computed` : wb.live ? "not computed yet" : "not in this copy";
   }
@@ -293,7 +294,7 @@ function render({ model, el: root }) {
   const onAblated = () => { if (loaded.has("ablation")) ablation.load(); };
   const listeners = [
     ["change:site", onSwitch], ["change:method", onSwitch], ["change:head_by_pos_head", () => patching.show(false)],
-    ["change:tab", showTab], ["change:selected", () => wb.detail.show()], ["change:sweeps", () => patching.refreshFromKernel()],
+    ["change:tab", showTab], ["change:selected", () => wb.detail.show()], ["change:reasons", () => wb.detail.show()], ["change:sweeps", () => patching.refreshFromKernel()],
     ["change:ablated_heads", onAblated], ["change:ablated_kv_groups", onAblated], ["change:ablate_how", onAblated],
   ];
   for (const [event, fn] of listeners) model.on(event, fn);
