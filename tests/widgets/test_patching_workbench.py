@@ -223,7 +223,7 @@ def test_bad_requests_give_request_errors(wb, name, params, message):
 
 
 def test_python_side_checks(wb, demo_lens):
-    with pytest.raises(traitlets.TraitError, match="query head 8 is out of range: valid heads are 0..7"):
+    with pytest.raises(traitlets.TraitError, match="head 8 is out of range: valid heads are 0..7"):
         wb.selected = {"kind": "head", "layer": 1, "head": 8}
     with pytest.raises(traitlets.TraitError, match="selected must be"):
         wb.selected = {"kind": "neuron", "layer": 1}
