@@ -160,7 +160,7 @@ class Sweep:
     done: set[int] = dataclasses.field(default_factory=set)
     chunks: list[Any] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
-    seconds_per_layer: float | None = None
+    last_step: tuple[int, float] | None = None  # (layers, seconds) of the last step
 
     @property
     def key(self) -> str:
@@ -172,14 +172,20 @@ class Sweep:
 
     def next_layers(self, *, whole: bool = False) -> list[int]:
         """The layers of the next step: all the rest for attribution (two forward passes and a
-        backward cover them all) or ``whole``; else about ``STEP_SECONDS`` of them, one layer
-        for the first step (which measures)."""
+        backward cover them all) or ``whole``; else one layer first (it measures), then about
+        ``STEP_SECONDS`` of them at the rate the last step ran, at least twice as many while
+        steps stay short (each step also runs the two reference passes, which a step of few
+        cheap layers would spend most of its time on)."""
         rest = [la for la in self.layers if la not in self.done]
         if whole or self.method == "attribution":
             return rest
-        if self.seconds_per_layer is None:
+        if self.last_step is None:
             return rest[:1]
-        return rest[:max(1, int(STEP_SECONDS / max(self.seconds_per_layer, 1e-6)))]
+        k, seconds = self.last_step
+        n = int(STEP_SECONDS * k / max(seconds, 1e-6))
+        if seconds < STEP_SECONDS / 2:
+            n = max(n, 2 * k)
+        return rest[:max(1, n)]
 
     def run(self, layers: list[int], *, progress: Callable[[int, int], Any] | None) -> None:
         """Compute ``layers`` with ``lensnb.activation_patching`` and file them in."""
@@ -200,7 +206,7 @@ class Sweep:
             self.done.add(la)
         self.chunks.append(res)
         self.seconds += spent
-        self.seconds_per_layer = spent / max(len(layers), 1)
+        self.last_step = (len(layers), spent)
 
     def result(self) -> Any:
         """The whole sweep as one ``lensnb.PatchingResult`` (the steps joined along layers)."""

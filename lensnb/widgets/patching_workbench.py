@@ -425,9 +425,13 @@ class PatchingWorkbench(LensWidget):
         reqs.append(Ablate(heads=self.ablated_heads, kv_groups=self.ablated_kv_groups,
                            how=self.ablate_how))
         reqs += [LogitLensRequest(prompt=p) for p in PROMPTS if self._data.has_logit_lens(p)]
-        if not self.reasons.get("dla"):
+        # a head is reachable in the copy (selected, or a head / KV-group sweep to click): its
+        # views come along; a fresh widget's copy (shown at display) computes nothing for them
+        heads = self.selected or any(s.dims[1:2] in (("head",), ("kv_group",))
+                                     or s.site == "head_by_pos" for s in self._sweeps.started())
+        if heads and not self.reasons.get("dla"):
             reqs.append(Dla())
-        if not self.reasons.get("attention"):
+        if heads and not self.reasons.get("attention"):
             reqs += self._attention_requests()
         return [r.wire() for r in reqs]
 
