@@ -83,6 +83,8 @@ def test_head_and_kv_group_clicks_show_attention_and_dla(opened, lab_kernel):
     assert float(dla.get_attribute("data-value")) == pytest.approx(
         _kernel_float(kernel, "lens.logit_attribution(wb._data.clean_ids, 'path', 'match')"
                               ".heads[1, 2]"), rel=1e-6)
+    page.mouse.move(0, 0)  # no tooltip in the picture
+    root.locator(".lensnb-pw-tooltip").wait_for(state="hidden")
     screenshot(root, "patching_workbench")
 
     root.locator("button.lensnb-pw-site[data-site='kv_group']").click()
