@@ -77,36 +77,48 @@ class LogitLens:
                     out.append(row)
         return pd.DataFrame(out)
 
-    def figure(self, *, title: str | None = None, height: float | None = None,
-               color_continuous_scale: Any = None, style: str | None = None) -> go.Figure:
+    def figure(self, *, color: str = "top", title: str | None = None,
+               height: float | None = None, color_continuous_scale: Any = None,
+               style: str | None = None) -> go.Figure:
         """A heatmap layer x position: each cell shows its top token, coloured by its
-        probability (by the target's probability when a target was given); hovering lists
-        the top ``k`` with probabilities."""
+        probability (``color="target"``: by the target's); hovering lists the top ``k`` with
+        probabilities (and the target's)."""
         import plotly.graph_objects as go
 
+        from ..core import theme
         from ..export.style import SEQUENTIAL, apply_style
+
+        if color not in ("top", "target"):
+            raise InputError(f"color is 'top' or 'target', got {color!r}")
+        if color == "target" and self.target_probs is None:
+            raise InputError("color='target' needs a target: lensnb.logit_lens(lens, text, "
+                             "target=...)")
 
         def esc(t: str) -> str:
             return html.escape(t.replace("\n", "\\n").replace("\t", "\\t"))
 
-        z = (self.target_probs if self.target_probs is not None else self.top_probs[..., 0])
+        z = self.target_probs if color == "target" else self.top_probs[..., 0]
         labels = self.row_labels
         text = [[esc(self.top_tokens[r][p][0]) for p in range(len(self.str_tokens))]
                 for r in range(len(labels))]
+        target = "" if self.target_str is None else f"p({esc(self.target_str)}) = "
         hover = [["<br>".join(f"{esc(t)} {float(pr):.3f}"
                               for t, pr in zip(self.top_tokens[r][p], self.top_probs[r, p],
                                                strict=True))
+                  + ("" if self.target_probs is None else
+                     f"<br>{target}{float(self.target_probs[r, p]):.3f}")
                   for p in range(len(self.str_tokens))] for r in range(len(labels))]
         toks = [esc(t) for t in self.str_tokens]
-        what = "p(top token)" if self.target_probs is None else "p(target)"
+        what = "p(top token)" if color == "top" else "p(target)"
         fig = go.Figure(go.Heatmap(
             z=z.float().numpy(), x=list(range(len(toks))), y=list(range(len(labels))),
             text=text, texttemplate="%{text}", customdata=hover, zmin=0, zmax=1,
+            textfont=dict(size=theme.FONT["tiny_px"]),
             colorscale=color_continuous_scale or SEQUENTIAL, colorbar=dict(title=what),
             hovertemplate="row %{y}, position %{x}<br>%{customdata}<extra></extra>"))
         fig.update_layout(
             title=title if title is not None else "logit lens" + (
-                "" if self.target_str is None else f": p({esc(self.target_str)})"),
+                f": p({esc(self.target_str)})" if color == "target" else ""),
             xaxis=dict(title="token", tickmode="array", tickvals=list(range(len(toks))),
                        ticktext=toks),
             yaxis=dict(title="layer (block output)", tickmode="array",

@@ -57,8 +57,11 @@ def attribution_metric(lens: Lens, sweep: Sweep, clean: torch.Tensor, corrupted:
 
     def keep(name: str) -> Callable:
         def fn(act: torch.Tensor, hook: Any) -> torch.Tensor:
-            kept[name] = act
-            return act  # returned, so that a reshaped view (hook_z, hook_k) joins the graph
+            # a new tensor in its place, as an exact patch writes one: its gradient covers
+            # exactly the paths a patch there reaches (a reshaped view such as hook_z's goes
+            # back into the model; the bridge's hook_resid_mid reaches the MLP's norm only)
+            kept[name] = new = act.clone()
+            return new
         return fn
 
     def clean_kv(act: torch.Tensor, hook: Any) -> torch.Tensor:
