@@ -73,16 +73,16 @@ def test_head_and_kv_group_clicks_show_attention_and_dla(opened, lab_kernel):
     kernel = lab_kernel(page)
     root.locator("button.lensnb-pw-site[data-site='head']").click()  # computes on switch
     _wait_complete(root, "head")
-    _click_cell(root, "canvas.lensnb-pw-grid", 1, 2)
-    assert kernel.eval_when("print(wb.selected)", "{'kind': 'head', 'layer': 1, 'head': 2}") == \
-        "{'kind': 'head', 'layer': 1, 'head': 2}"
-    root.locator(".lensnb-pw-detail-attn .lensnb-attn-headview[data-layer='1'][data-head='2']"
+    _click_cell(root, "canvas.lensnb-pw-grid", 0, 7)  # the head that carries most here
+    assert kernel.eval_when("print(wb.selected)", "{'kind': 'head', 'layer': 0, 'head': 7}") == \
+        "{'kind': 'head', 'layer': 0, 'head': 7}"
+    root.locator(".lensnb-pw-detail-attn .lensnb-attn-headview[data-layer='0'][data-head='7']"
                  ).wait_for(timeout=60_000)
     dla = root.locator(".lensnb-pw-dla-line[data-value]")
     dla.wait_for()
     assert float(dla.get_attribute("data-value")) == pytest.approx(
         _kernel_float(kernel, "lens.logit_attribution(wb._data.clean_ids, 'path', 'match')"
-                              ".heads[1, 2]"), rel=1e-6)
+                              ".heads[0, 7]"), rel=1e-6)
     page.mouse.move(0, 0)  # no tooltip in the picture
     root.locator(".lensnb-pw-tooltip").wait_for(state="hidden")
     screenshot(root, "patching_workbench")
