@@ -462,8 +462,6 @@ class PatchingWorkbench(LensWidget):
 
     def _title(self) -> str:
         label = SITE_LABELS[self.site]
-        if self.site == "head_by_pos":
-            label += f", head {self.head_by_pos_head}"
         return (f"{label} ({self.method}): logit diff {self.answer_text!r} − "
                 f"{self.wrong_text!r}, 0 = corrupted, 1 = clean")
 

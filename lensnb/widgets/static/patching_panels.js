@@ -59,9 +59,10 @@ function pwDetailPanel(wb) {
   const title = el("div", "lensnb-pw-title", "");
   const dlaLine = el("div", "lensnb-pw-dla-line");
   const dlaBox = el("div", "lensnb-pw-dla");
+  const dlaHover = el("div", "lensnb-pw-hover lensnb-pw-muted", "");
   const attnBox = el("div", "lensnb-attn lensnb-pw-attn");
   const note = el("div", "lensnb-pw-muted");
-  element.append(title, dlaLine, dlaBox);
+  element.append(title, dlaLine, dlaBox, dlaHover);
   const attention = el("div", "lensnb-pw-detail-attn");
   attention.append(note, attnBox);
   const ectx = pwExplorerContext(wb, attnBox);
@@ -94,7 +95,7 @@ function pwDetailPanel(wb) {
     const { left, top, cw, ch } = grid.size;
     for (const h of heads) g.strokeRect(left + h * cw - 1, top + sel.layer * ch - 1, cw + 1, ch + 1);
     pwPointer(grid, (c) => {
-      wb.hover(c ? `direct logit attribution of L${c.i} H${c.j}: ${pwNumber(dla.heads[c.i * H + c.j])}` : "");
+      dlaHover.textContent = c ? `L${c.i} H${c.j}: direct effect ${pwNumber(dla.heads[c.i * H + c.j])} (click: show it)` : "";
     }, (c) => wb.select({ kind: "head", layer: c.i, head: c.j }));
     dlaBox.replaceChildren(grid.element,
       pwColourBar(THEME.diverging, `−${vmax.toPrecision(2)}`, `+${vmax.toPrecision(2)}`, "direct effect on the logit difference, every head"));
@@ -264,5 +265,5 @@ function pwLogitLens(wb) {
     box.replaceChildren(grid.element, pwColourBar(THEME.sequential, "0", "1", "probability; cells show the top token"));
     element.dataset.prompt = reply.prompt;
   }
-  return { element, load };
+  return { element, load, redraw: draw };
 }

@@ -34,7 +34,11 @@ function pwPatchingTab(wb) {
   const headSel = selectEl("lensnb-pw-head", Array.from({ length: model.get("n_heads") }, (_, h) => [h, `head ${h}`]),
     (v) => setTraits(model, { head_by_pos_head: Number(v) }));
   const computeBtn = buttonEl("lensnb-pw-compute", "Compute", () => start());
-  const stopBtn = buttonEl("lensnb-pw-stop", "Stop", () => { if (state.run) state.run.stop = true; drawControls(); });
+  const stopBtn = buttonEl("lensnb-pw-stop", "Stop", () => {
+    if (state.run) state.run.stop = true; // honoured between steps: the rows done so far stay
+    drawControls();
+    status.textContent = "stopping when this step ends…";
+  });
   const progress = el("progress", "lensnb-pw-progress");
   progress.max = 1;
   progress.value = 0;
@@ -224,7 +228,8 @@ function pwPatchingTab(wb) {
   const onProgress = (msg) => { // sent by the kernel while a step runs
     if (!msg || msg.kind !== "progress" || `${msg.site}/${msg.method}` !== key()) return;
     progress.value = msg.fraction;
-    status.textContent = `computing ${key()}: ${Math.round(100 * msg.fraction)}% (${msg.done} of ${msg.total} patched runs in this step)`;
+    const stopping = state.run && state.run.stop ? "stopping when this step ends: " : "";
+    status.textContent = `${stopping}computing ${key()}: ${Math.round(100 * msg.fraction)}% (${msg.done} of ${msg.total} patched runs in this step)`;
   };
   model.on("msg:custom", onProgress);
   /** Sweeps computed from Python (wb.sweep()) show up here. */
@@ -255,7 +260,6 @@ function render({ model, el: root }) {
     live: Boolean(model.widget_manager), // a standalone copy's model has no widget manager
     ask: (name, params) => request(model, name, params),
     showError: (err) => { errorLine.textContent = errorText(err); },
-    hover: () => {},
     select: (sel) => setTraits(model, { selected: sel }),
     kvOf: (h) => Math.floor(h / groupSize),
     headsOf: (g) => Array.from({ length: groupSize }, (_, i) => g * groupSize + i),
@@ -301,7 +305,7 @@ function render({ model, el: root }) {
   showTab();
   patching.show(false);
   wb.detail.show();
-  const stopTheme = onThemeChange(() => patching.drawGrid());
+  const stopTheme = onThemeChange(() => { patching.drawGrid(); wb.detail.show(); lens.redraw(); }); // canvases follow the theme
   return () => {
     patching.dispose();
     stopTheme();
