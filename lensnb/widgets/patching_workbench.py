@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import traitlets
 
-from ..core.errors import LensnbError, RequestError, UnsupportedFeatureError
+from ..core.errors import InputError, LensnbError, RequestError, UnsupportedFeatureError
 from ..core.indices import check_index, check_layer
 from . import patching_data as data
 from .attention import AttentionExplorer
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
 
     from ..lens import Lens, TextOrTokens
+    from ..patching.results import PatchingResult
 
 TABS = ("patching", "ablation", "logit_lens")
 LOGIT_LENS_K = 5
@@ -109,7 +110,7 @@ class PatchingWorkbench(LensWidget):
     sweep computed so far.
 
     Options: ``metric_position`` (where the logit difference is read, default the last token),
-    ``reference`` (what mean ablation averages over; ``lensnb.ablation``'s default when None),
+    ``reference`` (the text(s) mean ablation averages over; default both prompts),
     ``batch_size`` (patched copies per forward pass; None: from a memory budget).
     """
 
@@ -224,19 +225,25 @@ class PatchingWorkbench(LensWidget):
         """Show a head's attention and direct logit attribution (``head=``), or a KV group's
         query heads (``kv_group=``), as clicking it does."""
         if (head is None) == (kv_group is None):
-            raise RequestError("select(layer, head=...) or select(layer, kv_group=...): one of "
-                               "them")
+            raise InputError("select(layer, head=...) or select(layer, kv_group=...): one of "
+                             "them")
         self.selected = ({"kind": "head", "layer": layer, "head": head} if head is not None
                          else {"kind": "kv_group", "layer": layer, "kv_group": kv_group})
 
     # ------------------------------------------------------------------ Python API
     def sweep(self, site: str | None = None, method: str | None = None, *,
-              progress: bool | Callable[[int, int], Any] | None = None) -> Any:
+              progress: Callable[[int, int], Any] | None = None) -> PatchingResult:
         """The whole sweep of ``site`` with ``method`` (default: the widget's), computed now if
         it is not yet (the rows computed in the widget are kept); shows it in the widget and
-        returns the ``lensnb.PatchingResult``. ``progress``: as ``activation_patching``'s, and
-        the widget shows it too."""
+        returns the ``lensnb.PatchingResult``. The widget shows the progress; ``progress``, a
+        function ``(done, total)``, is called too."""
         site, method = site or self.site, method or self.method
+        if site not in SITES or method not in METHODS:
+            raise InputError(f"site must be one of {', '.join(SITES)} and method one of "
+                             f"{', '.join(METHODS)}; got {site!r}, {method!r}")
+        reason = self._site_reasons[site, method]
+        if reason:
+            raise UnsupportedFeatureError(reason)
         sweep = self._sweeps.get(site, method)
         while not sweep.complete:
             self._step(sweep, progress=progress, whole=True)
@@ -248,7 +255,7 @@ class PatchingWorkbench(LensWidget):
         """Set the ablation board (as its switches do) and return the clean prompt's logit
         difference with those heads / KV groups ablated."""
         how = how or self.ablate_how
-        heads, kv_groups = self._check_pairs(heads, kv_groups, how)
+        heads, kv_groups = self._check_pairs(heads, kv_groups, how, error=InputError)
         value = self._data.ablated_value(heads, kv_groups, how)
         self.set_trait("ablated_heads", [list(p) for p in heads])
         self.set_trait("ablated_kv_groups", [list(p) for p in kv_groups])
@@ -344,12 +351,14 @@ class PatchingWorkbench(LensWidget):
         return DlaReply(logit_diff=float(dla.logit_diff), embed=float(dla.embed),
                         heads=Array(dla.heads), mlp=Array(dla.mlp))
 
-    def _check_pairs(self, heads: Sequence, kv_groups: Sequence, how: str,
-                     where: str = "ablate") -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-        """Heads and KV groups as sorted unique (layer, index) pairs; a ``RequestError`` names
-        the first that does not fit."""
+    def _check_pairs(self, heads: Sequence, kv_groups: Sequence, how: str, *,
+                     error: type[LensnbError] = RequestError,
+                     ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """Heads and KV groups as sorted unique (layer, index) pairs; ``error`` (a
+        ``RequestError`` for a frontend request) names the first that does not fit."""
+        where = "ablate"
         if how not in ABLATIONS:
-            raise RequestError(f"{where}: how must be one of {ABLATIONS}, got {how!r}")
+            raise error(f"{where}: how must be one of {ABLATIONS}, got {how!r}")
         out = []
         for field, pairs, n, plural in (("heads", heads, self.lens.n_heads, "query heads"),
                                         ("kv_groups", kv_groups, self.lens.n_key_value_heads,
@@ -361,14 +370,13 @@ class PatchingWorkbench(LensWidget):
                     got.add((check_layer(layer, self.lens.n_layers),
                               check_index(index, n, field[:-1], plural=plural)))
                 except IndexError as err:
-                    raise RequestError(f"{where}: field {field!r} item {list(pair)!r}: "
-                                       f"{err}") from None
+                    raise error(f"{where}: field {field!r} item {list(pair)!r}: {err}") from None
                 except (TypeError, ValueError):
-                    raise RequestError(f"{where}: field {field!r} item {pair!r} is not a "
-                                       "[layer, index] pair of ints") from None
+                    raise error(f"{where}: field {field!r} item {pair!r} is not a [layer, index] "
+                                "pair of ints") from None
             reason = self.reasons.get(f"ablate_{field}", "")
             if got and reason:
-                raise RequestError(f"{where}: {field} cannot be ablated on this model: {reason}")
+                raise error(f"{where}: {field} cannot be ablated on this model: {reason}")
             out.append(sorted(got))
         return out[0], out[1]
 

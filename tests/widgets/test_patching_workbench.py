@@ -229,6 +229,10 @@ def test_python_side_checks(wb, demo_lens):
         wb.selected = {"kind": "neuron", "layer": 1}
     wb.select(2, kv_group=1)
     assert wb.selected == {"kind": "kv_group", "layer": 2, "kv_group": 1}
+    with pytest.raises(InputError, match="site must be one of"):
+        wb.sweep("resid_middle")
+    with pytest.raises(InputError, match=r"ablate: field 'heads' item \[9, 0\]: layer"):
+        wb.ablate([(9, 0)])
     with pytest.raises(InputError, match="clean has 6.*corrupted has 7|6.*7"):
         PatchingWorkbench(demo_lens, CLEAN, CORRUPTED + "x", answer=ANSWER, wrong=WRONG)
 
@@ -277,6 +281,8 @@ def test_every_family_disables_what_does_not_apply(make_tiny_model, family):
                                            site=row["site"], progress=False)
             with pytest.raises(RuntimeError, match="RequestError: .*does not apply"):
                 wire(widget, "sweep_step", site=row["site"])
+            with pytest.raises(UnsupportedFeatureError):
+                widget.sweep(row["site"])
             continue
         got, _, _ = sweep_by_wire(widget, row["site"])
         assert np.isfinite(got.buffers["scores"]).all(), row["site"]
