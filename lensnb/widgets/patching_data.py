@@ -16,6 +16,7 @@ import torch
 
 from ..analysis.logit_lens import LogitLens, logit_lens
 from ..core.errors import InputError, LensnbError
+from ..patching import runner
 from ..patching.ablation import ablation
 from ..patching.activation import activation_patching
 from ..patching.metrics import answer_token, check_metric_position, logit_difference, prompt_pair
@@ -170,22 +171,32 @@ class Sweep:
     def complete(self) -> bool:
         return len(self.done) == len(self.layers)
 
+    def batch_layers(self) -> int:
+        """How many layers' cells fill one forward pass of patched copies (at least 1): a step
+        runs whole passes, as one ``activation_patching`` call over every layer would."""
+        p = self.pair
+        per_layer = len(resolve_sweep(p.lens, self.site, p.n_pos, layers=self.layers[:1]).cells)
+        rows = runner.batch_size(p.lens, p.n_pos, p.batch_size,
+                                 n_rows=per_layer * len(self.layers))
+        return max(1, rows // per_layer)
+
     def next_layers(self, *, whole: bool = False) -> list[int]:
         """The layers of the next step: all the rest for attribution (two forward passes and a
-        backward cover them all) or ``whole``; else one layer first (it measures), then about
-        ``STEP_SECONDS`` of them at the rate the last step ran, at least twice as many while
-        steps stay short (each step also runs the two reference passes, which a step of few
-        cheap layers would spend most of its time on)."""
+        backward cover them all) or ``whole``; else one pass's worth of layers first (quick to
+        show, and it measures), then about ``STEP_SECONDS`` of them at the rate the last step
+        ran (at least twice as many while steps stay short), in whole passes. Each step also
+        runs the two reference passes, so a step never holds less than a full pass."""
         rest = [la for la in self.layers if la not in self.done]
         if whole or self.method == "attribution":
             return rest
+        per_pass = self.batch_layers()
         if self.last_step is None:
-            return rest[:1]
+            return rest[:per_pass]
         k, seconds = self.last_step
         n = int(STEP_SECONDS * k / max(seconds, 1e-6))
         if seconds < STEP_SECONDS / 2:
             n = max(n, 2 * k)
-        return rest[:max(1, n)]
+        return rest[:max(per_pass, n // per_pass * per_pass)]
 
     def run(self, layers: list[int], *, progress: Callable[[int, int], Any] | None) -> None:
         """Compute ``layers`` with ``lensnb.activation_patching`` and file them in."""

@@ -100,11 +100,18 @@ def loop_scores(lens, site, n_pos):
 
 @pytest.mark.parametrize("site", ["resid_pre", "head", "kv_group"])
 def test_sweep_through_the_wire_equals_the_api_and_a_loop(demo_lens, site):
-    widget = PatchingWorkbench(demo_lens, CLEAN, CORRUPTED, answer=ANSWER, wrong=WRONG)
+    # 6 patched copies per pass: a step is whole passes, the first one pass of layers
+    widget = PatchingWorkbench(demo_lens, CLEAN, CORRUPTED, answer=ANSWER, wrong=WRONG,
+                               batch_size=6)
     got, steps, progress = sweep_by_wire(widget, site)
     scores = got.buffers["scores"]
-    assert steps[0] == [0]  # the first step is one layer (it measures); the rest follow
-    assert sorted(steps[-1]) == list(range(demo_lens.n_layers))
+    cells_per_layer = {"resid_pre": len(widget.clean_tokens), "head": demo_lens.n_heads,
+                       "kv_group": demo_lens.n_key_value_heads}[site]
+    total = cells_per_layer * demo_lens.n_layers  # the passes of one call are balanced:
+    rows = -(-total // -(-total // 6))  # ceil(total / ceil(total / 6)) copies per pass
+    per_pass = max(1, rows // cells_per_layer)
+    assert steps[0] == list(range(per_pass))
+    assert len(steps) > 1 and sorted(steps[-1]) == list(range(demo_lens.n_layers))
     assert progress and all(0 < p["fraction"] <= 1 for p in progress)
     assert got.reply["dims"] == list(lensnb.patching.sites.SITES[site].dims)
     api = lensnb.activation_patching(demo_lens, CLEAN, CORRUPTED, answer=ANSWER, wrong=WRONG,
