@@ -121,10 +121,35 @@ def test_sweep_through_the_wire_equals_the_api_and_a_loop(demo_lens, site):
     np.testing.assert_allclose(scores, loop.numpy(), atol=ATOL, rtol=0)
     assert np.abs(scores).max() > 0.1  # not a sweep of zeros
     assert widget.sweeps[f"{site}/exact"] == {"done": 4, "total": 4}
+    again, _ = wire(widget, "sweep_step", site=site)  # cached per (site, method): no new work
+    assert again.reply["seconds"] == got.reply["seconds"]
+    np.testing.assert_array_equal(again.buffers["scores"], scores)
     # the Python side returns the same sweep, joined into one PatchingResult
     res = widget.sweep(site)
     np.testing.assert_array_equal(res.scores.numpy(), scores)
     assert res.layers == list(range(demo_lens.n_layers))
+
+
+def test_an_interrupt_is_an_error_reply_and_the_rows_stay(demo_lens, monkeypatch):
+    widget = PatchingWorkbench(demo_lens, CLEAN, CORRUPTED, answer=ANSWER, wrong=WRONG,
+                               batch_size=6)
+    wire(widget, "sweep_step", site="resid_pre")  # layer 0
+    from lensnb.widgets import patching_data
+
+    real = patching_data.activation_patching
+
+    def interrupted(*args, progress=None, **kwargs):
+        progress(1, 6)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(patching_data, "activation_patching", interrupted)
+    with pytest.raises(RuntimeError, match="^Interrupted: the rows finished before are kept"):
+        wire(widget, "sweep_step", site="resid_pre")
+    monkeypatch.setattr(patching_data, "activation_patching", real)
+    got, _, _ = sweep_by_wire(widget, "resid_pre")
+    api = lensnb.activation_patching(demo_lens, CLEAN, CORRUPTED, answer=ANSWER, wrong=WRONG,
+                                     progress=False)
+    np.testing.assert_allclose(got.buffers["scores"], api.scores.numpy(), atol=ATOL, rtol=0)
 
 
 def test_attribution_sweep_is_the_apis(wb, demo_lens):
