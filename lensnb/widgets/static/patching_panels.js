@@ -88,6 +88,8 @@ function pwDetailPanel(wb) {
       maxWidth: 260, maxHeight: 220, className: "lensnb-pw-dla-grid",
     });
     const heads = sel.kind === "head" ? [sel.head] : wb.headsOf(sel.kv_group);
+    dlaBox.replaceChildren(grid.element, // in the page first: theme colours resolve there
+      pwColourBar(THEME.diverging, `−${vmax.toPrecision(2)}`, `+${vmax.toPrecision(2)}`, "direct effect on the logit difference, every head"));
     grid.draw(null);
     const g = grid.element.getContext("2d");
     g.strokeStyle = THEME.roles.highlight;
@@ -97,8 +99,6 @@ function pwDetailPanel(wb) {
     pwPointer(grid, (c) => {
       dlaHover.textContent = c ? `L${c.i} H${c.j}: direct effect ${pwNumber(dla.heads[c.i * H + c.j])} (click: show it)` : "";
     }, (c) => wb.select({ kind: "head", layer: c.i, head: c.j }));
-    dlaBox.replaceChildren(grid.element,
-      pwColourBar(THEME.diverging, `−${vmax.toPrecision(2)}`, `+${vmax.toPrecision(2)}`, "direct effect on the logit difference, every head"));
   }
 
   async function show() {
@@ -256,13 +256,13 @@ function pwLogitLens(wb) {
     const grid = pwGrid({ rows: reply.rows, cols: reply.tokens, maxWidth: 760, maxHeight: 460,
       colour: (i, j) => pwSequential(val(i, j), 1), text: (i, j) => reply.top_tokens[i][j][0],
       textColour: (i, j) => (val(i, j) > THEME.tint_text_flip ? THEME.ui.fg.light : THEME.ui.on_accent.light) });
-    grid.draw(null);
+    box.replaceChildren(grid.element, pwColourBar(THEME.sequential, "0", "1", "probability; cells show the top token"));
+    grid.draw(null); // in the page first: theme colours resolve there
     pwPointer(grid, (c) => {
       if (!c) { line.textContent = ""; return; }
       const tops = reply.top_tokens[c.i][c.j].map((t, r) => `«${tokenLabel(t, 16)}» ${buffers.top_probs.data[(c.i * P + c.j) * k + r].toFixed(3)}`).join("  ");
       line.textContent = `${reply.rows[c.i]} · position ${c.j} «${tokenLabel(reply.tokens[c.j], 16)}»: ${tops}   ·   P(answer) ${buffers.answer.data[c.i * P + c.j].toFixed(4)}   P(wrong) ${buffers.wrong.data[c.i * P + c.j].toFixed(4)}`;
     });
-    box.replaceChildren(grid.element, pwColourBar(THEME.sequential, "0", "1", "probability; cells show the top token"));
     element.dataset.prompt = reply.prompt;
   }
   return { element, load, redraw: draw };

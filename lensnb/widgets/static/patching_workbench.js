@@ -156,6 +156,7 @@ function pwPatchingTab(wb) {
       groupEvery: axis === "head" ? model.get("n_heads") / model.get("n_kv") : 0,
     });
     const pinned = state.pinned && state.pinned.key === key() ? state.pinned : null;
+    gridBox.replaceChildren(grid.element, tooltip); // in the page first: theme colours resolve there
     grid.draw(pinned);
     pwPointer(grid, (c, ev) => {
       if (!c) { tooltip.hidden = true; return; }
@@ -172,7 +173,6 @@ function pwPatchingTab(wb) {
       else if (axis === "kv_group") wb.select({ kind: "kv_group", layer: c.i, kv_group: c.j });
       else if (model.get("site") === "head_by_pos") wb.select({ kind: "head", layer: c.i, head: model.get("head_by_pos_head") });
     });
-    gridBox.replaceChildren(grid.element, tooltip);
     legend.replaceChildren(pwColourBar(THEME.diverging, `−${vmax.toPrecision(2)}`, `+${vmax.toPrecision(2)}`,
       `score: 0 = corrupted run, 1 = clean run (logit diff ${JSON.stringify(model.get("answer_text"))} − ${JSON.stringify(model.get("wrong_text"))})`));
     element.dataset.shown = key();
@@ -305,6 +305,7 @@ function render({ model, el: root }) {
   showTab();
   patching.show(false);
   wb.detail.show();
+  requestAnimationFrame(() => patching.drawGrid()); // once in the page: its theme's colours
   const stopTheme = onThemeChange(() => { patching.drawGrid(); wb.detail.show(); lens.redraw(); }); // canvases follow the theme
   return () => {
     patching.dispose();
