@@ -40,7 +40,6 @@ from .requests import (
     SITES,
     Ablate,
     AblateReply,
-    Column,
     Dla,
     DlaReply,
     Group,
@@ -413,10 +412,6 @@ class PatchingWorkbench(LensWidget):
 
     @handles(Row)
     def _on_row(self, req: Row) -> _Relayed:
-        return self._relay(req)
-
-    @handles(Column)
-    def _on_column(self, req: Column) -> _Relayed:
         return self._relay(req)
 
     @handles(Group)
