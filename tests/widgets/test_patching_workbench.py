@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import traitlets
+from real_fixtures import load_real
 
 import lensnb
 from lensnb import InputError, PatchingWorkbench, UnsupportedFeatureError
@@ -63,9 +64,9 @@ def _id(lens, text):
     return i
 
 
-def metric(logits, lens):
+def metric(logits, lens, answer=ANSWER, wrong=WRONG):
     """The logit difference answer - wrong at the last position of ``logits [1, pos, vocab]``."""
-    return float(logits[0, -1, _id(lens, ANSWER)] - logits[0, -1, _id(lens, WRONG)])
+    return float(logits[0, -1, _id(lens, answer)] - logits[0, -1, _id(lens, wrong)])
 
 
 def loop_scores(lens, site, n_pos):
@@ -341,3 +342,28 @@ def test_vision_lens_every_switch_says_why():
     assert np.isfinite(got.reply["value"])
     with pytest.raises(UnsupportedFeatureError, match="cross-attention"):
         PatchingWorkbench(vision, "a b c", "a b d", answer="a", wrong="b", site="head")
+
+
+@pytest.mark.slow
+@pytest.mark.real_model
+def test_smollm2_kv_group_sweep_and_its_ablation():
+    """SmolLM2-135M (9 query heads on 3 KV groups), the issue's indirect-object pair: the KV-group
+    sweep through the wire == activation_patching, and switching off the group that carries the
+    most == its hook_k / hook_v zeroed by hand."""
+    lens = load_real("smollm2-135m")
+    clean = "When Mary and John went to the store, John gave a drink to"
+    corrupted = "When Mary and John went to the store, Mary gave a drink to"
+    widget = PatchingWorkbench(lens, clean, corrupted, answer=" Mary", wrong=" John")
+    got, _, _ = sweep_by_wire(widget, "kv_group")
+    api = lensnb.activation_patching(lens, clean, corrupted, answer=" Mary", wrong=" John",
+                                     site="kv_group", progress=False)
+    # measured 0.0 apart (two steps of 45 rows vs one call's passes); 1e-4 leaves room for
+    # rows batched differently through 30 float32 layers
+    np.testing.assert_allclose(got.buffers["scores"], api.scores.numpy(), atol=1e-4, rtol=0)
+    layer, group = np.unravel_index(np.abs(got.buffers["scores"]).argmax(),
+                                    got.buffers["scores"].shape)
+    got, _ = wire(widget, "ablate", heads=[], kv_groups=[[int(layer), int(group)]])
+    by_hand = metric(lens.run_with_hooks(clean, fwd_hooks=zero_hooks(
+        [], [(int(layer), int(group))])), lens, " Mary", " John")
+    assert got.reply["value"] == pytest.approx(by_hand, abs=1e-4)  # measured 0.0 apart
+    assert got.reply["clean_value"] - by_hand > 0.5  # that group matters to the answer
