@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..analysis.logit_lens import LogitLens, logit_lens
-from ..core.errors import InputError, LensnbError
+from ..core.errors import InputError, InputTypeError, LensnbError
 from ..patching import runner
 from ..patching.ablation import ablation
 from ..patching.activation import activation_patching
 from ..patching.metrics import answer_token, check_metric_position, logit_difference, prompt_pair
+from ..patching.results import PatchingResult
 from ..patching.sites import require_text_model, resolve_sweep
 from .attention import explorer_layers
 
@@ -208,6 +209,12 @@ class Sweep:
             layers=None if layers == self.layers else layers, batch_size=p.batch_size,
             progress=progress)
         spent = time.perf_counter() - t0
+        self.file(res)
+        self.seconds += spent
+        self.last_step = (len(layers), spent)
+
+    def file(self, res: PatchingResult) -> None:
+        """File the rows of ``res`` (a ``PatchingResult`` of this sweep) in."""
         scores = res.scores.detach().to("cpu", torch.float32)
         if self.scores is None:
             self.scores = torch.full((len(self.layers), *scores.shape[1:]), float("nan"))
@@ -216,8 +223,6 @@ class Sweep:
             self.scores[self.layers.index(la)] = scores[i]
             self.done.add(la)
         self.chunks.append(res)
-        self.seconds += spent
-        self.last_step = (len(layers), spent)
 
     def result(self) -> Any:
         """The whole sweep as one ``lensnb.PatchingResult`` (the steps joined along layers)."""
@@ -243,6 +248,28 @@ class Sweeps:
             self._by_key[key] = Sweep(self.pair, site, method,
                                       list(range(self.pair.lens.n_layers)))
         return self._by_key[key]
+
+    def adopt(self, res: Any) -> Sweep:
+        """A sweep computed before (``lensnb.activation_patching`` of this very pair, tokens
+        and metric position, every position): filed in as if computed here."""
+        p = self.pair
+        if not isinstance(res, PatchingResult):
+            raise InputTypeError(f"results= holds lensnb.PatchingResult objects, got "
+                                 f"{type(res).__name__}")
+        checks = [("clean prompt", res.str_tokens, p.clean_str),
+                  ("corrupted prompt", res.corrupted_str_tokens, p.corrupted_str),
+                  ("answer token", res.answer, p.answer), ("wrong token", res.wrong, p.wrong),
+                  ("metric position", res.metric_position, p.metric_position)]
+        for what, got, want in checks:
+            if got != want:
+                raise InputError(f"results=: a {res.site!r} sweep of another {what} ({got!r}; "
+                                 f"this workbench's is {want!r}); compute it here instead")
+        if res.positions is not None and list(res.positions) != list(range(p.n_pos)):
+            raise InputError(f"results=: the {res.site!r} sweep covers positions "
+                             f"{res.positions}, not all {p.n_pos}; sweep every position")
+        sweep = self.get(res.site, res.method)
+        sweep.file(res)
+        return sweep
 
     def started(self) -> list[Sweep]:
         """The sweeps with at least one row computed."""

@@ -28,6 +28,7 @@ import traitlets
 
 from ..core.errors import InputError, LensnbError, RequestError, UnsupportedFeatureError
 from ..core.indices import check_index, check_layer
+from ..patching.results import PatchingResult
 from . import patching_data as data
 from .attention import AttentionExplorer
 from .base import Buffers, LensWidget
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
 
     from ..lens import Lens, TextOrTokens
-    from ..patching.results import PatchingResult
 
 TABS = ("patching", "ablation", "logit_lens")
 LOGIT_LENS_K = 5
@@ -108,6 +108,9 @@ class PatchingWorkbench(LensWidget):
     figure; a standalone export (``save("x.html")``, the notebook's static copy) carries every
     sweep computed so far.
 
+    ``results=[res, ...]``: sweeps computed before (``lensnb.activation_patching`` of this pair),
+    shown without computing them again.
+
     Options: ``metric_position`` (where the logit difference is read, default the last token),
     ``reference`` (the text(s) mean ablation averages over; default both prompts),
     ``batch_size`` (patched copies per forward pass; None: from a memory budget).
@@ -145,13 +148,14 @@ class PatchingWorkbench(LensWidget):
                  answer: int | str, wrong: int | str, site: str = "resid_pre",
                  method: str = "exact", metric_position: int = -1,
                  reference: str | Sequence[str] | None = None, batch_size: int | None = None,
-                 tab: str = "patching") -> None:
+                 results: Sequence[PatchingResult] = (), tab: str = "patching") -> None:
         self.lens = lens
         self._data = data.PairData(lens, clean, corrupted, answer=answer, wrong=wrong,
                                    metric_position=metric_position, reference=reference,
                                    batch_size=batch_size)
         d = self._data
         self._sweeps = Sweeps(d)
+        adopted = [self._sweeps.adopt(res) for res in results]
         self._explorer: Any = None
         self._site_reasons = {(s, m): d.site_reason(s, m) for s in SITES for m in METHODS}
         self._built = False
@@ -167,6 +171,7 @@ class PatchingWorkbench(LensWidget):
             clean_value=d.clean_value, corrupted_value=d.corrupted_value,
             n_layers=lens.n_layers, n_heads=lens.n_heads, n_kv=lens.n_key_value_heads,
             sites=site_rows, reasons=reasons, attention_layers=d.attention_layers,
+            sweeps={sw.key: {"done": len(sw.done), "total": len(sw.layers)} for sw in adopted},
         )
         self.method, self.tab = method, tab
         self.site = self._first_site(site, explicit=site != "resid_pre")

@@ -131,6 +131,23 @@ def test_sweep_through_the_wire_equals_the_api_and_a_loop(demo_lens, site):
     assert res.layers == list(range(demo_lens.n_layers))
 
 
+def test_results_computed_before_are_shown_not_recomputed(demo_lens):
+    heads = lensnb.activation_patching(demo_lens, CLEAN, CORRUPTED, answer=ANSWER, wrong=WRONG,
+                                       site="head", progress=False)
+    widget = PatchingWorkbench(demo_lens, CLEAN, CORRUPTED, answer=ANSWER, wrong=WRONG,
+                               results=[heads])
+    assert widget.sweeps == {"head/exact": {"done": 4, "total": 4}}
+    got, _ = wire(widget, "sweep_step", site="head")
+    assert got.reply["complete"] and got.reply["seconds"] == 0  # nothing ran
+    np.testing.assert_array_equal(got.buffers["scores"], heads.scores.numpy())
+    assert widget.sweep("head") is heads
+    other = lensnb.activation_patching(demo_lens, CLEAN, CORRUPTED, answer=ANSWER, wrong="stat",
+                                       site="head", progress=False)
+    with pytest.raises(InputError, match="another wrong token"):
+        PatchingWorkbench(demo_lens, CLEAN, CORRUPTED, answer=ANSWER, wrong=WRONG,
+                          results=[other])
+
+
 def test_an_interrupt_is_an_error_reply_and_the_rows_stay(demo_lens, monkeypatch):
     widget = PatchingWorkbench(demo_lens, CLEAN, CORRUPTED, answer=ANSWER, wrong=WRONG,
                                batch_size=6)
