@@ -51,6 +51,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "IDENTITY_PROMPT": (".interventions.patchscope", "IDENTITY_PROMPT"),
     "activation_patching": (".patching.activation", "activation_patching"),
     "PatchingResult": (".patching.results", "PatchingResult"),
+    "patching_sites": (".patching.sites", "patching_sites"),
     "causal_trace": (".patching.causal_trace", "causal_trace"),
     "CausalTrace": (".patching.causal_trace", "CausalTrace"),
     "ablation": (".patching.ablation", "ablation"),
@@ -100,8 +101,8 @@ __all__ = [
     "TokenError", "UnknownHookError", "UnsupportedArchitectureError", "UnsupportedFeatureError",
     "ablation", "activation_patching", "attention_patterns", "cached_path", "causal_trace",
     "check", "export", "facts", "group_summaries", "hook_shapes", "load", "logit_lens",
-    "long_context_profile", "model_table", "options", "patch", "patchscope", "rope", "save",
-    "save_text_only", "stdlib_tokens", "supported_architectures",
+    "long_context_profile", "model_table", "options", "patch", "patching_sites", "patchscope",
+    "rope", "save", "save_text_only", "stdlib_tokens", "supported_architectures",
 ]
 
 
@@ -168,6 +169,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .patching.activation import activation_patching
     from .patching.causal_trace import CausalTrace, causal_trace
     from .patching.results import PatchingResult
+    from .patching.sites import patching_sites
     from .selfcheck import CheckResult, check
     from .widgets.attention import AttentionExplorer
     from .widgets.generation_stepper import GenerationStepper

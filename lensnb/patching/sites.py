@@ -89,8 +89,9 @@ def _has(lens: Lens, site: Site, layer: int) -> bool:
     return True
 
 
-def available_sites(lens: Lens) -> list[str]:
-    """The sites every layer of ``lens`` has the hooks of."""
+def patching_sites(lens: Lens) -> list[str]:
+    """The sites ``lensnb.activation_patching`` takes on ``lens`` (every layer has their
+    hooks): all of ``SITES`` but, e.g., ``"resid_mid"`` on a parallel-attention model."""
     return [s for s, site in SITES.items()
             if all(_has(lens, site, layer) for layer in range(lens.n_layers))]
 
@@ -212,7 +213,7 @@ def resolve_sweep(lens: Lens, site: str, n_pos: int, *, layers: Sequence[int] | 
     if missing:
         names = ", ".join(f"blocks.{{layer}}.{h}" for h in spec.hooks)
         why = _MISSING.get(spec.name, f"it has no {names}")
-        others = [s for s in available_sites(lens) if s != spec.name]
+        others = [s for s in patching_sites(lens) if s != spec.name]
         raise UnsupportedFeatureError(
             f"site {spec.name!r} ({spec.what}) is not supported on {lens.name!r}: {why}. "
             f"Sweep one of {', '.join(repr(s) for s in others)} instead")
