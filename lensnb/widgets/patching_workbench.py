@@ -61,8 +61,8 @@ if TYPE_CHECKING:
 TABS = ("patching", "ablation", "logit_lens")
 LOGIT_LENS_K = 5
 # a standalone export pre-answers the attention views of every head while their tiles stay
-# under this many cells in all (the selected head's always)
-EXPORT_ATTENTION_CELLS = 2**18
+# under this many cells in all (the demo up to 32 tokens), else those of the selected layer
+EXPORT_ATTENTION_CELLS = 2**15
 
 
 class _Relayed(Reply):
@@ -450,12 +450,12 @@ class PatchingWorkbench(LensWidget):
             reqs: list[Request] = [Tile(layer=la, head=h) for la in layers for h in heads]
             reqs += [Group(layer=la, kv_group=g) for la in layers
                      for g in range(self.lens.n_key_value_heads)]
+        elif sel.get("layer") in layers:
+            reqs = [Tile(layer=sel["layer"], head=h) for h in heads]
+            reqs += [Group(layer=sel["layer"], kv_group=g)
+                     for g in range(self.lens.n_key_value_heads)]
         else:
             reqs = []
-            if sel.get("kind") == "head" and sel["layer"] in layers:
-                reqs.append(Tile(layer=sel["layer"], head=sel["head"]))
-            if sel.get("kind") == "kv_group" and sel["layer"] in layers:
-                reqs.append(Group(layer=sel["layer"], kv_group=sel["kv_group"]))
         if sel.get("kind") == "head" and sel["layer"] in layers:  # its exact rows for hover
             reqs += [Row(layer=sel["layer"], head=sel["head"], pos=q) for q in range(n)]
         return reqs

@@ -13,6 +13,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from ..patching.ablation import HOWS as _ABLATION_HOWS
+from ..patching.activation import METHODS as _PATCHING_METHODS
+from ..patching.sites import SITES as _PATCHING_SITES
 from .protocol import Array, Reply, Request, buffer, param, request_schema
 
 MODES = ("head", "kv_group", "mean")  # head choices over a cross-attention row
@@ -297,10 +300,9 @@ class UsageReply(Reply):
 
 # ------------------------------------------------------------------ PatchingWorkbench
 # (the explorer's Tile, Row, Column and Group above answer its head and KV-group views)
-SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "head", "head_by_pos",
-         "kv_group")  # lensnb.patching's sites, in the order the switches show them
-METHODS = ("exact", "attribution")
-ABLATIONS = ("zero", "mean")
+SITES = tuple(_PATCHING_SITES)  # lensnb.patching's sites, in the order the switches show them
+METHODS = _PATCHING_METHODS  # "exact", "attribution"
+ABLATIONS = _ABLATION_HOWS  # "zero", "mean"
 PROMPTS = ("clean", "corrupted")
 
 

@@ -308,6 +308,21 @@ def test_figure_export_and_repr(demo_lens):
     assert reply["reply"]["complete"] is True
 
 
+def test_export_requests_bound_the_attention_views(demo_lens, monkeypatch):
+    from lensnb.widgets import patching_workbench as module
+
+    widget = PatchingWorkbench(demo_lens, CLEAN, CORRUPTED, answer=ANSWER, wrong=WRONG)
+    assert [r["name"] for r in widget.export_requests()] == ["ablate"]  # fresh: nothing to carry
+    widget.select(2, head=5)
+    names = [r["name"] for r in widget.export_requests()]
+    assert names.count("tile") == demo_lens.n_layers * demo_lens.n_heads  # small: every head
+    monkeypatch.setattr(module, "EXPORT_ATTENTION_CELLS", 0)  # as on a larger model
+    tiles = [r["params"] for r in widget.export_requests() if r["name"] == "tile"]
+    assert {(t["layer"], t["head"]) for t in tiles} == {(2, h) for h in range(8)}
+    rows = [r["params"] for r in widget.export_requests() if r["name"] == "row"]
+    assert [r["pos"] for r in rows] == list(range(len(widget.clean_tokens)))  # exact hover
+
+
 # tiny random models of the families whose layouts differ from the demo's (LayerNorm, parallel
 # attention and MLP, fused QKV, MQA): every site either sweeps or is disabled with the reason
 FAMILIES = {
