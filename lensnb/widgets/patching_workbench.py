@@ -92,7 +92,9 @@ class PatchingWorkbench(LensWidget):
     ``corrupted`` are texts (or tokens) of the same token length; ``answer``/``wrong`` are token
     ids or strings of exactly one token. Nothing runs until a sweep is asked for: in the widget
     (pick a site and a method) or from Python with ``sweep(site, method)``, which returns the
-    ``lensnb.PatchingResult``.
+    ``lensnb.PatchingResult``. The widget asks for a sweep a few layers per request (whole
+    forward passes, about a second each), so rows fill in with a progress bar; Stop ends it
+    after the step in flight (Kernel > Interrupt ends that step at once); the rows done stay.
 
     Tabs: **patching** (heatmaps layer x position for ``resid_pre``/``resid_mid``/
     ``resid_post``/``attn_out``/``mlp_out``, layer x head for ``head`` and ``head_by_pos``, layer
