@@ -6,6 +6,7 @@
 from . import export as export, rope as rope
 from .analysis.attribution import LogitAttribution as LogitAttribution
 from .analysis.kv_views import KVGroupView as KVGroupView
+from .analysis.logit_lens import LogitLens as LogitLens, logit_lens as logit_lens
 from .analysis.longcontext import (
     LongContextProfile as LongContextProfile,
     long_context_profile as long_context_profile,
@@ -65,10 +66,16 @@ from .interventions.patchscope import (
 )
 from .lens import Lens as Lens, save_text_only as save_text_only
 from .loading import load as load
+from .patching.ablation import ablation as ablation
+from .patching.activation import activation_patching as activation_patching
+from .patching.causal_trace import CausalTrace as CausalTrace, causal_trace as causal_trace
+from .patching.results import PatchingResult as PatchingResult
+from .patching.sites import patching_sites as patching_sites
 from .selfcheck import CheckResult as CheckResult, check as check
 from .widgets.attention import AttentionExplorer as AttentionExplorer
 from .widgets.generation_stepper import GenerationStepper as GenerationStepper
 from .widgets.image_attention import ImageAttention as ImageAttention
+from .widgets.patching_workbench import PatchingWorkbench as PatchingWorkbench
 from .widgets.rope_spectrum import RopeSpectrum as RopeSpectrum
 
 __version__: str

@@ -65,6 +65,7 @@ ROLES: dict[str, str] = {
     "mlp_gate": NAMED["orange"],  # Mllama cross-attention MLP gate
     "probability": "#3b528b",  # bars of next-token probabilities
     "picture_grid": "rgba(255,255,255,0.9)",  # tile edges drawn over a picture
+    "ablated": NAMED["vermillion"],  # a head or KV group switched off (PatchingWorkbench)
     "passed": "#1a7f37",  # lensnb.check(): a passing invariant (a failing one is UI "error")
 }
 # The Llama 3.1 RoPE smoothing regions (lensnb.analysis.rope.REGIONS): colour and opacity of

@@ -54,7 +54,7 @@ class LensWidget(anywidget.AnyWidget):
     """
 
     _esm_file: ClassVar[str | tuple[str, ...]] = ""  # a tuple: concatenated in that order
-    _css_file: ClassVar[str] = ""
+    _css_file: ClassVar[str | tuple[str, ...]] = ""  # a tuple: several style sheets, in order
     # front-end parts shared by several widgets (e.g. the picture overlay), placed between
     # common.js/.css and the widget's own file
     _shared_files: ClassVar[tuple[str, ...]] = ()
@@ -69,10 +69,11 @@ class LensWidget(anywidget.AnyWidget):
                 + [(STATIC / f).read_text(encoding="utf-8")
                    for f in ("common.js", "theme.js", *shared, *files)]
             )
+            own = cls.__dict__.get("_css_file", "")
+            own = own if isinstance(own, tuple) else (own,)
             cls._css = theme.theme_css() + "\n".join(
                 (STATIC / f).read_text(encoding="utf-8")
-                for f in ("common.css", *(f"{n}.css" for n in cls._shared_files),
-                          cls.__dict__.get("_css_file", ""))
+                for f in ("common.css", *(f"{n}.css" for n in cls._shared_files), *own)
                 if f and (STATIC / f).is_file()
             )
         super().__init_subclass__(**kwargs)

@@ -13,6 +13,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from ..patching.ablation import HOWS as _ABLATION_HOWS
+from ..patching.activation import METHODS as _PATCHING_METHODS
+from ..patching.sites import SITES as _PATCHING_SITES
 from .protocol import Array, Reply, Request, buffer, param, request_schema
 
 MODES = ("head", "kv_group", "mean")  # head choices over a cross-attention row
@@ -293,3 +296,102 @@ class UsageReply(Reply):
     which: str
     usage: Array = buffer(doc="float32 [n_layers * n_heads, n_pairs]")
     wavelength: Array = buffer(doc="float32 [n_pairs] of the model's own config")
+
+
+# ------------------------------------------------------------------ PatchingWorkbench
+# (the explorer's Tile, Row, Column and Group above answer its head and KV-group views)
+SITES = tuple(_PATCHING_SITES)  # lensnb.patching's sites, in the order the switches show them
+METHODS = _PATCHING_METHODS  # "exact", "attribution"
+ABLATIONS = _ABLATION_HOWS  # "zero", "mean"
+PROMPTS = ("clean", "corrupted")
+
+
+@request_schema("sweep")
+class Sweep(Request):
+    """A sweep as far as it is computed (nothing is computed: NaN rows are still to come)."""
+
+    site: str = param(choices=SITES)
+    method: str = param("exact", choices=METHODS)
+
+
+@request_schema("sweep_step")
+class SweepStep(Sweep):
+    """Compute the next few layers of a sweep (sized to about a second; attribution: all of
+    them) and reply with the sweep so far. The frontend asks again until ``complete``: its Stop
+    button is the frontend not asking again."""
+
+
+@dataclass
+class SweepReply(Reply):
+    """A sweep so far: rows are layers, NaN where not computed yet."""
+
+    site: str
+    method: str
+    dims: list[str]  # the axis names of scores, e.g. ["layer", "position"]
+    layers: list[int]  # the rows
+    done: list[int]  # the layers computed so far
+    complete: bool
+    clean_value: float | None  # the raw metric (logit difference) of the two runs
+    corrupted_value: float | None
+    seconds: float  # compute time spent on this sweep so far
+    scores: Array = buffer(doc="float32 [n_layers, n_positions | n_heads | n_kv] or "
+                               "[n_layers, n_positions, n_heads] (head_by_pos); NaN: not yet")
+
+
+@request_schema("dla")
+class Dla(Request):
+    """Direct logit attribution of ``answer - wrong`` on the clean prompt, every component."""
+
+
+@dataclass
+class DlaReply(Reply):
+    """``lens.logit_attribution(clean, answer, wrong)`` in logit units."""
+
+    logit_diff: float
+    embed: float
+    heads: Array = buffer(doc="float32 [n_layers, n_heads]")
+    mlp: Array = buffer(doc="float32 [n_layers]")
+
+
+@request_schema("ablate")
+class Ablate(Request):
+    """The metric on the clean prompt with these heads / KV groups ablated (``lensnb.ablation``
+    + ``lens.run_with_hooks``); sets the widget's ablation traits."""
+
+    heads: list[list[int]] = param(doc="[[layer, head], ...]")
+    kv_groups: list[list[int]] = param(doc="[[layer, kv_group], ...]")
+    how: str = param("zero", choices=ABLATIONS)
+
+
+@dataclass
+class AblateReply(Reply):
+    """The ablated value beside the two reference runs (logit-difference units)."""
+
+    value: float
+    clean_value: float
+    corrupted_value: float
+    normalised: float | None  # (value - corrupted) / (clean - corrupted); null if they tie
+    heads: list[list[int]]
+    kv_groups: list[list[int]]
+    how: str
+
+
+@request_schema("logit_lens")
+class LogitLensRequest(Request):
+    """``lensnb.logit_lens`` of one prompt: top tokens and the answer's and wrong token's
+    probability at every layer and position."""
+
+    prompt: str = param("clean", choices=PROMPTS)
+
+
+@dataclass
+class LogitLensReply(Reply):
+    """Rows: the embedding, then every block's output (``ll.top_*`` of the logit lens)."""
+
+    prompt: str
+    rows: list[str]  # row labels: "embed", "L0", ...
+    tokens: list[str]  # the prompt's tokens (columns)
+    top_tokens: list[list[list[str]]]  # [rows][positions][k]
+    top_probs: Array = buffer(doc="float32 [rows, positions, k]")
+    answer: Array = buffer(doc="float32 [rows, positions]: the answer's probability")
+    wrong: Array = buffer(doc="float32 [rows, positions]: the wrong token's probability")
