@@ -25,6 +25,7 @@ from .core.facts import ModelFacts
 from .core.facts import facts as read_facts
 from .core.indices import check_layer
 from .core.kv_groups import KVGroups
+from .core.progress import bar as progress_bar
 from .core.settings import PROGRESS_MIN_TOKENS
 from .interventions import hook_specs, split_qkv
 from .interventions.hook_context import PatchValue
@@ -418,9 +419,7 @@ class Lens:
         if not enabled:
             yield
             return
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=self.n_layers, desc=f"{self.name}: layers", leave=False)
+        bar = progress_bar(self.n_layers, f"{self.name}: layers", leave=False)
 
         def tick(tensor: torch.Tensor, hook: Any) -> torch.Tensor:
             bar.update(1)

@@ -19,6 +19,7 @@ from .backends.registry import backend_for, supported_architectures
 from .core.errors import ModelNotFoundError, UnsupportedArchitectureError
 from .core.facts import catalogue
 from .core.facts import facts as read_facts
+from .core.progress import library_bars
 from .core.sources import DEMOS, NAMED, cached_path, converted
 from .lens import Lens
 
@@ -125,9 +126,10 @@ def load(
     name, path = _resolve(name_or_path, cache_dir)
     config = json.loads((path / "config.json").read_text())
     backend = backend_for(config, repr(name))  # UnsupportedArchitectureError when none
-    hooked = backend.load(path, dtype=torch_dtype, device=device, device_map=device_map,
-                          offload_folder=offload_folder, trust_remote_code=trust_remote_code,
-                          compatibility=compatibility)
+    with library_bars():  # transformers' "Loading weights": a lensnb bar, gone when done
+        hooked = backend.load(path, dtype=torch_dtype, device=device, device_map=device_map,
+                              offload_folder=offload_folder, trust_remote_code=trust_remote_code,
+                              compatibility=compatibility)
     if backend.capabilities.owns_tokenization:  # lensnb's own hooked model (Llama 3.2 Vision)
         return Lens(hooked, read_facts(hooked.original_model.config), name=name)
     return Lens.from_bridge(hooked, name, compatibility=compatibility,

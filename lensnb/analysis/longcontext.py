@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ..core.progress import bar as progress_bar
 from .patterns import KeptQK
 
 if TYPE_CHECKING:
@@ -208,9 +209,7 @@ def long_context_profile(lens: Lens, text: TextOrTokens | None = None,
     stats: dict[int, HeadStats] = {}
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(layers), desc="long-context profile: layers", leave=False)
+        bar = progress_bar(len(layers), "long-context profile: layers", leave=False)
     try:
         for layer in layers:
             stats[layer] = head_stats(kept, layer, queries=queries, n_sink=n_sink,

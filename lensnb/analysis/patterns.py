@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from ..backends.bridge.attention_mode import attention_for
 from ..core.indices import check_index, check_layer, check_position
 from ..core.kv_groups import KVGroups
+from ..core.progress import bar as progress_bar
 from ..core.settings import PROGRESS_MIN_TOKENS
 
 if TYPE_CHECKING:
@@ -146,9 +147,7 @@ class KeptQK:
         last = max(layers)
         bar = None
         if progress or (progress is None and tokens.shape[-1] >= PROGRESS_MIN_TOKENS):
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(layers), desc=f"{lens.name}: keeping q/k", leave=False)
+            bar = progress_bar(len(layers), f"{lens.name}: keeping q/k", leave=False)
 
         def keep(store: dict[int, torch.Tensor], layer: int, stop: bool = False):
             def hook(tensor: torch.Tensor, hook: Any) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ...core.progress import library_bars
 from .hooked import HookedMllama, _parts
 
 
@@ -96,6 +97,7 @@ def save_text_only(lens: Any, path: str | os.PathLike) -> Path:
     else:
         raise TypeError(f"{lens.name!r} is not a Llama 3.2 Vision model or its text part")
     path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
+    with library_bars():  # transformers' "Writing model shards": a lensnb bar, gone when done
+        model.save_pretrained(path)
     text_tokenizer(lens.tokenizer).save_pretrained(path)
     return path

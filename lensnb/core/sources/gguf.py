@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MissingModelPackageError  # noqa: F401  (raised here)
+from ..progress import bar as progress_bar
+from ..progress import library_bars
 from .registry import NamedModel
 
 CACHE_ENV = "LENSNB_CACHE"
@@ -125,16 +127,15 @@ def gguf_file(model: NamedModel, workdir: Path) -> Path:
 
 def convert(model: NamedModel, target: Path, *, progress: bool = True) -> Path:
     """Convert ``model``'s GGUF into ``target`` atomically (temporary folder + rename)."""
-    from tqdm.auto import tqdm
-
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     tmp.chmod(0o755)  # mkdtemp's 0700 would hide a shared cache from other users
     start = time.perf_counter()
     try:
-        with tqdm(total=4, desc=f"lensnb: converting {model.name} (once)", unit="step",
-                  disable=not progress) as bar:
+        with (progress_bar(4, f"lensnb: converting {model.name} (once)", unit="step",
+                           show=progress) as bar,
+              library_bars(gguf=True)):
             bar.set_postfix_str("GGUF file")
             path = gguf_file(model, tmp / "gguf")
             bar.update()
