@@ -112,7 +112,9 @@ class KeptQK:
 
     Build with ``KeptQK.from_lens(lens, text, layers)``. Memory:
     ``len(layers) x pos x (n_heads + n_kv) x d_head`` numbers (see ``nbytes``), never ``pos^2``
-    per head beyond one block of rows (``CHUNK_BYTES``) while computing.
+    per head beyond one block of rows (``CHUNK_BYTES``) while computing. The kept q/k, and
+    every pattern, row, column and block computed from them, are on the model's device
+    (``.cpu()`` before plotting on a GPU).
     """
 
     def __init__(self, q: dict[int, torch.Tensor], k: dict[int, torch.Tensor],
