@@ -25,7 +25,8 @@ raises:
 ``.item()`` / ``float()`` leave the GPU as they do on a real one.
 
 What it does not model: kernels (numerics are the CPU's, not a GPU's), memory, streams,
-``torch.cuda.*`` (``is_available()`` stays False; ``mem_get_info`` reports an H200's 140 GiB),
+``torch.cuda.*`` (``is_available()`` stays False; inside the mode ``mem_get_info`` reports an
+H200's 140 GiB),
 and indexed assignment (``a[idx] = b`` is allowed between devices: permissive, so it never
 reports what CUDA accepts). Code that asks ``torch.cuda.is_available()`` to choose a device
 takes its CPU branch here.
@@ -107,6 +108,15 @@ class FakeCuda(TorchFunctionMode):
     """The mode: marks what would be on the GPU, raises where CUDA would (module docstring)."""
 
     active = True
+
+    def __enter__(self) -> FakeCuda:
+        self._mem_get_info = torch.cuda.mem_get_info  # what lensnb asks of a GPU's memory
+        torch.cuda.mem_get_info = lambda device=None: (FREE_BYTES, FREE_BYTES)
+        return super().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        torch.cuda.mem_get_info = self._mem_get_info
+        super().__exit__(*exc)
 
     def __torch_function__(self, func: Callable, types: Any, args: tuple = (),
                            kwargs: dict | None = None) -> Any:
@@ -204,8 +214,7 @@ _MODE: FakeCuda | None = None
 
 def install() -> FakeCuda:
     """Turn the pretend GPU on for the rest of this process (a notebook kernel's first cell):
-    the mode entered, ``lensnb.load`` wrapped to return models on it, ``torch.cuda``'s memory
-    query answered. Idempotent."""
+    the mode entered, ``lensnb.load`` wrapped to return models on it. Idempotent."""
     global _MODE
     if _MODE is not None:
         return _MODE
@@ -228,7 +237,6 @@ def install() -> FakeCuda:
 
     lensnb.load = load
     lensnb.loading.load = load
-    torch.cuda.mem_get_info = lambda device=None: (FREE_BYTES, FREE_BYTES)
     _MODE = FakeCuda()
     _MODE.__enter__()
     return _MODE

@@ -46,8 +46,9 @@ def load_real(name: str) -> Any:
 def load_reference(name: str) -> Any:
     """transformers' own GGUF-loaded model (float32, eager attention, so it returns attention
     weights), once per session, on the device of ``load_real(name)`` (a GPU where there is one,
-    or the pretend one of ``LENSNB_PRETEND_GPU``), so the tests compare like with like. (Its GGUF tokenizer is not built: for Gemma 3 that alone takes
-    a minute; the converted tokenizer is tested against the file in test_tokens.py.)"""
+    or the pretend one of ``LENSNB_PRETEND_GPU``), so the tests compare like with like. (Its
+    GGUF tokenizer is not built: for Gemma 3 that alone takes a minute; the converted tokenizer
+    is tested against the file in test_tokens.py.)"""
     import tempfile
 
     from transformers import AutoModelForCausalLM

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import contextlib
 
+import fake_cuda
 import numpy as np
 import pytest
 import torch
-
-import fake_cuda
 
 # (case, code, what CUDA does: None = runs, else the exception type); `g*` live on the GPU,
 # `c*` on the CPU; `c0` is a 0-d CPU tensor (a scalar, which CUDA lets mix)
@@ -92,3 +91,30 @@ def test_a_lens_moved_to_the_pretend_gpu_runs_there(demo_lens):
         assert logits.device.type == "cuda" and torch.equal(logits.cpu(), want)
         with pytest.raises(RuntimeError, match="same device"):
             logits[0, :, :4] + torch.ones(4, 4)
+
+
+def test_results_for_plots_come_back_on_the_cpu_from_a_gpu_model():
+    """What lensnb hands back for plots and tables is on the CPU (their docstrings say so),
+    whatever the model's device: on the pretend GPU, each is checked and handed to numpy, as
+    plotly and pandas do."""
+    import lensnb
+
+    lens = fake_cuda.to_fake_cuda(lensnb.load("demo"))
+    text = "def add(a, b):\n    return a + b\n"
+    with fake_cuda.FakeCuda():
+        view = lens.kv_group_view(text, layer=1)
+        dla = lens.logit_attribution(text, " return")
+        usage = lensnb.rope.frequency_usage(lens, text)
+        profile = lensnb.long_context_profile(lens, n_tokens=256, progress=False)
+        results = {"KVGroupView": [view.patterns, view.mean, view.max, view.spread,
+                                   view.spread_score],
+                   "LogitAttribution": [dla.heads, dla.mlp, dla.attn_bias],
+                   "frequency_usage": [usage],
+                   "LongContextProfile": [profile.distance, profile.sink,
+                                          *profile.reach.values()]}
+        for name, tensors in results.items():
+            assert all(not fake_cuda.on_gpu(t) for t in tensors), name
+            [np.asarray(t) for t in tensors]
+        profile.table()
+        profile.figure()
+        lensnb.AttentionExplorer(lens, text, layers=[1], layer=1).figure()

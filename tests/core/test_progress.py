@@ -59,7 +59,7 @@ def executed(tmp_path_factory) -> dict[str, list]:
     NotebookClient(nb, timeout=120, kernel_name="python3", store_widget_state=True,
                    resources={"metadata": {"path": str(tmp_path_factory.mktemp("bars"))}}
                    ).execute(env=env)
-    out = {name: cell.outputs for name, cell in zip(CELLS, nb.cells)}
+    out = {name: cell.outputs for name, cell in zip(CELLS, nb.cells, strict=True)}
     out["widgets"] = nb.metadata.get("widgets", {}).get(
         "application/vnd.jupyter.widget-state+json", {}).get("state", {})
     return out
