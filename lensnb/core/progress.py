@@ -10,7 +10,7 @@ inside lensnb's own calls (loading weights, writing shards, dequantising a GGUF 
 In a Jupyter kernel (JupyterLab, Notebook 7, VS Code, Colab) a bar is a plain-text output that
 is updated in place (a display handle: ``update_display_data``), not an ipywidget. A notebook
 saved from the browser or executed by nbclient / ``nbconvert --execute`` therefore holds the
-bar as it ended (``leave=True``: "100%|##########| 4/4 [00:40<00:00]") or an empty output
+bar as it ended (``leave=True``: "100%|██████████| 4/4 [00:40<00:00]") or an empty output
 (``leave=False``), never the 0 % of its first frame and never a widget state that nbconvert
 would hand to the Jupyter widgets manager on a CDN. A bar that ends within ``delay`` seconds
 (half a second for one that disappears) is never drawn at all. Outside a kernel it is tqdm's
