@@ -30,7 +30,9 @@
 #   scripts/gpu_check.sh --download-wheels .whl
 # fetches the lock's packages other than torch (and the model packages) for python 3.12 on
 # x86-64 Linux, leaving out what that image already holds within pyproject.toml's ranges, and
-# prints their size; there, scripts/gpu_check.sh --wheels .whl installs from them alone.
+# prints their size; there, scripts/gpu_check.sh --wheels .whl installs from them alone. With
+# the device tool, name the carried folder in `carry` and write into its $OUT:
+#   scripts/gpu_check.sh --wheels .whl --out "$OUT"       (OUT/summary.md comes back)
 
 set -uo pipefail
 
