@@ -148,6 +148,7 @@ def convert(model: NamedModel, target: Path, *, progress: bool = True) -> Path:
             bar.set_postfix_str("writing safetensors")
             _save_model(hf_model, tmp)
             del hf_model
+            bar.set_postfix_str("done", refresh=False)  # the bar's final state says so
             bar.update()
         shutil.rmtree(tmp / "gguf", ignore_errors=True)
         _write_source(model, path.name, tmp, time.perf_counter() - start)
