@@ -103,6 +103,9 @@ class JupyterLabServer:
                    JUPYTERLAB_SETTINGS_DIR=str(settings_dir),
                    JUPYTERLAB_WORKSPACES_DIR=str(self.home / "workspaces"),
                    JUPYTER_RUNTIME_DIR=str(self.runtime_dir), HF_HUB_OFFLINE="1",
+                   # kernels on one torch thread: chromium shares the 2 cores (see
+                   # tests/notebooks/test_notebooks.py for what two threads cost there)
+                   OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                    TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
                    JUPYTER_PLATFORM_DIRS="1", PYDEVD_DISABLE_FILE_VALIDATION="1")
         jupyter = Path(sys.executable).parent / "jupyter"

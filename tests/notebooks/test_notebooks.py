@@ -43,8 +43,11 @@ def _ids(paths: list[Path]) -> list[str]:
 
 def _kernel_env() -> dict[str, str]:
     env = dict(os.environ)
+    # one torch thread: on 2 cores shared with anything else (chromium, a second kernel, other
+    # jobs) two threads wait on each other at every op; measured with the machine at load ~3.6,
+    # 04_generation_and_patchscopes ran in 29 s on one thread and 281 s on two
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="2", MKL_NUM_THREADS="2",
+               TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                HTTP_PROXY=DEAD_PROXY, HTTPS_PROXY=DEAD_PROXY, ALL_PROXY=DEAD_PROXY,
                http_proxy=DEAD_PROXY, https_proxy=DEAD_PROXY, all_proxy=DEAD_PROXY,
                NO_PROXY="", no_proxy="", PYDEVD_DISABLE_FILE_VALIDATION="1")
