@@ -32,6 +32,8 @@ from .core.facts import ModelFacts
 from .core.facts import facts as read_facts
 from .core.indices import check_layer
 from .core.kv_groups import KVGroups
+from .core.progress import bar as progress_bar
+from .core.progress import library_bars
 from .core.settings import PROGRESS_MIN_TOKENS
 from .core.tokens import (
     check_tokens,
@@ -421,7 +423,8 @@ class Lens:
         model, tokenizer = source.backend.text_only(source.bridge)
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(path)
+        with library_bars():  # transformers' "Writing model shards": a lensnb bar, gone when done
+            model.save_pretrained(path)
         tokenizer.save_pretrained(path)
         return path
 
@@ -493,9 +496,7 @@ class Lens:
         if not enabled:
             yield
             return
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=self.n_layers, desc=f"{self.name}: layers", leave=False)
+        bar = progress_bar(self.n_layers, f"{self.name}: layers", leave=False)
 
         def tick(tensor: torch.Tensor, hook: Any) -> torch.Tensor:
             bar.update(1)

@@ -22,6 +22,7 @@ from .core.errors import (
     UnsupportedArchitectureError,
 )
 from .core.facts import catalogue
+from .core.progress import library_bars
 from .core.sources import DEMOS, NAMED, cached_path, converted
 from .lens import Lens
 
@@ -128,9 +129,10 @@ def load(
     name, path = _resolve(name_or_path, cache_dir)
     config = json.loads((path / "config.json").read_text())
     backend = backend_for(config, repr(name))  # UnsupportedArchitectureError when none
-    hooked = backend.load(path, dtype=torch_dtype, device=device, device_map=device_map,
-                          offload_folder=offload_folder, trust_remote_code=trust_remote_code,
-                          compatibility=compatibility)
+    with library_bars():  # transformers' "Loading weights": a lensnb bar, gone when done
+        hooked = backend.load(path, dtype=torch_dtype, device=device, device_map=device_map,
+                              offload_folder=offload_folder, trust_remote_code=trust_remote_code,
+                              compatibility=compatibility)
     tokenizer = backend.tokenizer(path, trust_remote_code) if backend.tokenizer else None
     return Lens.from_model(hooked, name, compatibility=compatibility, tokenizer=tokenizer)
 

@@ -17,6 +17,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(min(2, torch.get_num_threads()))
+if os.environ.get("LENSNB_PRETEND_GPU"):  # the tests on a pretend cuda:0 (tests/fake_cuda.py):
+    import fake_cuda  # every lensnb.load lands there; what mixes devices raises as CUDA would
+
+    fake_cuda.install()
 
 @pytest.fixture(scope="session")
 def demo_lens():

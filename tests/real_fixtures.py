@@ -45,8 +45,10 @@ def load_real(name: str) -> Any:
 
 def load_reference(name: str) -> Any:
     """transformers' own GGUF-loaded model (float32, eager attention, so it returns attention
-    weights), once per session. (Its GGUF tokenizer is not built: for Gemma 3 that alone takes
-    a minute; the converted tokenizer is tested against the file in test_tokens.py.)"""
+    weights), once per session, on the device of ``load_real(name)`` (a GPU where there is one,
+    or the pretend one of ``LENSNB_PRETEND_GPU``), so the tests compare like with like. (Its
+    GGUF tokenizer is not built: for Gemma 3 that alone takes a minute; the converted tokenizer
+    is tested against the file in test_tokens.py.)"""
     import tempfile
 
     from transformers import AutoModelForCausalLM
@@ -59,5 +61,5 @@ def load_reference(name: str) -> Any:
             path = gguf_file(model, Path(tmp))
             _REFERENCES[name] = AutoModelForCausalLM.from_pretrained(
                 path.parent, gguf_file=path.name, dtype=torch.float32,
-                attn_implementation="eager").eval()
+                attn_implementation="eager").eval().to(load_real(name).device)
     return _REFERENCES[name]

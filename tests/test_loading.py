@@ -122,7 +122,11 @@ def test_run_with_cache_filters(demo_lens):
     assert torch.allclose(cache["blocks.2.hook_resid_pre"], out.hidden_states[2], atol=1e-5)
 
 
-def test_progress_bar_for_long_inputs(demo_lens, capsys):
+def test_progress_bar_for_long_inputs(demo_lens, capsys, monkeypatch):
+    from lensnb.core import progress
+
+    monkeypatch.setattr(progress, "TRANSIENT_DELAY_S", 0.0)  # draw it however quick the run
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
     tokens = torch.randint(3, 4096, (1, 64))
     demo_lens.run_with_cache(tokens, names="hook_embed", progress=True)
     assert "demo: layers" in capsys.readouterr().err

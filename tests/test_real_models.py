@@ -67,7 +67,7 @@ def test_converted_directory_round_trips(real_lens, gguf_reference, name):
     hf = gguf_reference(name)
     ids = real_lens(name).to_tokens(PROMPT)
     back = AutoModelForCausalLM.from_pretrained(converted_path(NAMED[name]), dtype=torch.float32,
-                                                attn_implementation="eager").eval()
+                                                attn_implementation="eager").eval().to(ids.device)
     with torch.no_grad():
         assert torch.equal(back(ids).logits, hf(ids).logits)
 
@@ -207,7 +207,7 @@ def test_rope_inv_freq_of_the_real_configs(real_lens, name, layer_type, theta, d
     # and what the loaded model computes with
     rotary = real_lens(name).hf_model.model.rotary_emb
     buffer = rotary.inv_freq if layer_type is None else getattr(rotary, f"{layer_type}_inv_freq")
-    assert torch.equal(got, buffer.float())
+    assert torch.equal(got, buffer.float().cpu())  # lensnb.rope computes on the CPU
     assert math.isclose(lensnb.rope.inv_freq(real_lens(name), **kw)[1].item(),
                         theta ** (-2 / d_head), rel_tol=1e-6)
 

@@ -14,7 +14,8 @@ from ..core.kv_groups import group_patterns, group_summaries
 # ---------------------------------------------------------------------- per-group views
 @dataclass
 class KVGroupView:
-    """Attention of one layer, query heads grouped by the KV head they share.
+    """Attention of one layer, query heads grouped by the KV head they share. Every tensor is
+    on the CPU (ready to plot or turn into numpy), whatever device the model runs on.
 
     Attributes:
         layer: the layer.
@@ -56,7 +57,7 @@ def kv_group_view(lens: Any, text_or_tokens: Any, layer: int) -> KVGroupView:
     if tokens.shape[0] != 1:
         raise InputError(f"kv_group_view takes one text, got a batch of {tokens.shape[0]}")
     _, cache = lens.run_with_cache(tokens, names=name)
-    pattern = cache[name][0].float()  # [n_heads, q, k]
+    pattern = cache[name][0].float().cpu()  # [n_heads, q, k], on the CPU: a view to plot
     summaries = group_summaries(pattern, lens.n_key_value_heads)
     causal = torch.ones(pattern.shape[-2:], dtype=torch.bool, device=pattern.device).tril()
     spread_score = summaries["spread"][:, causal].mean(dim=-1)  # [n_kv]

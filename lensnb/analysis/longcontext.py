@@ -29,6 +29,7 @@ import torch
 
 from ..core.errors import IndexRangeError, InputError, InputTypeError
 from ..core.indices import check_layer
+from ..core.progress import bar as progress_bar
 from .patterns import KeptQK
 
 if TYPE_CHECKING:
@@ -152,19 +153,23 @@ def check_stats_args(n_pos: int, queries: Any, n_sink: Any, fractions: Any
 def head_stats(kept: KeptQK, layer: int, heads: Sequence[int] | None = None, *,
                queries: tuple[int, int] | None = None, n_sink: int | None = N_SINK,
                fractions: Sequence[float] = FRACTIONS) -> HeadStats:
-    """Distance mass, sink mass and reach of ``heads`` of ``layer``, in one pass per head."""
+    """Distance mass, sink mass and reach of ``heads`` of ``layer``, in one pass per head.
+    Computed on the kept q/k's device; the statistics come back on the CPU (for tables and
+    plots)."""
     hs = list(range(kept.n_heads)) if heads is None else list(heads)
     (q0, q1), n_sink, fractions = check_stats_args(kept.n_pos, queries, n_sink, fractions)
     edges = log_bins(kept.n_pos)
-    e = torch.as_tensor(edges)
-    dist = torch.zeros(len(hs), len(edges) - 1, dtype=torch.float64)
-    sink = torch.zeros(len(hs), dtype=torch.float64)
-    reach = {f: torch.empty(len(hs), q1 - q0, dtype=torch.int64) for f in fractions}
+    device = next(iter(kept.k.values())).device  # where the kept q/k live
+    e = torch.as_tensor(edges, device=device)
+    dist = torch.zeros(len(hs), len(edges) - 1, dtype=torch.float64, device=device)
+    sink = torch.zeros(len(hs), dtype=torch.float64, device=device)
+    reach = {f: torch.empty(len(hs), q1 - q0, dtype=torch.int64, device=device)
+             for f in fractions}
     for start, sc, lse in kept._scores(layer, hs, q0, q1):  # all heads of a block at once
         p = torch.exp(sc - lse[..., None])  # [heads, rows, n_keys]
         cs = torch.cumsum(p, dim=-1, out=p)  # cs[h, i, x] = mass on keys 0..x (float32)
         n_rows = cs.shape[1]
-        rows = torch.arange(start, start + n_rows)[:, None]  # query positions [rows, 1]
+        rows = torch.arange(start, start + n_rows, device=device)[:, None]  # queries [rows, 1]
         idx = (rows - e[None, :]).expand(len(hs), -1, -1)  # key index at each distance edge
         at = cs.gather(-1, idx.clamp(min=0)).double() * (idx >= 0)  # C(i - e), C(<0) = 0
         dist += (at[..., :-1] - at[..., 1:]).sum(1)  # mass with lo <= d < hi
@@ -174,7 +179,8 @@ def head_stats(kept: KeptQK, layer: int, heads: Sequence[int] | None = None, *,
             count = torch.searchsorted(cs, total - f * total, right=True)  # keys <= target
             reach[f][:, start - q0:start - q0 + n_rows] = (rows[None] - count)[..., 0]
     n_q = q1 - q0
-    return HeadStats(edges, (dist / n_q).float(), (sink / n_q).float(), reach, n_sink, (q0, q1))
+    return HeadStats(edges, (dist / n_q).float().cpu(), (sink / n_q).float().cpu(),
+                     {f: r.cpu() for f, r in reach.items()}, n_sink, (q0, q1))
 
 
 @dataclass(kw_only=True)
@@ -182,8 +188,8 @@ class LongContextProfile(DistanceStats):
     """``long_context_profile``'s result for the kept layers of one text.
 
     distance ``[layers, heads, n_bins]``, sink ``[layers, heads]``, reach fraction ->
-    ``[layers, heads]`` (median over queries), spectrum: ``rope.spectrum`` (one row per rotary
-    pair with ``base_wavelength`` and ``wavelength``) or ``None`` without RoPE.
+    ``[layers, heads]`` (median over queries), all on the CPU; spectrum: ``rope.spectrum`` (one
+    row per rotary pair with ``base_wavelength`` and ``wavelength``) or ``None`` without RoPE.
     """
 
     layers: list[int]
@@ -272,9 +278,7 @@ def long_context_profile(lens: Lens, text: TextOrTokens | None = None,
     stats: dict[int, HeadStats] = {}
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(layers), desc="long-context profile: layers", leave=False)
+        bar = progress_bar(len(layers), "long-context profile: layers", leave=False)
     try:
         for layer in layers:
             stats[layer] = head_stats(kept, layer, queries=queries, n_sink=n_sink,

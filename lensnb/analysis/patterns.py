@@ -26,6 +26,7 @@ from ..backends.qk import LayerQK
 from ..core.errors import BackendError, IndexRangeError, InputError
 from ..core.indices import check_index, check_position
 from ..core.kv_groups import KVGroups
+from ..core.progress import bar as progress_bar
 from ..core.settings import PROGRESS_MIN_TOKENS
 
 if TYPE_CHECKING:
@@ -86,7 +87,9 @@ class KeptQK:
 
     Build with ``KeptQK.from_lens(lens, text, layers)``. Memory:
     ``len(layers) x pos x (n_heads + n_kv) x d_head`` numbers (see ``nbytes``), never ``pos^2``
-    per head beyond one block of rows (``CHUNK_BYTES``) while computing.
+    per head beyond one block of rows (``CHUNK_BYTES``) while computing. The kept q/k, and
+    every pattern, row, column and block computed from them, are on the model's device
+    (``.cpu()`` before plotting on a GPU).
     """
 
     def __init__(self, q: dict[int, torch.Tensor], k: dict[int, torch.Tensor],
@@ -125,9 +128,7 @@ class KeptQK:
         last = max(layers)
         bar = None
         if progress or (progress is None and tokens.shape[-1] >= PROGRESS_MIN_TOKENS):
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(layers), desc=f"{lens.name}: keeping q/k", leave=False)
+            bar = progress_bar(len(layers), f"{lens.name}: keeping q/k", leave=False)
 
         def keep(store: dict[int, torch.Tensor], layer: int, stop: bool = False):
             def hook(tensor: torch.Tensor, hook: Any) -> None:

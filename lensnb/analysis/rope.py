@@ -448,6 +448,7 @@ def frequency_usage(lens: Lens, text: Any, *, which: str = "q", rotated: bool = 
     ``rotated=True`` (``hook_rot_q``) gives the same numbers up to float error, except for an
     ``attention_scaling`` that is not 1.
     High-frequency pairs (small ``i``) carry position; low-frequency pairs carry content.
+    On the CPU (for plots and tables), whatever device the model runs on.
     """
     if which not in ("q", "k"):
         raise InputError(f"which must be 'q' (query heads) or 'k' (key/value heads), not {which!r}")
@@ -465,7 +466,7 @@ def frequency_usage(lens: Lens, text: Any, *, which: str = "q", rotated: bool = 
         pairs = x[..., :n_pairs] ** 2 + x[..., n_pairs:2 * n_pairs] ** 2  # [b, p, h, n_pairs]
         total = (x ** 2).sum(-1)  # [b, p, h]
         out.append(pairs.sum((0, 1)) / total.sum((0, 1)).clamp_min(1e-300)[:, None])
-    return torch.stack(out).to(torch.float32)  # [n_layers, heads, n_pairs]
+    return torch.stack(out).to(torch.float32).cpu()  # [n_layers, heads, n_pairs]
 
 
 __all__ = [

@@ -5,6 +5,7 @@
                                                     # live view (for nbconvert, nbviewer, GitHub)
     with lensnb.options.context(static_fallback=None):
         explorer                                    # live view only, this once
+    lensnb.options.progress = False                 # no progress bars (lensnb/core/progress.py)
     lensnb.options.reset()
 
 The default mode can also come from the environment, for notebooks converted without editing
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .errors import InputError, LensnbWarning, UnknownSettingError
+from .errors import InputError, InputTypeError, LensnbWarning, UnknownSettingError
 
 # What a widget's display bundle holds beside its live view (see lensnb/export/fallback.py):
 # "html" the standalone interactive HTML (nbconvert, nbviewer: scripts run there), "png" a
@@ -32,6 +33,9 @@ DEFAULTS: dict[str, Any] = {
     # a fallback larger than this (HTML and PNG together, bytes) is left out with a note saying
     # so; the measured HTML ones are 45-118 KiB (see the README's "Share a notebook")
     "static_fallback_max_bytes": 2 * 2**20,
+    # lensnb's progress bars (lensnb/core/progress.py); HF_HUB_DISABLE_PROGRESS_BARS=1 and
+    # TQDM_DISABLE=1 turn them off too
+    "progress": True,
 }
 ENV_STATIC_FALLBACK = "LENSNB_STATIC_FALLBACK"
 # a progress bar over layers appears from this many tokens on (run_with_cache, KeptQK, ...)
@@ -55,8 +59,15 @@ def _check_max_bytes(value: Any) -> int | None:
     return value
 
 
+def _check_progress(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InputTypeError(f"lensnb.options.progress must be True or False, not {value!r}")
+    return value
+
+
 _CHECKS = {"static_fallback": _check_static_fallback,
-           "static_fallback_max_bytes": _check_max_bytes}
+           "static_fallback_max_bytes": _check_max_bytes,
+           "progress": _check_progress}
 
 
 def defaults(environ: Any = None) -> dict[str, Any]:

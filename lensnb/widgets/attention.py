@@ -288,7 +288,7 @@ class AttentionExplorer(LensWidget):
         from ..export.style import SEQUENTIAL, apply_style
 
         tile, (fq, fk) = self._overview(self.layer, self.head)
-        z = tile.float().numpy()
+        z = tile.float().cpu().numpy()
         n = len(self.tokens)
         labels = [html.escape(t.replace("\n", "\\n")) for t in self.tokens]
         pooled = fq > 1 or fk > 1

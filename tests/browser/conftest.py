@@ -89,13 +89,7 @@ def jupyter_page(jupyter_server, chromium, request) -> Iterator[Callable[..., An
     problems = [p for page in pages for p in page.lensnb_problems]
     for context in contexts:
         context.close()
-    for session in jupyter_server.api("api/sessions"):  # free the kernels
-        import urllib.request
-
-        req = urllib.request.Request(f"{jupyter_server.url}/api/sessions/{session['id']}",
-                                     method="DELETE",
-                                     headers={"Authorization": f"token {jupyter_server.token}"})
-        urllib.request.urlopen(req, timeout=10).close()
+    jupyter_server.shutdown_kernels()  # free the kernels
     assert not problems, "; ".join(problems[:10])
 
 

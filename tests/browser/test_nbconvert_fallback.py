@@ -53,10 +53,12 @@ def _kernel_env() -> dict[str, str]:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1", HTTP_PROXY=DEAD_PROXY,
                HTTPS_PROXY=DEAD_PROXY, http_proxy=DEAD_PROXY, https_proxy=DEAD_PROXY,
-               NO_PROXY="", no_proxy="", PYDEVD_DISABLE_FILE_VALIDATION="1",
-               # transformers' "Loading weights" bar is an ipywidget too: its stored state would
-               # make nbconvert load the widgets HTML manager from unpkg for it
-               HF_HUB_DISABLE_PROGRESS_BARS="1")
+               NO_PROXY="", no_proxy="", PYDEVD_DISABLE_FILE_VALIDATION="1")
+    # progress bars on, as for a user: lensnb's (a model's first conversion among them) and
+    # transformers' inside lensnb calls are text outputs, no widget state for nbconvert to hand
+    # to the CDN widget manager (lensnb/core/progress.py)
+    for switch in ("HF_HUB_DISABLE_PROGRESS_BARS", "TQDM_DISABLE"):
+        env.pop(switch, None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
     env.pop("LENSNB_STATIC_FALLBACK", None)  # the built-in default unless a test sets it
     return env

@@ -55,6 +55,16 @@ def test_max_bytes_must_be_a_positive_int_or_none(options, value):
     assert options.static_fallback_max_bytes == 1234
 
 
+@pytest.mark.parametrize("value", [0, 1, None, "no"])
+def test_progress_is_true_or_false(options, value):
+    assert options.progress is True
+    options.progress = False
+    assert options.progress is False
+    with pytest.raises(TypeError, match="progress must be True or False") as err:
+        options.progress = value
+    assert isinstance(err.value, lensnb.LensnbError)
+
+
 def test_unknown_setting_is_an_error_naming_the_settings(options):
     with pytest.raises(AttributeError, match="static_fallbak.*static_fallback, "
                                              "static_fallback_max_bytes"):

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DamagedCacheError, MissingModelPackageError
+from ..progress import bar as progress_bar
+from ..progress import library_bars
 from .registry import NamedModel
 
 CACHE_ENV = "LENSNB_CACHE"
@@ -199,16 +201,15 @@ def gguf_file(model: NamedModel, workdir: Path) -> Path:
 
 def convert(model: NamedModel, target: Path, *, progress: bool = True) -> Path:
     """Convert ``model``'s GGUF into ``target`` atomically (temporary folder + rename)."""
-    from tqdm.auto import tqdm
-
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     tmp.chmod(0o755)  # mkdtemp's 0700 would hide a shared cache from other users
     start = time.perf_counter()
     try:
-        with tqdm(total=4, desc=f"lensnb: converting {model.name} (once)", unit="step",
-                  disable=not progress) as bar:
+        with (progress_bar(4, f"lensnb: converting {model.name} (once)", unit="step",
+                           show=progress) as bar,
+              library_bars(gguf=True)):
             bar.set_postfix_str("GGUF file")
             path = gguf_file(model, tmp / "gguf")
             bar.update()
@@ -221,6 +222,7 @@ def convert(model: NamedModel, target: Path, *, progress: bool = True) -> Path:
             bar.set_postfix_str("writing safetensors")
             _save_model(hf_model, tmp)
             del hf_model
+            bar.set_postfix_str("done", refresh=False)  # the bar's final state says so
             bar.update()
         shutil.rmtree(tmp / "gguf", ignore_errors=True)
         _write_source(model, path.name, tmp, time.perf_counter() - start)
