@@ -3,7 +3,9 @@
 unembedding (``lens.unembed``), at every position.
 
 Row 0 is the embedding (``blocks.0.hook_resid_pre``), row ``i`` the output of block ``i - 1``
-(``blocks.{i-1}.hook_resid_post``); the last row is the model's own prediction.
+(``blocks.{i-1}.hook_resid_post``); the last row is the model's own prediction. On Llama 3.2
+Vision without an image the cross-attention layers are skipped (their output is their input),
+so their rows repeat the row before (``skipped``); pass ``images=`` to read them.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class LogitLens:
         rows: the hook each row reads (``blocks.0.hook_resid_pre``, ``blocks.0.hook_resid_post``,
             ...).
         target_str: the target as text.
+        skipped: the rows whose block did not run (Llama 3.2 Vision's cross-attention layers
+            without an image): each repeats the row before.
     """
 
     top_ids: torch.Tensor
@@ -46,6 +50,7 @@ class LogitLens:
     str_tokens: list[str]
     rows: list[str]
     target_str: str | None = None
+    skipped: list[int] | None = None
 
     @property
     def row_labels(self) -> list[str]:
@@ -129,7 +134,7 @@ class LogitLens:
 
 @torch.no_grad()
 def logit_lens(lens: Any, text: Any, target: int | str | None = None, *, k: int = 5,
-               ) -> LogitLens:
+               images: Any = None) -> LogitLens:
     """Every layer's residual stream through the final norm and unembedding, at every position.
 
     Args:
@@ -137,21 +142,27 @@ def logit_lens(lens: Any, text: Any, target: int | str | None = None, *, k: int 
         text: one text (or token ids ``[1, pos]``).
         target: a token (id or a string of one token) whose probability to follow.
         k: how many top predictions to keep per cell.
+        images: for a Llama 3.2 Vision lens, the pictures of the text's ``<|image|>`` tokens.
     """
     if isinstance(k, bool) or not isinstance(k, int):
         raise InputTypeError(f"k is a number of predictions (int), got {type(k).__name__}")
     if not 1 <= k <= lens.facts.vocab_size:
         raise InputError(f"k must be 1..{lens.facts.vocab_size} (the vocabulary), got {k}")
-    tokens = lens.to_tokens(text)
+    tokens, kwargs = lens.inputs(text, images)  # kwargs: a vision model's image tensors
     if tokens.shape[0] != 1:
         raise InputError(f"logit_lens takes one text, got a batch of {tokens.shape[0]}")
     target_id = None if target is None else token_id(lens, target)
     rows = [lens.hook_name("hook_resid_pre", 0)] + [
         lens.hook_name("hook_resid_post", i) for i in range(lens.n_layers)]
-    _, cache = lens.run_with_cache(tokens, names=rows)
-    ids, probs, tprobs = [], [], []
-    for name in rows:  # one row at a time: [pos, d_vocab] logits, never all layers at once
-        p = lens.unembed(cache[name][0]).float().softmax(-1)  # [pos, d_vocab]
+    _, cache = lens.run_with_cache(tokens, names=rows, **kwargs)
+    ids, probs, tprobs, skipped = [], [], [], []
+    resid = None
+    for r, name in enumerate(rows):  # one row at a time: [pos, d_vocab], never all at once
+        if name in cache:
+            resid = cache[name][0]
+        else:  # a block that did not run (a cross-attention layer without an image)
+            skipped.append(r)
+        p = lens.unembed(resid).float().softmax(-1)  # [pos, d_vocab]
         top = p.topk(k, dim=-1)
         ids.append(top.indices.cpu())
         probs.append(top.values.cpu())
@@ -164,4 +175,4 @@ def logit_lens(lens: Any, text: Any, target: int | str | None = None, *, k: int 
         top_tokens=[[[decode([i]) for i in cell] for cell in row] for row in top_ids.tolist()],
         target=target_id, target_probs=torch.stack(tprobs) if tprobs else None,
         str_tokens=lens.to_str_tokens(tokens), rows=rows,
-        target_str=None if target_id is None else decode([target_id]))
+        target_str=None if target_id is None else decode([target_id]), skipped=skipped)

@@ -9,9 +9,10 @@ state carries. Three maps: the block's output (``hook_resid_post``) at one layer
 outputs and the attention outputs of a window of ``window`` layers around it (ROME's
 ``layer - window // 2`` up to ``layer + window // 2 - 1``), at one position.
 
-All restorations run batched (one row per noised copy and cell); positions before the subject
-are not run: the noise cannot reach them, so restoring them changes nothing (the corrupted
-probability).
+All restorations run batched (one row per noised copy and cell), each row joining the pass at
+the first layer it restores as a copy of its noised copy's residual stream
+(``exact.branch_hooks``); positions before the subject are not run: the noise cannot reach
+them, so restoring them changes nothing (the corrupted probability).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 from ..core.errors import InputError, InputTypeError
 from ..core.indices import check_position
 from . import runner
-from .exact import run_and_capture, writer
+from .exact import branch_hooks, run_and_capture, writer
 from .metrics import answer_token, prompt_tokens
 from .sites import require_text_model
 
@@ -193,27 +194,33 @@ def causal_trace(lens: Lens, prompt: Any, subject: Any, answer: int | str, *,
 
     first = subj[0]
     cells = [(k, la, p) for k in kinds for la in range(n_layers) for p in range(first, n_pos)]
-    rows = [(s, c) for c in range(len(cells)) for s in range(samples)]
-    size = runner.batch_size(lens, n_pos, batch_size, n_rows=len(rows) + samples)
-    probs = torch.empty(len(rows), dtype=torch.float64)
+    # one row per (cell, noised copy), joining the pass where its restoration begins
+    rows = sorted(((s, c) for c in range(len(cells)) for s in range(samples)),
+                  key=lambda row: _first_layer(cells[row[1]], window, n_layers))
+    size = max(1, runner.batch_size(lens, n_pos, batch_size, n_rows=len(rows) + samples)
+               - samples)
+    probs = torch.empty(len(cells), samples, dtype=torch.float64)
     parts = runner.chunks(len(rows), size)
+    trunk = tokens.expand(samples, -1)  # rows 0..samples-1: the noised copies, unrestored
+    noise_hook = _noise_hook(names[0], subj, draws, range(samples))
+    trunk_probs = []
     with (torch.no_grad(),
-          runner.progress_bar(progress, len(rows) + samples, "causal trace",
-                              passes=len(parts) + 1) as advance):
-        base = _prob(lens, runner.final_residual(
-            lens, tokens.expand(samples, -1), [_noise_hook(names[0], subj, draws, range(samples))]),
-            answer_id)
-        corrupted_prob = float(base.double().mean())
-        advance(samples)
+          runner.progress_bar(progress, len(rows), "causal trace", passes=len(parts)) as advance):
         for part in parts:
             chunk = [rows[i] for i in part]
-            hooks = [_noise_hook(names[0], subj, draws, [s for s, _ in chunk])]
-            hooks += _restore_hooks(lens, [cells[c] for _, c in chunk], clean, window)
-            out = runner.final_residual(lens, tokens.expand(len(chunk), -1), hooks)
-            probs[part.start:part.stop] = _prob(lens, out, answer_id).double().cpu()
+            hooks = [noise_hook, *branch_hooks(
+                lens, [_first_layer(cells[c], window, n_layers) for _, c in chunk],
+                [s for s, _ in chunk], samples)]
+            hooks += _restore_hooks(lens, [cells[c] for _, c in chunk], clean, window,
+                                    first_row=samples)
+            out = _prob(lens, runner.final_residual(lens, trunk, hooks), answer_id).double()
+            trunk_probs.append(out[:samples].mean())
+            for (s, c), p in zip(chunk, out[samples:].cpu().tolist(), strict=True):
+                probs[c, s] = p
             advance(len(chunk))
+    corrupted_prob = float(trunk_probs[0])
     maps: dict[str, torch.Tensor | None] = dict.fromkeys(KINDS)
-    per_cell = probs.reshape(len(cells), samples).mean(-1)
+    per_cell = probs.mean(-1)
     for k in kinds:
         maps[k] = torch.full((n_layers, n_pos), corrupted_prob, dtype=torch.float64)
     for (k, la, p), v in zip(cells, per_cell.tolist(), strict=True):
@@ -249,11 +256,18 @@ def _noise_hook(name: str, subj: list[int], draws: torch.Tensor, samples: Sequen
     return name, add
 
 
+def _first_layer(cell: tuple[str, int, int], window: int, n_layers: int) -> int:
+    """The first layer a cell restores (where its rows join the pass)."""
+    kind, layer, _ = cell
+    return layer if kind == "state" else _window(layer, window, n_layers)[0]
+
+
 def _restore_hooks(lens: Lens, cells: Sequence[tuple[str, int, int]],
-                   clean: dict[str, torch.Tensor], window: int) -> list[tuple[str, Any]]:
-    """Hooks restoring, in row ``i``, the clean activations of ``cells[i]``."""
+                   clean: dict[str, torch.Tensor], window: int, *, first_row: int = 0
+                   ) -> list[tuple[str, Any]]:
+    """Hooks restoring, in row ``first_row + i``, the clean activations of ``cells[i]``."""
     groups: dict[str, tuple[list[int], list[int]]] = {}
-    for row, (kind, layer, pos) in enumerate(cells):
+    for row, (kind, layer, pos) in enumerate(cells, start=first_row):
         layers = [layer] if kind == "state" else _window(layer, window, lens.n_layers)
         for la in layers:
             rows, ps = groups.setdefault(lens.hook_name(_HOOKS[kind], la), ([], []))

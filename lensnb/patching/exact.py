@@ -5,6 +5,12 @@ For a chunk of cells, every hook involved gets one lensnb hook ``fn(activation, 
 writes the clean values into the rows whose cell it holds (a position, a head, a KV group, or
 a position of a head); the pass stops at the final residual stream and only the metric
 position is unembedded.
+
+Rows branch off where they start to differ (``branch_hooks``): a pass begins with one row, the
+corrupted prompt (the *trunk*), and at ``blocks.{l}.hook_resid_pre`` the rows of the cells of
+layer ``l`` join as copies of the trunk's residual stream. Below its cell's layer a patched
+copy equals the corrupted run, so it is never computed there: a sweep over every layer costs
+about half the row-layers of running each copy from the embedding.
 """
 
 from __future__ import annotations
@@ -90,11 +96,13 @@ def _carrier(rows: list[int], pos: list[int], moved: dict[str, torch.Tensor]
 
 
 def patch_hooks(lens: Lens, sweep: Sweep, cells: Sequence[tuple[int, ...]],
-                clean: dict[str, torch.Tensor]) -> list[tuple[str, Callable]]:
-    """lensnb hooks for one pass whose row ``i`` patches ``cells[i]`` with ``clean``."""
+                clean: dict[str, torch.Tensor], *, first_row: int = 0
+                ) -> list[tuple[str, Callable]]:
+    """lensnb hooks for one pass whose row ``first_row + i`` patches ``cells[i]`` with
+    ``clean``."""
     groups: dict[str, tuple[list[int], list[int], list[int]]] = {}
     carried: dict[str, str] = {}  # site hook -> the hook that carries its patch on
-    for row, cell in enumerate(cells):
+    for row, cell in enumerate(cells, start=first_row):
         layer, pos, head = sweep.parts(cell)
         for name in sweep.hook_names(lens, layer):
             rows, ps, hs = groups.setdefault(name, ([], [], []))
@@ -114,18 +122,45 @@ def patch_hooks(lens: Lens, sweep: Sweep, cells: Sequence[tuple[int, ...]],
     return hooks
 
 
+def branch_hooks(lens: Lens, layers: Sequence[int], trunks: Sequence[int], n_trunk: int
+                 ) -> list[tuple[str, Callable]]:
+    """Hooks that add row ``n_trunk + i`` to the pass at ``blocks.{layers[i]}.hook_resid_pre``
+    as a copy of trunk row ``trunks[i]`` (``layers`` ascending, so the rows join in order).
+    Every module computes each row on its own and broadcasts what the whole pass shares
+    (position embeddings, masks), so a batch that grows between layers computes each row as
+    a pass of its own would."""
+    if list(layers) != sorted(layers):
+        raise ValueError("rows must join in layer order")  # pragma: no cover - internal
+    joins: dict[int, list[int]] = {}
+    for layer, trunk in zip(layers, trunks, strict=True):
+        joins.setdefault(layer, []).append(trunk)
+    hooks = []
+    for layer, rows in joins.items():
+        pick = torch.tensor(rows)
+
+        def grow(act: torch.Tensor, ctx: Any, pick: torch.Tensor = pick) -> torch.Tensor:
+            return torch.cat([act, act[pick.to(act.device)]], dim=0)
+
+        hooks.append((lens.hook_name("hook_resid_pre", layer), grow))
+    return hooks
+
+
 def exact_metric(lens: Lens, sweep: Sweep, cells: Sequence[tuple[int, ...]],
                  clean: dict[str, torch.Tensor], corrupted: torch.Tensor, position: int,
                  metric: Metric, size: int, advance: Callable[[int], None]) -> torch.Tensor:
     """The metric ``[len(cells)]`` (float64, CPU) of the corrupted prompt ``[1, pos]`` with each
-    cell patched, ``size`` cells per pass."""
+    cell patched, ``size`` cells per pass, each row joining the pass at its cell's layer."""
+    order = sorted(range(len(cells)), key=lambda i: cells[i][0])  # stable: by layer
     out = torch.empty(len(cells), dtype=torch.float64)
     with torch.no_grad():
         for part in runner.chunks(len(cells), size):
-            chunk = [cells[i] for i in part]
-            tokens = corrupted.expand(len(chunk), -1)
-            resid = runner.final_residual(lens, tokens, patch_hooks(lens, sweep, chunk, clean))
+            index = [order[i] for i in part]
+            chunk = [cells[i] for i in index]
+            hooks = branch_hooks(lens, [c[0] for c in chunk], [0] * len(chunk), 1)
+            # rows 1.. hold the cells (row 0 is the trunk: the corrupted run)
+            hooks += patch_hooks(lens, sweep, chunk, clean, first_row=1)
+            resid = runner.final_residual(lens, corrupted, hooks)[1:]
             values = apply_metric(metric, runner.logits_at(lens, resid, position))
-            out[part.start:part.stop] = values.detach().double().cpu()
+            out[index] = values.detach().double().cpu()
             advance(len(chunk))
     return out

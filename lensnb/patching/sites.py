@@ -152,15 +152,6 @@ class Sweep:
             out.append(self.n_heads)
         return tuple(out)
 
-    def index(self, cell: tuple[int, ...]) -> tuple[int, ...]:
-        """Where ``cell`` (model numbers) sits in ``scores``."""
-        out = [self.layers.index(cell[0])]
-        rest = list(cell[1:])
-        if self.positions is not None:
-            out.append(self.positions.index(rest.pop(0)))
-        out += rest
-        return tuple(out)
-
     def parts(self, cell: tuple[int, ...]) -> tuple[int, int | None, int | None]:
         """``(layer, position or None, head or KV group or None)`` of a cell."""
         layer, rest = cell[0], list(cell[1:])

@@ -56,3 +56,26 @@ def test_shapes_table_and_figure(demo_lens, ll):
         no_target.figure(color="target")
     with pytest.raises(lensnb.InputError, match="k must be"):
         lensnb.logit_lens(demo_lens, TEXT, k=0)
+
+
+def test_vision_lens_with_and_without_an_image():
+    """Llama 3.2 Vision: without an image its cross-attention layers (1, 3) are skipped, so
+    their rows repeat the row before and the rest equal the text-only model's; with an image
+    every row is read and the last equals the model's output."""
+    import numpy as np
+    from PIL import Image
+
+    vision = lensnb.load("demo-vision")
+    ids = torch.tensor([[5, 9, 7, 3, 12]])
+    ll = lensnb.logit_lens(vision, ids)
+    assert ll.skipped == [2, 4]  # the outputs of blocks 1 and 3
+    assert torch.equal(ll.top_ids[2], ll.top_ids[1]) and torch.equal(ll.top_ids[4], ll.top_ids[3])
+    text = lensnb.logit_lens(vision.text_only(), ids)
+    assert torch.equal(ll.top_ids[[0, 1, 3]], text.top_ids)
+    assert torch.allclose(ll.top_probs[[0, 1, 3]], text.top_probs, atol=1e-6)
+    image = Image.fromarray((np.random.default_rng(0).random((56, 56, 3)) * 255).astype("uint8"))
+    seen = lensnb.logit_lens(vision, "<|image|>a cat", images=[image])
+    assert seen.skipped == []
+    with torch.no_grad():
+        out = vision("<|image|>a cat", images=[image])[0].softmax(-1)
+    assert torch.allclose(seen.top_probs[-1], out.topk(5, dim=-1).values, atol=1e-5)
