@@ -120,6 +120,7 @@ bench: $(STAMP)
 	$(PY) bench/generation.py --write BENCHMARKS.md
 	$(PY) bench/attention_explorer.py
 	$(PY) bench/split_qkv_memory.py --write
+	$(PY) bench/patching.py --write BENCHMARKS.md
 
 screenshots: $(STAMP)
 	$(PY) scripts/refresh_screenshots.py

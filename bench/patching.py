@@ -332,7 +332,8 @@ def report(args: argparse.Namespace, s: dict[str, Any], load: tuple[float, float
     lines += [
         "",
         "- Target attribution ≤ 3 forward passes' time (one pass holds the clean and corrupted "
-        "prompts, plus one row per KV group for the recomputed softmax, and one backward "
+        "prompts, plus, for `kv_group`, one row whose attention is recomputed with every "
+        "group's clean keys and values, and one backward "
         f"pass): within it {', '.join(f'`{k}`' for k in within) or 'none'}"
         + (f"; above it {', '.join(f'`{k}` ({v:.1f})' for k, v in above.items())}"
            if above else "") + ".",

@@ -80,6 +80,40 @@ def _images(lens: Any, source: Any) -> None:
     lens("<|image|>a picture of", images=[picture(28, 28)])
 
 
+def _pair(lens: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """A prompt pair of equal token length on any tokenizer: ``TEXT``'s ids and them reversed."""
+    clean = lens.to_tokens(TEXT)  # [1, pos]
+    return clean, clean.flip(1)
+
+
+def _patching(lens: Any, source: Any) -> None:
+    clean, corrupted = _pair(lens)
+    last = lens.n_layers - 1
+    for site in lensnb.patching_sites(lens):
+        lensnb.activation_patching(lens, clean, corrupted, answer=5, wrong=7, site=site,
+                                   layers=[last], positions=[1, 3] if site in POSITIONAL
+                                   else None, progress=False)
+        lensnb.activation_patching(lens, clean, corrupted, answer=5, wrong=7, site=site,
+                                   method="attribution", progress=False)
+
+
+POSITIONAL = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "head_by_pos")
+
+
+def _ablation(lens: Any, source: Any) -> None:
+    layer = lens.self_attention_layers[-1]
+    for how, reference in (("zero", None), ("mean", [TEXT])):
+        patches = lensnb.ablation(lens, heads=[(layer, 0)], kv_groups=[(layer, 0)], how=how,
+                                  reference=reference)
+        lens.run_with_hooks(TEXT, fwd_hooks=patches)
+
+
+def _workbench(lens: Any, source: Any) -> None:
+    clean, corrupted = _pair(lens)
+    wb = lensnb.PatchingWorkbench(lens, clean, corrupted, answer=5, wrong=7)
+    wb.ablate([(lens.self_attention_layers[-1], 0)])
+
+
 FEATURE_CALLS: dict[str, Callable[[Any, Any], Any]] = {
     "`lens(text)`, `run_with_cache`, `run_with_hooks`": _forward,
     "`attention_patterns`, `AttentionExplorer`": _patterns,
@@ -96,6 +130,12 @@ FEATURE_CALLS: dict[str, Callable[[Any, Any], Any]] = {
                                                      max_new_tokens=2),
     "`split_qkv`, `patch_kv_input`, `patch_q_input`": _split,
     "`compatibility=True`": lambda lens, source: lensnb.load(source, compatibility=True)(TEXT),
+    "`activation_patching` (every site, exact and attribution)": _patching,
+    "`ablation`": _ablation,
+    "`causal_trace`": lambda lens, _: lensnb.causal_trace(lens, TEXT, [1, 2], 5, samples=2,
+                                                          window=2, progress=False),
+    "`logit_lens`": lambda lens, _: lensnb.logit_lens(lens, TEXT, target=5),
+    "`PatchingWorkbench`": _workbench,
     "`ImageAttention`, `images=`": _images,
 }
 

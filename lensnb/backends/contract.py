@@ -163,6 +163,9 @@ class Capabilities:
     #: cached generation through the model's own decoding state (``new_cache()``,
     #: ``forward(ids, cache=...)``, ``final_modules()``) instead of a ``transformers`` cache
     own_decoding: bool = False
+    #: one norm spans every KV head's keys after ``attn.hook_k`` (OLMo-2's ``k_norm``): a patch
+    #: of one KV group's keys there rescales every group's, so KV groups are not independent
+    shared_k_norm: bool = False
 
     @classmethod
     def names(cls) -> list[str]:

@@ -13,12 +13,15 @@ only what follows it is linearised:
 - ``"head"``/``"head_by_pos"`` patch the head's output ``z``, which the clean run computed
   with its own queries, keys and softmax: ``z_clean`` is already the recomputed output, and the
   estimate is linear from ``z`` onwards.
-- ``"kv_group"`` patches a group's keys and values: one extra row per KV group (rows 2...)
-  takes, at every swept layer, that group's clean keys and values with the corrupted queries,
-  so its attention recomputes ``z'`` exactly for the group's query heads; the row's ``z`` is
-  then reset to the corrupted row's, so each layer sees the corrupted residual stream. The
-  score is ``sum over the group's heads (z' - z_corrupted) . dM/dz``. ``qk_fix=False`` gives
-  plain AtP through the keys and values, ``(k_clean - k) . dM/dk + (v_clean - v) . dM/dv``.
+- ``"kv_group"`` patches a group's keys and values: one extra row (row 2) takes, at every
+  swept layer, every group's clean keys and values with the corrupted queries, so its
+  attention recomputes ``z'`` exactly for every query head (a query head reads its own KV
+  group only, so one row serves all groups); the row's ``z`` is then reset to the corrupted
+  row's, so each layer sees the corrupted residual stream. Where one norm spans every KV
+  head's keys (``capabilities.shared_k_norm``, OLMo-2) groups are not independent, and each
+  group gets a row of its own (rows 2...). The score is ``sum over the group's heads
+  (z' - z_corrupted) . dM/dz``. ``qk_fix=False`` gives plain AtP through the keys and values,
+  ``(k_clean - k) . dM/dk + (v_clean - v) . dM/dv``.
 """
 
 from __future__ import annotations
@@ -49,7 +52,9 @@ def attribution_metric(lens: Lens, sweep: Sweep, clean: torch.Tensor, corrupted:
     """``(estimate [sweep.shape] of m - m_corrupted, m_clean, m_corrupted)``, float64 on the
     CPU, from one forward and one backward pass."""
     fix = sweep.site.name == "kv_group" and qk_fix
-    n_fix = lens.n_key_value_heads if fix else 0
+    # fix rows: one for every group at once, or one per group where their keys share a norm
+    per_group = lens.capabilities.shared_k_norm
+    n_fix = (lens.n_key_value_heads if per_group else 1) if fix else 0
     tokens = torch.cat([clean, corrupted, corrupted.expand(n_fix, -1)], dim=0)
     kept: dict[str, torch.Tensor] = {}  # hook name -> the activation in the graph
     recomputed: dict[str, torch.Tensor] = {}  # hook_z name -> z' of the fix rows
@@ -66,14 +71,16 @@ def attribution_metric(lens: Lens, sweep: Sweep, clean: torch.Tensor, corrupted:
 
     def clean_kv(act: torch.Tensor, hook: Any) -> torch.Tensor:
         new = act.clone()  # [batch, pos, n_kv, d_head]
-        for g in range(n_fix):
+        if not per_group:
+            new[FIX] = act[CLEAN]
+        for g in range(n_fix if per_group else 0):
             new[FIX + g, :, g] = act[CLEAN, :, g]
         return new
 
     def z_reset(name: str) -> Callable:
         def fn(act: torch.Tensor, hook: Any) -> torch.Tensor:
             kept[name] = act
-            recomputed[name] = act[FIX:].detach()  # [n_kv, pos, n_heads, d_head]
+            recomputed[name] = act[FIX:].detach()  # [n_fix, pos, n_heads, d_head]
             new = act.clone()
             new[FIX:] = act[CORRUPTED].detach()
             return new
@@ -132,12 +139,14 @@ def _reduce(sweep: Sweep, delta: torch.Tensor) -> torch.Tensor:
 def _kv_fix_scores(lens: Lens, z_fix: torch.Tensor, z_corr: torch.Tensor,
                    grad: torch.Tensor | None) -> torch.Tensor:
     """``[n_kv]``: for each KV group g, ``sum over its query heads (z'_g - z) . dM/dz`` with
-    ``z_fix [n_kv, pos, n_heads, d_head]`` the recomputed outputs of the fix rows."""
+    ``z_fix [n_fix, pos, n_heads, d_head]`` the recomputed outputs of the fix rows (one row
+    for all groups, or one per group)."""
     if grad is None:
         return torch.zeros(lens.n_key_value_heads, dtype=torch.float64)
     g_corr = grad[CORRUPTED]  # [pos, n_heads, d_head]
     out = torch.zeros(lens.n_key_value_heads, dtype=torch.float64)
     for g, heads in enumerate(lens.kv_groups.groups):
-        delta = (z_fix[g][:, heads] - z_corr[:, heads]) * g_corr[:, heads]
+        z_g = z_fix[g if z_fix.shape[0] > 1 else 0]  # [pos, n_heads, d_head]
+        delta = (z_g[:, heads] - z_corr[:, heads]) * g_corr[:, heads]
         out[g] = float(delta.double().sum())
     return out

@@ -194,31 +194,33 @@ def causal_trace(lens: Lens, prompt: Any, subject: Any, answer: int | str, *,
 
     first = subj[0]
     cells = [(k, la, p) for k in kinds for la in range(n_layers) for p in range(first, n_pos)]
-    # one row per (cell, noised copy), joining the pass where its restoration begins
-    rows = sorted(((s, c) for c in range(len(cells)) for s in range(samples)),
-                  key=lambda row: _first_layer(cells[row[1]], window, n_layers))
-    size = max(1, runner.batch_size(lens, n_pos, batch_size, n_rows=len(rows) + samples)
-               - samples)
+    # each pass: one noised copy (the trunk, row 0) and rows restoring cells in that copy, each
+    # joining the pass where its restoration begins. One trunk row per pass, so what the pass
+    # shares (masks, position embeddings) is built for one row and broadcast to the rows that
+    # join later (a sliding-window mask is built per row)
+    order = sorted(range(len(cells)), key=lambda c: _first_layer(cells[c], window, n_layers))
+    size = max(1, runner.batch_size(lens, n_pos, batch_size, n_rows=len(cells) + 1) - 1)
     probs = torch.empty(len(cells), samples, dtype=torch.float64)
-    parts = runner.chunks(len(rows), size)
-    trunk = tokens.expand(samples, -1)  # rows 0..samples-1: the noised copies, unrestored
-    noise_hook = _noise_hook(names[0], subj, draws, range(samples))
-    trunk_probs = []
+    parts = runner.chunks(len(cells), size)
+    trunk_probs = torch.empty(samples, dtype=torch.float64)
     with (torch.no_grad(),
-          runner.progress_bar(progress, len(rows), "causal trace", passes=len(parts)) as advance):
-        for part in parts:
-            chunk = [rows[i] for i in part]
-            hooks = [noise_hook, *branch_hooks(
-                lens, [_first_layer(cells[c], window, n_layers) for _, c in chunk],
-                [s for s, _ in chunk], samples)]
-            hooks += _restore_hooks(lens, [cells[c] for _, c in chunk], clean, window,
-                                    first_row=samples)
-            out = _prob(lens, runner.final_residual(lens, trunk, hooks), answer_id).double()
-            trunk_probs.append(out[:samples].mean())
-            for (s, c), p in zip(chunk, out[samples:].cpu().tolist(), strict=True):
-                probs[c, s] = p
-            advance(len(chunk))
-    corrupted_prob = float(trunk_probs[0])
+          runner.progress_bar(progress, len(cells) * samples, "causal trace",
+                              passes=len(parts) * samples) as advance):
+        for sample in range(samples):
+            noise_hook = _noise_hook(names[0], subj, draws, [sample])
+            for part in parts:
+                chunk = [order[i] for i in part]
+                hooks = [noise_hook, *branch_hooks(
+                    lens, [_first_layer(cells[c], window, n_layers) for c in chunk],
+                    [0] * len(chunk), 1)]
+                hooks += _restore_hooks(lens, [cells[c] for c in chunk], clean, window,
+                                        first_row=1)
+                out = _prob(lens, runner.final_residual(lens, tokens, hooks), answer_id)
+                out = out.double().cpu()
+                trunk_probs[sample] = out[0]
+                probs[chunk, sample] = out[1:]
+                advance(len(chunk))
+    corrupted_prob = float(trunk_probs.mean())
     maps: dict[str, torch.Tensor | None] = dict.fromkeys(KINDS)
     per_cell = probs.mean(-1)
     for k in kinds:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..core.errors import UnsupportedFeatureError
+from ..core.errors import InputError, UnsupportedFeatureError
 from . import runner
 from .metrics import Metric, apply_metric
 
@@ -130,7 +130,8 @@ def branch_hooks(lens: Lens, layers: Sequence[int], trunks: Sequence[int], n_tru
     (position embeddings, masks), so a batch that grows between layers computes each row as
     a pass of its own would."""
     if list(layers) != sorted(layers):
-        raise ValueError("rows must join in layer order")  # pragma: no cover - internal
+        raise InputError(f"branch rows must join in ascending layer order, got layers "
+                         f"{list(layers)}")  # pragma: no cover - internal
     joins: dict[int, list[int]] = {}
     for layer, trunk in zip(layers, trunks, strict=True):
         joins.setdefault(layer, []).append(trunk)

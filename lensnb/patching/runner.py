@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..core import progress as progress_bars
 from ..core.errors import InputError, InputTypeError, UnsupportedFeatureError
 
 if TYPE_CHECKING:
@@ -156,9 +157,10 @@ def check_progress(progress: Progress) -> None:
 @contextlib.contextmanager
 def progress_bar(progress: Progress, total: int, desc: str, *,
                  passes: int) -> Iterator[Callable[[int], None]]:
-    """Yields ``advance(n)``: a tqdm bar over ``total`` cells (``progress=True``, or ``None``
-    from ``AUTO_PROGRESS_PASSES`` forward passes on), ``progress(done, total)`` for a
-    callable, nothing for ``False``. The bar closes however the block ends."""
+    """Yields ``advance(n)``: a lensnb bar (``core.progress``) over ``total`` cells
+    (``progress=True``, or ``None`` from ``AUTO_PROGRESS_PASSES`` forward passes on; off
+    with ``lensnb.options.progress = False``), ``progress(done, total)`` for a callable,
+    nothing for ``False``. The bar closes however the block ends."""
     check_progress(progress)
     done = 0
     if callable(progress) and not isinstance(progress, bool):
@@ -173,9 +175,7 @@ def progress_bar(progress: Progress, total: int, desc: str, *,
     if not show:
         yield lambda n: None
         return
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc=desc, unit="cell", leave=False)
+    bar = progress_bars.bar(total, desc, unit="cell", leave=False, show=True)
     try:
         yield bar.update
     finally:

@@ -115,9 +115,7 @@ def check_split_qkv(b: Built) -> tuple[float, float, str]:
     ids = lens.to_tokens(PROMPT)
     layer = lens.n_layers - 1
     name = f"blocks.{layer}.attn.hook_pattern"
-    k_norm = getattr(getattr(lens.bridge.blocks[layer], "attn", None), "k_norm", None)
-    k_norm = getattr(k_norm, "original_component", k_norm)
-    if k_norm is not None and k_norm.weight.numel() != lens.facts.d_head:
+    if lens.capabilities.shared_k_norm:
         raise NotApplicable("one k_norm spans every KV head (OLMo-2): a patch of one group's "
                             "keys rescales all groups'")
     try:

@@ -31,9 +31,11 @@ def test_subject_and_noise_level(demo_lens, trace):
     assert trace.clean_prob == pytest.approx(float(p), abs=1e-5)
 
 
-def test_maps_equal_a_loop(demo_lens, trace):
-    lens, n_layers = demo_lens, demo_lens.n_layers
-    tokens = lens.to_tokens(CLEAN)
+def _loop_maps(lens, text, trace):
+    """The three maps, one restoration per forward pass (the noised copies as the batch), and
+    the corrupted probability."""
+    n_layers = lens.n_layers
+    tokens = lens.to_tokens(text)
     n_pos, subj, samples = tokens.shape[1], trace.subject_positions, trace.noise.shape[0]
     hooks = {"state": "hook_resid_post", "mlp": "hook_mlp_out", "attn": "hook_attn_out"}
     names = [f"blocks.{la}.{h}" for la in range(n_layers) for h in hooks.values()]
@@ -55,8 +57,7 @@ def test_maps_equal_a_loop(demo_lens, trace):
         logits = lens.run_with_hooks(tokens.expand(samples, -1), fwd_hooks=fwd)
         return float(logits[:, -1].softmax(-1)[:, trace.answer].mean())
 
-    assert trace.corrupted_prob == pytest.approx(prob([("blocks.0.hook_resid_pre", noise)]),
-                                                 abs=1e-6)
+    maps = {}
     for kind, hook in hooks.items():
         truth = torch.zeros(n_layers, n_pos)
         for la in range(n_layers):
@@ -66,9 +67,30 @@ def test_maps_equal_a_loop(demo_lens, trace):
                 fwd = [("blocks.0.hook_resid_pre", noise)] + [
                     (f"blocks.{j}.{hook}", restore(f"blocks.{j}.{hook}", p)) for j in window]
                 truth[la, p] = prob(fwd)
+        maps[kind] = truth
+    return maps, prob([("blocks.0.hook_resid_pre", noise)])
+
+
+def test_maps_equal_a_loop(demo_lens, trace):
+    maps, corrupted = _loop_maps(demo_lens, CLEAN, trace)
+    assert trace.corrupted_prob == pytest.approx(corrupted, abs=1e-6)
+    for kind, truth in maps.items():
         # noise-floor: batched rows vs the loop's two-row passes, probabilities ~0.03-0.2
         assert torch.allclose(getattr(trace, kind), truth, atol=1e-5), kind
     assert float(trace.state[-1, -1]) == pytest.approx(trace.clean_prob, abs=1e-5)
+
+
+def test_sliding_window_model_equals_a_loop(make_tiny_model):
+    """Gemma 3 with a window shorter than the prompt builds its masks per row: the rows that
+    join a pass later must still be masked as the loop's passes are."""
+    lens = lensnb.load(make_tiny_model("gemma3_text", head_dim=16, sliding_window=4,
+                                       layer_types=["sliding_attention", "full_attention"]))
+    trace = lensnb.causal_trace(lens, CLEAN, "x, y", 9, samples=2, window=2, seed=1,
+                                progress=False)
+    maps, corrupted = _loop_maps(lens, CLEAN, trace)
+    assert trace.corrupted_prob == pytest.approx(corrupted, abs=1e-6)
+    for kind, truth in maps.items():
+        assert torch.allclose(getattr(trace, kind), truth, atol=1e-5), kind
 
 
 def test_kinds_table_figure_and_bad_subject(demo_lens, trace):

@@ -11,7 +11,8 @@ import torch
 import lensnb
 
 # (model_type, config overrides): fused q/k/v (GPT-2, GPT-NeoX, Phi-3), parallel attention
-# (GPT-NeoX), MQA (Gemma), sliding windows shorter than the prompt (Gemma 3), q/k/v bias (Qwen2)
+# (GPT-NeoX), MQA (Gemma), sliding windows shorter than the prompt (Gemma 3), q/k/v bias (Qwen2),
+# q/k norms per head (Qwen3) and over all heads (OLMo-2)
 FAMILIES = {
     "gpt2": ("gpt2", dict(num_key_value_heads=4)),
     "gpt-neox-parallel": ("gpt_neox", dict(num_key_value_heads=4, use_parallel_residual=True)),
@@ -20,6 +21,8 @@ FAMILIES = {
     "gemma3-sliding": ("gemma3_text", dict(head_dim=16, sliding_window=4,
                                             layer_types=["sliding_attention", "full_attention"])),
     "qwen2-bias": ("qwen2", dict()),
+    "qwen3": ("qwen3", dict()),  # a k_norm per KV head
+    "olmo2": ("olmo2", dict()),  # one k_norm over every KV head's keys (shared_k_norm)
 }
 CLEAN = "def add(x, y):\n    return x +"
 CORRUPTED = "def add(x, z):\n    return x +"
@@ -79,6 +82,43 @@ def test_sweeps_equal_a_loop_on_every_family(family, name):
                                      site="kv_group", method="attribution", progress=False)
     assert est.scores.shape == (lens.n_layers, lens.n_key_value_heads)
     assert torch.isfinite(est.scores).all()
+
+
+@pytest.mark.parametrize("name", ["gpt2", "gemma-mqa", "gemma3-sliding", "qwen3", "olmo2"])
+def test_kv_group_qk_fix_equals_a_loop_on_every_family(family, name):
+    """AtP*'s QK fix per KV group == a loop written here: ``z'``, the query heads' output of an
+    exact pass with that group's clean keys and values (at one layer), and ``dM/dz`` at the
+    corrupted run by autograd: ``sum over the group's heads (z' - z) . dM/dz``. On OLMo-2 a
+    patch of one group's keys rescales every group's (one k_norm), so this checks that too."""
+    lens, answer, wrong = family(name)
+    assert lens.capabilities.shared_k_norm == (name == "olmo2")
+    res = lensnb.activation_patching(lens, CLEAN, CORRUPTED, answer=answer, wrong=wrong,
+                                     site="kv_group", method="attribution", progress=False)
+    span = res.clean_value - res.corrupted_value
+    truth = torch.zeros(res.scores.shape, dtype=torch.float64)
+    for la in range(lens.n_layers):
+        z, kv = f"blocks.{la}.attn.hook_z", [f"blocks.{la}.attn.hook_{x}" for x in "kv"]
+        _, cache = lens.run_with_cache(CLEAN, names=kv)
+        held = {}
+
+        def leaf(act, hook, held=held):
+            held["z"] = act.detach().requires_grad_(True)
+            return held["z"]
+
+        with torch.enable_grad():  # the hooked model itself: lens.run_with_hooks is no_grad
+            logits = lens.bridge.run_with_hooks(lens.to_tokens(CORRUPTED), fwd_hooks=[(z, leaf)])
+            (grad,) = torch.autograd.grad(logits[0, -1, answer] - logits[0, -1, wrong],
+                                          held["z"])
+        z_corr = held["z"].detach()
+        for g in range(lens.n_key_value_heads):
+            patches = [lensnb.patch(la, f"attn.hook_{x}", kv_group=g, every_position=True,
+                                    value=cache[f"blocks.{la}.attn.hook_{x}"][0][:, g])
+                       for x in "kv"]
+            _, patched = lens.run_with_cache(CORRUPTED, names=[z], hooks=patches)
+            heads = lens.heads_of_kv(g)
+            truth[la, g] = float(((patched[z] - z_corr) * grad)[0, :, heads].double().sum())
+    truth /= span
+    assert torch.allclose(res.scores.double(), truth, atol=1e-4), (res.scores, truth)
 
 
 def test_parallel_attention_has_no_resid_mid(family):

@@ -77,6 +77,11 @@ def capabilities_of(model: Any) -> Capabilities:
     attns = [getattr(block, "attn", None) for block in getattr(model, "blocks", ())]
     every = bool(attns) and all(a is not None for a in attns)
     rotary = every and all(hasattr(a, "hook_rot_q") for a in attns)
+    d_head = getattr(getattr(model, "cfg", None), "d_head", None)
+    k_norms = [getattr(getattr(a, "k_norm", None), "original_component",
+                       getattr(a, "k_norm", None)) for a in attns if a is not None]
+    shared_k_norm = any(getattr(n, "weight", None) is not None and n.weight.numel() != d_head
+                        for n in k_norms)
     per_head_out = every and all(
         isinstance(getattr(getattr(a, "o", None), "original_component", None),
                    (torch.nn.Linear, Conv1D)) for a in attns)
@@ -88,6 +93,7 @@ def capabilities_of(model: Any) -> Capabilities:
         direct_logit_attribution=per_head_out,
         rope=rotary,
         rope_frequency_usage=rotary,
+        shared_k_norm=shared_k_norm,
     )
 
 

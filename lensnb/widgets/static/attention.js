@@ -25,7 +25,6 @@ function explorerToolbar(model) {
 /** The context every view shares: model, state, caches, the request helper, error/hover lines. */
 function explorerContext(model, root) {
   const N = model.get("tokens").length;
-  const rows = new Lru(512); // "row|column:layer:head:pos" -> Float32Array
   const ctx = {
     model, root, N, t0: performance.now(),
     tokens: () => model.get("tokens"),
@@ -48,16 +47,7 @@ function explorerContext(model, root) {
     onHeadShown: () => {},
   };
   ctx.showError = (err) => { ctx.errorLine.textContent = errorText(err); };
-  ctx.exactRow = async (kind, layer, head, pos) => {
-    const key = `${kind}:${layer}:${head}:${pos}`;
-    let r = rows.get(key);
-    if (!r) {
-      const { buffers } = await ctx.ask(kind, { layer, head, pos });
-      r = buffers.weights.data;
-      rows.set(key, r);
-    }
-    return r;
-  };
+  ctx.exactRow = exactRowCache((name, params) => ctx.ask(name, params));
   return ctx;
 }
 

@@ -67,6 +67,26 @@ class Lru {
   }
 }
 
+/**
+ * The exact weights of one query row or key column of a head, one request each and cached:
+ * `(kind "row" | "column", layer, head, pos) -> Float32Array`. `ask(name, params)` sends the
+ * request; `check(layer, head)` throws when this copy cannot fetch that head (a static copy).
+ */
+function exactRowCache(ask, check = () => {}) {
+  const rows = new Lru(512); // "row|column:layer:head:pos" -> Float32Array
+  return async (kind, layer, head, pos) => {
+    check(layer, head);
+    const key = `${kind}:${layer}:${head}:${pos}`;
+    let r = rows.get(key);
+    if (!r) {
+      const { buffers } = await ask(kind, { layer, head, pos });
+      r = buffers.weights.data;
+      rows.set(key, r);
+    }
+    return r;
+  };
+}
+
 /** An exact weight as text. */
 function weightText(w) { return w.toPrecision(6); }
 

@@ -20,7 +20,6 @@ function pwExplorerContext(wb, element) {
     save_changes: () => { if (local.view === "head") wb.select({ kind: "head", layer: local.layer, head: local.head }); },
     on: () => {}, off: () => {},
   };
-  const rows = new Lru(512);
   const ctx = {
     model, root: element, N, t0: performance.now(), local,
     tokens: () => tokens,
@@ -34,19 +33,11 @@ function pwExplorerContext(wb, element) {
     onHeadShown: () => {},
   };
   ctx.showError = (err) => { ctx.errorLine.textContent = errorText(err); };
-  ctx.exactRow = async (kind, layer, head, pos) => {
+  ctx.exactRow = exactRowCache((name, params) => ctx.ask(name, params), (layer, head) => {
     if (!wb.live && !(exported.kind === "head" && exported.layer === layer && exported.head === head)) {
       throw new Error("this static copy holds the exact weights of the head selected when it was saved only: open the notebook with its kernel for the others");
     }
-    const key = `${kind}:${layer}:${head}:${pos}`;
-    let r = rows.get(key);
-    if (!r) {
-      const { buffers } = await ctx.ask(kind, { layer, head, pos });
-      r = buffers.weights.data;
-      rows.set(key, r);
-    }
-    return r;
-  };
+  });
   return ctx;
 }
 
