@@ -4,20 +4,9 @@ pass (``lensnb.backends.attention_memory``, run by every backend's attention swi
 from __future__ import annotations
 
 import pytest
-import torch
 
 from lensnb import PatternMemoryError
 from lensnb.backends import attention_memory
-
-N = 200
-
-
-@pytest.fixture(scope="module")
-def tokens(demo_lens):
-    g = torch.Generator().manual_seed(0)
-    t = torch.randint(2, demo_lens.tokenizer.vocab_size, (1, N), generator=g)
-    t[0, 0] = demo_lens.tokenizer.bos_token_id
-    return t
 
 
 def test_too_large_pattern_raises_up_front(demo_lens, tokens, monkeypatch):

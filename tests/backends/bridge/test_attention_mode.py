@@ -10,22 +10,12 @@ from layouts import DEMO_DIR, LAYOUTS
 import lensnb
 from lensnb.backends.bridge import attention_mode
 
-N = 200
-
 
 def hf_model(path, impl):
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(path, attn_implementation=impl,
                                                 dtype=torch.float32).eval()
-
-
-@pytest.fixture(scope="module")
-def tokens(demo_lens):
-    g = torch.Generator().manual_seed(0)
-    t = torch.randint(2, demo_lens.tokenizer.vocab_size, (1, N), generator=g)
-    t[0, 0] = demo_lens.tokenizer.bos_token_id
-    return t
 
 
 @pytest.fixture(scope="module")
