@@ -41,6 +41,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from benchmarks_md import write_section  # bench/ is on the path of a bench script
+
+SECTION = "## Generation with hooks vs Hugging Face and nnsight (`bench/generation.py`)"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -306,16 +309,6 @@ def versions() -> str:
                                                       "transformer-lens"))
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace the body of the "Generation" section of BENCHMARKS.md, leaving the rest."""
-    text = path.read_text(encoding="utf-8")
-    head = "## Generation with hooks vs Hugging Face and nnsight (`bench/generation.py`)"
-    start = text.index(head) + len(head)
-    nxt = text.find("\n## ", start)
-    end = len(text) if nxt < 0 else nxt
-    path.write_text(text[:start] + "\n\n" + body + "\n" + text[end:], encoding="utf-8")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="demo")
@@ -351,7 +344,7 @@ def main() -> None:
              f"the run, on {os.cpu_count()} cores (other jobs may share them).")
     print(body)
     if args.write:
-        write_section(args.write, body)
+        write_section(args.write, SECTION, body)
 
 
 if __name__ == "__main__":

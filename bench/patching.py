@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from benchmarks_md import write_section  # bench/ is on the path of a bench script
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -341,19 +342,6 @@ def report(args: argparse.Namespace, s: dict[str, Any], load: tuple[float, float
     return "\n".join(lines)
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace (or append) this benchmark's section of BENCHMARKS.md."""
-    text = path.read_text(encoding="utf-8")
-    if SECTION in text:
-        start = text.index(SECTION) + len(SECTION)
-        nxt = text.find("\n## ", start)
-        end = len(text) if nxt < 0 else nxt
-        text = text[:start] + "\n\n" + body + "\n" + text[end:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + SECTION + "\n\n" + body + "\n"
-    path.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
@@ -414,7 +402,7 @@ def main() -> None:
                   attribution, forward)
     print(body)
     if args.write:
-        write_section(args.write, body)
+        write_section(args.write, SECTION, body)
 
 
 if __name__ == "__main__":

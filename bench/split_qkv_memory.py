@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from benchmarks_md import write_section  # bench/ is on the path of a bench script
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "lensnb" / "assets" / "configs" / "meta-llama--Llama-3.1-8B.json"
@@ -136,15 +137,6 @@ def report(off: dict, on: dict) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    path = REPO / "BENCHMARKS.md"
-    doc = path.read_text()
-    start = doc.index(SECTION) + len(SECTION)
-    nxt = re.search(r"^## ", doc[start:], flags=re.M)
-    end = start + nxt.start() if nxt else len(doc)
-    path.write_text(doc[:start] + "\n\n" + text + "\n" + ("\n" if nxt else "") + doc[end:])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pos", type=int, default=4096, help="tokens (default 4096)")
@@ -158,7 +150,7 @@ def main() -> None:
     text = report(off, on)
     print(text)
     if args.write:
-        write_section(text)
+        write_section(REPO / "BENCHMARKS.md", SECTION, text)
 
 
 if __name__ == "__main__":
