@@ -71,10 +71,11 @@ def attribution_metric(lens: Lens, sweep: Sweep, clean: torch.Tensor, corrupted:
 
     def clean_kv(act: torch.Tensor, hook: Any) -> torch.Tensor:
         new = act.clone()  # [batch, pos, n_kv, d_head]
-        if not per_group:
+        if per_group:  # row FIX + g: group g's clean keys/values, the others corrupted
+            for g in range(n_fix):
+                new[FIX + g, :, g] = act[CLEAN, :, g]
+        else:  # row FIX: every group's clean keys/values
             new[FIX] = act[CLEAN]
-        for g in range(n_fix if per_group else 0):
-            new[FIX + g, :, g] = act[CLEAN, :, g]
         return new
 
     def z_reset(name: str) -> Callable:

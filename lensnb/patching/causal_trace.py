@@ -195,9 +195,7 @@ def causal_trace(lens: Lens, prompt: Any, subject: Any, answer: int | str, *,
     first = subj[0]
     cells = [(k, la, p) for k in kinds for la in range(n_layers) for p in range(first, n_pos)]
     # each pass: one noised copy (the trunk, row 0) and rows restoring cells in that copy, each
-    # joining the pass where its restoration begins. One trunk row per pass, so what the pass
-    # shares (masks, position embeddings) is built for one row and broadcast to the rows that
-    # join later (a sliding-window mask is built per row)
+    # joining the pass where its restoration begins (branch_hooks: one trunk row per pass)
     order = sorted(range(len(cells)), key=lambda c: _first_layer(cells[c], window, n_layers))
     size = max(1, runner.batch_size(lens, n_pos, batch_size, n_rows=len(cells) + 1) - 1)
     probs = torch.empty(len(cells), samples, dtype=torch.float64)
@@ -211,8 +209,7 @@ def causal_trace(lens: Lens, prompt: Any, subject: Any, answer: int | str, *,
             for part in parts:
                 chunk = [order[i] for i in part]
                 hooks = [noise_hook, *branch_hooks(
-                    lens, [_first_layer(cells[c], window, n_layers) for c in chunk],
-                    [0] * len(chunk), 1)]
+                    lens, [_first_layer(cells[c], window, n_layers) for c in chunk])]
                 hooks += _restore_hooks(lens, [cells[c] for c in chunk], clean, window,
                                         first_row=1)
                 out = _prob(lens, runner.final_residual(lens, tokens, hooks), answer_id)

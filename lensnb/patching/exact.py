@@ -15,6 +15,7 @@ about half the row-layers of running each copy from the embedding.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -122,25 +123,20 @@ def patch_hooks(lens: Lens, sweep: Sweep, cells: Sequence[tuple[int, ...]],
     return hooks
 
 
-def branch_hooks(lens: Lens, layers: Sequence[int], trunks: Sequence[int], n_trunk: int
-                 ) -> list[tuple[str, Callable]]:
-    """Hooks that add row ``n_trunk + i`` to the pass at ``blocks.{layers[i]}.hook_resid_pre``
-    as a copy of trunk row ``trunks[i]`` (``layers`` ascending, so the rows join in order).
-    Every module computes each row on its own and broadcasts what the whole pass shares
-    (position embeddings, masks), so a batch that grows between layers computes each row as
-    a pass of its own would."""
+def branch_hooks(lens: Lens, layers: Sequence[int]) -> list[tuple[str, Callable]]:
+    """Hooks that add row ``1 + i`` to a pass of one row (the trunk, row 0) at
+    ``blocks.{layers[i]}.hook_resid_pre`` as a copy of the trunk (``layers`` ascending, so the
+    rows join in order). What the pass shares (position embeddings, masks) is built for the
+    trunk's one row and broadcast to the rows that join later, so each row is computed as a
+    pass of its own would be (a mask built per row, as for sliding windows, would not match
+    rows joining a trunk of several)."""
     if list(layers) != sorted(layers):
         raise InputError(f"branch rows must join in ascending layer order, got layers "
                          f"{list(layers)}")  # pragma: no cover - internal
-    joins: dict[int, list[int]] = {}
-    for layer, trunk in zip(layers, trunks, strict=True):
-        joins.setdefault(layer, []).append(trunk)
     hooks = []
-    for layer, rows in joins.items():
-        pick = torch.tensor(rows)
-
-        def grow(act: torch.Tensor, ctx: Any, pick: torch.Tensor = pick) -> torch.Tensor:
-            return torch.cat([act, act[pick.to(act.device)]], dim=0)
+    for layer, n in Counter(layers).items():  # ascending, as ``layers``
+        def grow(act: torch.Tensor, ctx: Any, n: int = n) -> torch.Tensor:
+            return torch.cat([act, act[:1].expand(n, *act.shape[1:])], dim=0)
 
         hooks.append((lens.hook_name("hook_resid_pre", layer), grow))
     return hooks
@@ -157,7 +153,7 @@ def exact_metric(lens: Lens, sweep: Sweep, cells: Sequence[tuple[int, ...]],
         for part in runner.chunks(len(cells), size):
             index = [order[i] for i in part]
             chunk = [cells[i] for i in index]
-            hooks = branch_hooks(lens, [c[0] for c in chunk], [0] * len(chunk), 1)
+            hooks = branch_hooks(lens, [c[0] for c in chunk])
             # rows 1.. hold the cells (row 0 is the trunk: the corrupted run)
             hooks += patch_hooks(lens, sweep, chunk, clean, first_row=1)
             resid = runner.final_residual(lens, corrupted, hooks)[1:]
