@@ -91,13 +91,9 @@ def _patching(lens: Any, source: Any) -> None:
     last = lens.n_layers - 1
     for site in lensnb.patching_sites(lens):
         lensnb.activation_patching(lens, clean, corrupted, answer=5, wrong=7, site=site,
-                                   layers=[last], positions=[1, 3] if site in POSITIONAL
-                                   else None, progress=False)
+                                   layers=[last], progress=False)
         lensnb.activation_patching(lens, clean, corrupted, answer=5, wrong=7, site=site,
                                    method="attribution", progress=False)
-
-
-POSITIONAL = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "head_by_pos")
 
 
 def _ablation(lens: Any, source: Any) -> None:
